@@ -1,0 +1,31 @@
+//! kiln's tensor IR.
+//!
+//! - [`DType`], [`Shape`], [`TensorType`]: element types and static shapes.
+//! - [`Op`]: the operation set, in families ([`UnaryOp`], [`BinaryOp`], ...), with
+//!   one typing rule each ([`infer`]).
+//! - [`Graph`]: a petgraph graph of typed nodes with declared arguments and outputs.
+//! - [`text`]: the text format (print and parse, round-tripping) and [`dot`] export.
+//! - [`interp`]: the reference interpreter, the oracle every compiled result is
+//!   checked against.
+//! - [`HostTensor`]: dense values on the host.
+
+mod dtype;
+mod graph;
+mod infer;
+mod op;
+mod shape;
+mod tensor;
+
+pub mod dot;
+pub mod interp;
+pub mod text;
+
+pub use dtype::{DType, UnknownDType};
+pub use graph::{Graph, GraphError, Node, NodeId, Output};
+pub use infer::{TypeError, infer, reduced_dims, window_out};
+pub use op::{
+    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Op, Pool2dAttrs, PoolKind, ReduceOp,
+    UnaryOp,
+};
+pub use shape::{Shape, TensorType};
+pub use tensor::{DataLenMismatch, HostTensor, TensorData};
