@@ -396,6 +396,16 @@ impl Graph {
         Ok(())
     }
 
+    /// Removes every node for which `keep` returns false, with its edges. Removed
+    /// arguments and outputs leave the argument and output lists too. Ids of kept
+    /// nodes do not change.
+    pub fn retain_nodes(&mut self, keep: impl Fn(NodeId) -> bool) {
+        self.graph.retain_nodes(|_, n| keep(n));
+        let g = &self.graph;
+        self.args.retain(|&a| g.contains_node(a));
+        self.outputs.retain(|o| g.contains_node(o.node));
+    }
+
     /// A copy with dense ids in canonical order: arguments first (in declaration
     /// order), then the other nodes in topological order. The text printer numbers
     /// nodes the same way, so `%N` in a dump is `NodeId` N of the canonical graph.

@@ -345,6 +345,88 @@ impl Op {
         }
     }
 
+    /// One representative of every op variant and every kind of each family (with
+    /// arbitrary attributes). Tests iterate over it to prove coverage: a new variant
+    /// must be added here, which `samples_cover_every_variant` enforces.
+    pub fn samples() -> Vec<Op> {
+        let c = Conv2dAttrs {
+            stride: [2, 1],
+            padding: [1, 0],
+            dilation: [1, 3],
+        };
+        let p = Pool2dAttrs {
+            kind: PoolKind::Max,
+            kernel: [2, 3],
+            stride: [2, 2],
+            padding: [1, 0],
+        };
+        let mut ops: Vec<Op> = vec![
+            Op::Input,
+            Op::Param,
+            Op::Const(HostTensor::from_f32([2], vec![1.5, -2.0]).expect("2 elements")),
+            Op::Select,
+            Op::Cast(DType::I32),
+            Op::Broadcast(Shape::from([2, 3])),
+            Op::Reshape(Shape::from([6])),
+            Op::Transpose(vec![1, 0]),
+            Op::Slice {
+                start: vec![0, 1],
+                end: vec![2, 3],
+                step: vec![1, 2],
+            },
+            Op::Concat { axis: 1 },
+            Op::Pad {
+                low: vec![1],
+                high: vec![0],
+                value: -0.5,
+            },
+            Op::ArgMax {
+                axis: 1,
+                keepdims: false,
+            },
+            Op::MatMul,
+            Op::Conv2d(c),
+            Op::ConvTranspose2d {
+                conv: c,
+                output_padding: [1, 0],
+            },
+            Op::Conv2dWeightGrad {
+                conv: c,
+                kernel: [3, 3],
+            },
+            Op::Pool2d(p),
+            Op::Pool2d(Pool2dAttrs {
+                kind: PoolKind::Avg,
+                ..p
+            }),
+            Op::Pool2dGrad(p),
+            Op::Pool2dGrad(Pool2dAttrs {
+                kind: PoolKind::Avg,
+                ..p
+            }),
+            Op::Gather,
+            Op::ScatterAdd { rows: 10 },
+            Op::OneHot {
+                depth: 4,
+                dtype: DType::F32,
+            },
+            Op::RandomUniform {
+                shape: Shape::from([3]),
+                dtype: DType::F32,
+                salt: 7,
+            },
+        ];
+        ops.extend(UnaryOp::ALL.map(Op::Unary));
+        ops.extend(BinaryOp::ALL.map(Op::Binary));
+        ops.extend(CmpOp::ALL.map(Op::Compare));
+        ops.extend(ReduceOp::ALL.map(|kind| Op::Reduce {
+            kind,
+            axes: vec![0, 2],
+            keepdims: true,
+        }));
+        ops
+    }
+
     /// True for the leaves fed by the caller (`Input` and `Param`).
     pub fn is_argument(&self) -> bool {
         matches!(self, Op::Input | Op::Param)
@@ -703,73 +785,7 @@ mod tests {
 
     #[test]
     fn syntax_round_trips_for_every_kind() {
-        let c = Conv2dAttrs {
-            stride: [2, 1],
-            padding: [1, 0],
-            dilation: [1, 3],
-        };
-        let p = Pool2dAttrs {
-            kind: PoolKind::Max,
-            kernel: [2, 3],
-            stride: [2, 2],
-            padding: [1, 0],
-        };
-        let mut ops: Vec<Op> = vec![
-            Op::Select,
-            Op::Cast(DType::I32),
-            Op::Broadcast(Shape::from([2, 3])),
-            Op::Reshape(Shape::from([6])),
-            Op::Transpose(vec![1, 0]),
-            Op::Slice {
-                start: vec![0, 1],
-                end: vec![2, 3],
-                step: vec![1, 2],
-            },
-            Op::Concat { axis: 1 },
-            Op::Pad {
-                low: vec![1],
-                high: vec![0],
-                value: -0.5,
-            },
-            Op::ArgMax {
-                axis: 1,
-                keepdims: false,
-            },
-            Op::MatMul,
-            Op::Conv2d(c),
-            Op::ConvTranspose2d {
-                conv: c,
-                output_padding: [1, 0],
-            },
-            Op::Conv2dWeightGrad {
-                conv: c,
-                kernel: [3, 3],
-            },
-            Op::Pool2d(p),
-            Op::Pool2dGrad(Pool2dAttrs {
-                kind: PoolKind::Avg,
-                ..p
-            }),
-            Op::Gather,
-            Op::ScatterAdd { rows: 10 },
-            Op::OneHot {
-                depth: 4,
-                dtype: DType::F32,
-            },
-            Op::RandomUniform {
-                shape: Shape::from([3]),
-                dtype: DType::F32,
-                salt: 7,
-            },
-        ];
-        ops.extend(UnaryOp::ALL.map(Op::Unary));
-        ops.extend(BinaryOp::ALL.map(Op::Binary));
-        ops.extend(CmpOp::ALL.map(Op::Compare));
-        ops.extend(ReduceOp::ALL.map(|kind| Op::Reduce {
-            kind,
-            axes: vec![0, 2],
-            keepdims: true,
-        }));
+        let ops: Vec<Op> = Op::samples().into_iter().filter(|o| !o.is_leaf()).collect();
         for op in ops {
             let attrs = op
                 .attrs()
@@ -778,6 +794,49 @@ mod tests {
                 .collect();
             assert_eq!(Op::from_syntax(op.mnemonic(), attrs).unwrap(), op);
         }
+    }
+
+    #[test]
+    fn samples_cover_every_variant() {
+        let mut seen = [false; 26];
+        for op in Op::samples() {
+            // No wildcard: a new variant fails to compile here until it gets a slot.
+            let slot = match op {
+                Op::Input => 0,
+                Op::Param => 1,
+                Op::Const(_) => 2,
+                Op::Unary(_) => 3,
+                Op::Binary(_) => 4,
+                Op::Compare(_) => 5,
+                Op::Select => 6,
+                Op::Cast(_) => 7,
+                Op::Broadcast(_) => 8,
+                Op::Reshape(_) => 9,
+                Op::Transpose(_) => 10,
+                Op::Slice { .. } => 11,
+                Op::Concat { .. } => 12,
+                Op::Pad { .. } => 13,
+                Op::Reduce { .. } => 14,
+                Op::ArgMax { .. } => 15,
+                Op::MatMul => 16,
+                Op::Conv2d(_) => 17,
+                Op::ConvTranspose2d { .. } => 18,
+                Op::Conv2dWeightGrad { .. } => 19,
+                Op::Pool2d(_) => 20,
+                Op::Pool2dGrad(_) => 21,
+                Op::Gather => 22,
+                Op::ScatterAdd { .. } => 23,
+                Op::OneHot { .. } => 24,
+                Op::RandomUniform { .. } => 25,
+            };
+            seen[slot] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "missing samples: {seen:?}");
+        let mut names: Vec<&str> = Op::samples().iter().map(|o| o.mnemonic()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "every sample has its own mnemonic");
     }
 
     #[test]

@@ -1,1 +1,9 @@
-//! kiln-passes.
+//! kiln's graph passes: symbolic autodiff, dead-code elimination, and (later) the egg
+//! optimizer and the scheduler.
+
+pub mod autodiff;
+pub mod dce;
+pub mod emit;
+
+pub use autodiff::{AutodiffError, Gradients, grad};
+pub use dce::eliminate_dead_code;
