@@ -1,0 +1,267 @@
+//! Layers: the [`Module`] trait, [`Linear`], [`Sequential`] and activation modules.
+//!
+//! Parameters use PyTorch's layouts and names (`fc1.weight` is `[out, in]`,
+//! `fc1.bias` is `[out]`), so checkpoints and imported models line up.
+
+use crate::init::Init;
+use crate::rng::Rng;
+use crate::{GraphBuilder, Tensor};
+
+/// A layer or model: a forward function over tensors and the parameters it owns.
+pub trait Module {
+    /// Applies the module to `x`. Errors are deferred like every op's, and reported
+    /// at the line of this call.
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor;
+
+    /// The module's parameters (for optimizers, weight decay, L1/L2 penalties), in
+    /// declaration order.
+    fn params(&self) -> Vec<Tensor>;
+}
+
+/// A fully connected layer: `y = x W^T + b` with `W: [out, in]`, `b: [out]`.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// let g = GraphBuilder::new("net");
+/// let mut rng = Rng::seed(0);
+/// let fc = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
+/// assert_eq!(fc.weight.dims(), &[128, 784]);
+/// let x = g.input("x", DType::F32, [32, 784]);
+/// let h = fc.forward(&x).relu();
+/// assert_eq!(h.dims(), &[32, 128]);
+///
+/// // Choosing the initializers, and no bias:
+/// let fc2 = nn::LinearConfig::new(128, 10)
+///     .with_weight_init(Init::XavierUniform)
+///     .with_bias(false)
+///     .init(&g, "fc2", &mut rng);
+/// assert!(fc2.bias.is_none());
+/// assert_eq!(fc2.forward(&h).dims(), &[32, 10]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Tensor,
+    /// `[out_features]`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+/// The configuration of a [`Linear`] layer, builder-style.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearConfig {
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Whether the layer adds a bias.
+    pub bias: bool,
+    /// The weight initializer (default: PyTorch's, [`Init::torch_default`]).
+    pub weight_init: Init,
+    /// The bias initializer (default: PyTorch's, [`Init::bias_default`]`(in)`).
+    pub bias_init: Init,
+}
+
+impl LinearConfig {
+    /// A layer from `in_features` to `out_features` with a bias and PyTorch's default
+    /// initialization: `U(-1/sqrt(in), 1/sqrt(in))` for weight and bias.
+    pub fn new(in_features: usize, out_features: usize) -> Self {
+        LinearConfig {
+            in_features,
+            out_features,
+            bias: true,
+            weight_init: Init::torch_default(),
+            bias_init: Init::bias_default(in_features),
+        }
+    }
+
+    /// With or without a bias.
+    pub fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// With another weight initializer.
+    pub fn with_weight_init(mut self, init: Init) -> Self {
+        self.weight_init = init;
+        self
+    }
+
+    /// With another bias initializer.
+    pub fn with_bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Declares the parameters `{name}.weight` and `{name}.bias` in `g`.
+    #[track_caller]
+    pub fn init(&self, g: &GraphBuilder, name: &str, rng: &mut Rng) -> Linear {
+        let weight = g.param_init(
+            &format!("{name}.weight"),
+            [self.out_features, self.in_features],
+            self.weight_init,
+            rng,
+        );
+        let bias = self.bias.then(|| {
+            let value = self.bias_init.sample([self.out_features], rng);
+            g.param(&format!("{name}.bias"), value)
+        });
+        Linear { weight, bias }
+    }
+}
+
+impl Linear {
+    /// A layer with PyTorch's default initialization; see [`LinearConfig`] for
+    /// other choices.
+    #[track_caller]
+    pub fn new(
+        g: &GraphBuilder,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        rng: &mut Rng,
+    ) -> Linear {
+        LinearConfig::new(in_features, out_features).init(g, name, rng)
+    }
+}
+
+impl Module for Linear {
+    /// `x.matmul(weight.t()) + bias` for `x: [..., in]`.
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.matmul(&self.weight.t());
+        match &self.bias {
+            Some(b) => y + b,
+            None => y,
+        }
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        let mut p = vec![self.weight.clone()];
+        p.extend(self.bias.clone());
+        p
+    }
+}
+
+/// Modules applied one after another.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// let g = GraphBuilder::new("mlp");
+/// let mut rng = Rng::seed(0);
+/// let mlp = nn::Sequential::new()
+///     .add(nn::Linear::new(&g, "fc1", 4, 8, &mut rng))
+///     .add(nn::Relu)
+///     .add(nn::Linear::new(&g, "fc2", 8, 3, &mut rng));
+/// let y = mlp.forward(&g.input("x", DType::F32, [2, 4]));
+/// assert_eq!(y.dims(), &[2, 3]);
+/// assert_eq!(mlp.params().len(), 4);
+/// ```
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    /// No layers (the identity).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `layer`, builder-style.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Module + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Appends `layer`.
+    pub fn push(&mut self, layer: impl Module + 'static) {
+        self.layers.push(Box::new(layer));
+    }
+
+    /// The number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True if there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl Module for Sequential {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut y = x.clone();
+        for layer in &self.layers {
+            y = layer.forward(&y);
+        }
+        y
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+}
+
+macro_rules! activation {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Module for $name {
+            #[track_caller]
+            fn forward(&self, x: &Tensor) -> Tensor {
+                x.$method()
+            }
+
+            fn params(&self) -> Vec<Tensor> {
+                Vec::new()
+            }
+        }
+    )*};
+}
+
+activation! {
+    /// `max(x, 0)` as a module.
+    Relu => relu;
+    /// The logistic sigmoid as a module.
+    Sigmoid => sigmoid;
+    /// `tanh` as a module.
+    Tanh => tanh;
+}
+
+/// Leaky ReLU with the given negative slope, as a module.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyRelu(pub f64);
+
+impl Module for LeakyRelu {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.leaky_relu(self.0)
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+}
+
+/// Softmax along an axis, as a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Softmax(pub isize);
+
+impl Module for Softmax {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.softmax(self.0)
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+}

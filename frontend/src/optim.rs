@@ -1,0 +1,426 @@
+//! Optimizers as graph builders.
+//!
+//! An optimizer does not run: it *emits* the update of each parameter into the
+//! training-step graph, so forward pass, backward pass and update compile into one
+//! function. Optimizer state (momentum buffers, moment estimates, step counts) is
+//! declared as persistent parameters of the graph, named `{optimizer}.{slot}.{param}`
+//! (e.g. `adam.m.fc1.weight`), with its next value as a graph output of the same
+//! name; the runtime (or [`crate::Model`]'s caller) feeds outputs back in.
+//!
+//! Hyperparameters are baked into the graph as constants, so they fold with the rest
+//! of the update arithmetic. Formulas follow PyTorch's `torch.optim` defaults.
+
+use std::collections::HashMap;
+
+use crate::Tensor;
+use kiln_ir::HostTensor;
+
+/// Emits parameter updates into a graph.
+pub trait Optimizer {
+    /// The prefix of this optimizer's state names (`"adam"`).
+    fn name(&self) -> &str;
+
+    /// Returns the next value of `param` given its gradient `grad`; declares and
+    /// updates whatever state it needs through `state`.
+    fn update(&self, param: &Tensor, grad: &Tensor, state: &mut OptimizerState) -> Tensor;
+}
+
+/// The state an optimizer declares while emitting one parameter's update.
+pub struct OptimizerState<'a> {
+    optimizer: &'a str,
+    param: &'a Tensor,
+    param_name: &'a str,
+    shared: &'a mut HashMap<String, Tensor>,
+    updates: &'a mut Vec<(String, Tensor)>,
+}
+
+impl OptimizerState<'_> {
+    /// A state tensor shaped like the parameter, named `{optimizer}.{slot}.{param}`,
+    /// starting at `init`; `next` gives its value after this step (an output).
+    #[track_caller]
+    pub fn slot(&mut self, slot: &str, init: f32, next: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+        let like = self.param.ty().clone();
+        let name = format!("{}.{slot}.{}", self.optimizer, self.param_name);
+        let current = self
+            .param
+            .builder()
+            .param(&name, HostTensor::full(like.dtype, like.shape, init as f64));
+        let new = next(&current);
+        self.updates.push((name, new.clone()));
+        new
+    }
+
+    /// The step count *after* this step (1 on the first call), an f32 scalar shared
+    /// by every parameter and stored as `{optimizer}.step`.
+    #[track_caller]
+    pub fn step_count(&mut self) -> Tensor {
+        let name = format!("{}.step", self.optimizer);
+        if let Some(t) = self.shared.get(&name) {
+            return t.clone();
+        }
+        let current = self
+            .param
+            .builder()
+            .param(&name, HostTensor::scalar(kiln_ir::DType::F32, 0.0));
+        let next = &current + 1.0;
+        self.updates.push((name.clone(), next.clone()));
+        self.shared.insert(name, next.clone());
+        next
+    }
+}
+
+/// Emits the updates of every `(parameter, gradient)` pair. Returns the new values as
+/// `(name, tensor)`: each parameter under its own name, then the optimizer state
+/// under the state names, ready to be graph outputs.
+#[track_caller]
+pub fn apply(optimizer: &dyn Optimizer, params: &[(Tensor, Tensor)]) -> Vec<(String, Tensor)> {
+    let mut shared = HashMap::new();
+    let mut state_updates = Vec::new();
+    let mut out = Vec::new();
+    for (p, g) in params {
+        let name = p.name().unwrap_or_default();
+        let mut st = OptimizerState {
+            optimizer: optimizer.name(),
+            param: p,
+            param_name: &name,
+            shared: &mut shared,
+            updates: &mut state_updates,
+        };
+        let next = optimizer.update(p, g, &mut st);
+        out.push((name, next));
+    }
+    out.extend(state_updates);
+    out
+}
+
+/// `grad + weight_decay * param` (L2 penalty folded into the gradient).
+fn decayed(param: &Tensor, grad: &Tensor, weight_decay: f32) -> Tensor {
+    if weight_decay == 0.0 {
+        grad.clone()
+    } else {
+        grad + &(param * weight_decay)
+    }
+}
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and L2
+/// weight decay:
+/// `g += wd·p; b = μ·b + g; g = nesterov ? g + μ·b : b; p -= lr·g`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor μ (0 disables the buffer).
+    pub momentum: f32,
+    /// Use Nesterov momentum.
+    pub nesterov: bool,
+    /// Weight decay factor (0 disables it).
+    pub weight_decay: f32,
+}
+
+impl Sgd {
+    /// Plain SGD with learning rate `lr`.
+    pub fn new(lr: f32) -> Self {
+        Sgd {
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Heavy-ball momentum `μ`.
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Nesterov momentum `μ`.
+    pub fn nesterov(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self.nesterov = true;
+        self
+    }
+
+    /// L2 weight decay added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &str {
+        "sgd"
+    }
+
+    fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
+        let mut g = decayed(p, g, self.weight_decay);
+        if self.momentum != 0.0 {
+            let mu = self.momentum;
+            let buf = state.slot("momentum", 0.0, |b| &(b * mu) + &g);
+            g = if self.nesterov {
+                &g + &(&buf * mu)
+            } else {
+                buf
+            };
+        }
+        p - &(&g * self.lr)
+    }
+}
+
+/// Adam, and AdamW with [`Adam::adamw`]:
+/// `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr·m̂/(√v̂ + ε)` with the bias
+/// corrections `m̂ = m/(1-β1^t)`, `v̂ = v/(1-β2^t)`. Adam's weight decay is added to
+/// the gradient; AdamW's multiplies the parameter by `1 - lr·wd` first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the first-moment estimate.
+    pub beta1: f32,
+    /// Decay of the second-moment estimate.
+    pub beta2: f32,
+    /// Added to the denominator for stability.
+    pub eps: f32,
+    /// Weight decay factor (0 disables it).
+    pub weight_decay: f32,
+    /// AdamW: shrink the parameter instead of adding to the gradient.
+    pub decoupled_weight_decay: bool,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults (betas 0.9/0.999, eps 1e-8).
+    pub fn new(lr: f32) -> Self {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+        }
+    }
+
+    /// AdamW: decoupled weight decay `wd` (PyTorch's default is 0.01).
+    pub fn adamw(lr: f32, weight_decay: f32) -> Self {
+        Adam {
+            weight_decay,
+            decoupled_weight_decay: true,
+            ..Adam::new(lr)
+        }
+    }
+
+    /// Sets β1 and β2.
+    pub fn betas(mut self, beta1: f32, beta2: f32) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets ε.
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// L2 weight decay added to the gradient (not decoupled).
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn name(&self) -> &str {
+        if self.decoupled_weight_decay {
+            "adamw"
+        } else {
+            "adam"
+        }
+    }
+
+    fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
+        let (b1, b2) = (self.beta1, self.beta2);
+        let (p, g) = if self.decoupled_weight_decay {
+            let shrunk = if self.weight_decay == 0.0 {
+                p.clone()
+            } else {
+                p * (1.0 - self.lr * self.weight_decay)
+            };
+            (shrunk, g.clone())
+        } else {
+            (p.clone(), decayed(p, g, self.weight_decay))
+        };
+        let m = state.slot("m", 0.0, |m| &(m * b1) + &(&g * (1.0 - b1)));
+        let v = state.slot("v", 0.0, |v| &(v * b2) + &(&g.square() * (1.0 - b2)));
+        let t = state.step_count();
+        let b = p.builder();
+        // 1 - β^t, computed in the graph from the step count.
+        let c1 = 1.0 - &b.scalar(b1).pow(&t);
+        let c2 = 1.0 - &b.scalar(b2).pow(&t);
+        let m_hat = &m / &c1;
+        let v_hat = &v / &c2;
+        &p - &(&(&m_hat / &(&v_hat.sqrt() + self.eps)) * self.lr)
+    }
+}
+
+/// AdaGrad: `s += g²; p -= lr·g/(√s + ε)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaGrad {
+    /// Learning rate.
+    pub lr: f32,
+    /// Added to the denominator for stability.
+    pub eps: f32,
+    /// Weight decay factor (0 disables it).
+    pub weight_decay: f32,
+    /// Starting value of the sum of squared gradients.
+    pub initial_accumulator: f32,
+}
+
+impl AdaGrad {
+    /// AdaGrad with PyTorch's defaults (eps 1e-10, accumulator starting at 0).
+    pub fn new(lr: f32) -> Self {
+        AdaGrad {
+            lr,
+            eps: 1e-10,
+            weight_decay: 0.0,
+            initial_accumulator: 0.0,
+        }
+    }
+
+    /// L2 weight decay added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for AdaGrad {
+    fn name(&self) -> &str {
+        "adagrad"
+    }
+
+    fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
+        let g = decayed(p, g, self.weight_decay);
+        let s = state.slot("sum", self.initial_accumulator, |s| s + &g.square());
+        p - &(&(&g / &(&s.sqrt() + self.eps)) * self.lr)
+    }
+}
+
+/// RMSprop: `v = α·v + (1-α)·g²; p -= lr·g/(√v + ε)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the squared-gradient average.
+    pub alpha: f32,
+    /// Added to the denominator for stability.
+    pub eps: f32,
+    /// Weight decay factor (0 disables it).
+    pub weight_decay: f32,
+}
+
+impl RmsProp {
+    /// RMSprop with PyTorch's defaults (alpha 0.99, eps 1e-8).
+    pub fn new(lr: f32) -> Self {
+        RmsProp {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Sets α.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// L2 weight decay added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for RmsProp {
+    fn name(&self) -> &str {
+        "rmsprop"
+    }
+
+    fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
+        let g = decayed(p, g, self.weight_decay);
+        let a = self.alpha;
+        let v = state.slot("square_avg", 0.0, |v| &(v * a) + &(&g.square() * (1.0 - a)));
+        p - &(&(&g / &(&v.sqrt() + self.eps)) * self.lr)
+    }
+}
+
+/// Adadelta: `v = ρ·v + (1-ρ)·g²; Δ = √(u + ε)/√(v + ε)·g; u = ρ·u + (1-ρ)·Δ²;
+/// p -= lr·Δ`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adadelta {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the running averages.
+    pub rho: f32,
+    /// Added to the denominator for stability.
+    pub eps: f32,
+    /// Weight decay factor (0 disables it).
+    pub weight_decay: f32,
+}
+
+impl Adadelta {
+    /// Adadelta with PyTorch's defaults (lr 1.0, rho 0.9, eps 1e-6).
+    pub fn new() -> Self {
+        Adadelta {
+            lr: 1.0,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Sets the learning rate.
+    pub fn lr(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+
+    /// L2 weight decay added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Default for Adadelta {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Optimizer for Adadelta {
+    fn name(&self) -> &str {
+        "adadelta"
+    }
+
+    fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
+        let g = decayed(p, g, self.weight_decay);
+        let (rho, eps) = (self.rho, self.eps);
+        let v = state.slot("square_avg", 0.0, |v| {
+            &(v * rho) + &(&g.square() * (1.0 - rho))
+        });
+        // Δ uses the *previous* u, so the u slot's update is emitted after computing Δ.
+        let mut delta = None;
+        state.slot("acc_delta", 0.0, |u| {
+            let d = &(&(u + eps).sqrt() / &(&v + eps).sqrt()) * &g;
+            let next = &(u * rho) + &(&d.square() * (1.0 - rho));
+            delta = Some(d);
+            next
+        });
+        let delta = delta.expect("slot calls its closure");
+        p - &(&delta * self.lr)
+    }
+}

@@ -1,0 +1,171 @@
+//! The whole training step as one graph: forward, backward and optimizer update.
+
+use kiln_frontend::optim::{self, Optimizer};
+use kiln_frontend::{ArgError, BuildError, GraphBuilder, ParamStore, Tensor};
+use kiln_ir::interp::{self, EvalError};
+use kiln_ir::{Graph, HostTensor};
+use kiln_passes::AutodiffError;
+
+/// Why a training step could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Autodiff(#[from] AutodiffError),
+    #[error(transparent)]
+    Arg(#[from] ArgError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("output name `{0}` clashes with a parameter or optimizer state of the step")]
+    OutputName(String),
+    #[error("the loss is NaN or infinite ({0}); lower the learning rate or check the data")]
+    NonFiniteLoss(f64),
+}
+
+/// One training step compiled into a single graph.
+///
+/// The graph takes the data inputs and every persistent value (parameters and
+/// optimizer state, declared as `param` arguments) and returns the loss, the extra
+/// outputs asked for, then the next value of each persistent argument under that
+/// argument's name. [`TrainStep::params`] holds the current values between steps.
+///
+/// ```
+/// use kiln::prelude::*;
+///
+/// // W1: y = w*x + b, MSE, SGD.
+/// let g = GraphBuilder::new("linreg");
+/// let x = g.input("x", DType::F32, [3]);
+/// let y = g.input("y", DType::F32, [3]);
+/// let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
+/// let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
+/// let loss = loss::mse(&(&x * &w + &b), &y);
+/// let mut step = TrainStep::new(&loss, &Sgd::new(0.01)).unwrap();
+/// let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).unwrap();
+/// let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).unwrap();
+/// let first = step.run_interpreted(&[("x", &xs), ("y", &ys)]).unwrap().loss;
+/// let second = step.run_interpreted(&[("x", &xs), ("y", &ys)]).unwrap().loss;
+/// assert!(second < first);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TrainStep {
+    graph: Graph,
+    params: ParamStore,
+    trainable: Vec<String>,
+    extra_outputs: usize,
+}
+
+/// What one step returns.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// The loss before the update.
+    pub loss: f64,
+    /// The extra outputs asked for, in order.
+    pub outputs: Vec<HostTensor>,
+}
+
+impl TrainStep {
+    /// The step minimizing the scalar `loss` over every parameter of its graph.
+    #[track_caller]
+    pub fn new(loss: &Tensor, optimizer: &dyn Optimizer) -> Result<TrainStep, TrainError> {
+        Self::with_outputs(loss, optimizer, &[])
+    }
+
+    /// Like [`TrainStep::new`], also returning the named `outputs` (e.g. logits for
+    /// accuracy) from each step.
+    #[track_caller]
+    pub fn with_outputs(
+        loss: &Tensor,
+        optimizer: &dyn Optimizer,
+        outputs: &[(&str, &Tensor)],
+    ) -> Result<TrainStep, TrainError> {
+        let builder = loss.builder();
+        let mut forward_outputs = vec![("loss", loss)];
+        forward_outputs.extend_from_slice(outputs);
+        let model = builder.build(&forward_outputs)?;
+        let loss_node = model.graph.outputs()[0].node;
+        let params = model.graph.params();
+        let trainable: Vec<String> = params
+            .iter()
+            .map(|&p| model.graph.node(p).name.clone().unwrap_or_default())
+            .collect();
+        let forward_nodes: Vec<_> = model.graph.outputs().iter().map(|o| o.node).collect();
+
+        let grads = kiln_passes::grad(&model.graph, loss_node, &params)?;
+        let step = GraphBuilder::from_parts(grads.graph, model.params)?;
+        let tensor = |id| step.tensor(id).expect("node of the gradient graph");
+        let pairs: Vec<(Tensor, Tensor)> = params
+            .iter()
+            .zip(&grads.grads)
+            .map(|(&p, &g)| (tensor(p), tensor(g)))
+            .collect();
+        let updates = optim::apply(optimizer, &pairs);
+
+        let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
+        let mut named: Vec<(&str, &Tensor)> = vec![("loss", &forward[0])];
+        for (i, (name, _)) in outputs.iter().enumerate() {
+            if updates.iter().any(|(u, _)| u == name) || *name == "loss" {
+                return Err(TrainError::OutputName(name.to_string()));
+            }
+            named.push((name, &forward[1 + i]));
+        }
+        named.extend(updates.iter().map(|(n, t)| (n.as_str(), t)));
+        let built = step.build(&named)?;
+        Ok(TrainStep {
+            graph: built.graph,
+            params: built.params,
+            trainable,
+            extra_outputs: outputs.len(),
+        })
+    }
+
+    /// The training-step graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Current values of the parameters and the optimizer state.
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// Mutable access, e.g. to load a checkpoint (types are checked by `set`).
+    pub fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.params
+    }
+
+    /// Names of the trainable parameters (the rest of [`TrainStep::params`] is
+    /// optimizer state).
+    pub fn trainable(&self) -> &[String] {
+        &self.trainable
+    }
+
+    /// Runs one step through the reference interpreter and applies the updates.
+    /// Slow but exact: the oracle compiled steps are checked against.
+    ///
+    /// A NaN or infinite loss is an error and leaves the parameters unchanged.
+    pub fn run_interpreted(
+        &mut self,
+        inputs: &[(&str, &HostTensor)],
+    ) -> Result<StepOutput, TrainError> {
+        let model = kiln_frontend::Model {
+            graph: self.graph.clone(),
+            params: self.params.clone(),
+        };
+        let args = model.call_args(inputs)?;
+        let mut results = interp::run(&self.graph, &args)?.into_iter();
+        let loss = results.next().expect("the loss is output 0").get_f64(0);
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss(loss));
+        }
+        let outputs: Vec<HostTensor> = results.by_ref().take(self.extra_outputs).collect();
+        let names: Vec<String> = self.graph.outputs()[1 + self.extra_outputs..]
+            .iter()
+            .map(|o| o.name.clone().unwrap_or_default())
+            .collect();
+        for (name, value) in names.iter().zip(results) {
+            self.params.set(name, value)?;
+        }
+        Ok(StepOutput { loss, outputs })
+    }
+}
