@@ -33,21 +33,6 @@ fn matmul_t<T: Num>(a: &HostTensor, b: &HostTensor, out: &Shape) -> TensorData {
     T::wrap(c)
 }
 
-/// The input coordinate that output position `o` reads at kernel tap `k` along one
-/// axis (`o * stride + k * dilation - padding`), or `None` if it is padding.
-fn tap(
-    o: usize,
-    k: usize,
-    stride: usize,
-    dilation: usize,
-    padding: usize,
-    size: usize,
-) -> Option<usize> {
-    (o * stride + k * dilation)
-        .checked_sub(padding)
-        .filter(|&i| i < size)
-}
-
 /// Per spatial axis, for every (kernel tap, output position) pair, the input
 /// position it reads (or `None` in the padding). Computed once per op so the inner
 /// loops only index.
@@ -60,10 +45,12 @@ struct Taps {
 impl Taps {
     fn new(c: &Conv2dAttrs, kernel: [usize; 2], out: [usize; 2], input: [usize; 2]) -> Taps {
         let axis = |a: usize| -> Vec<Vec<Option<usize>>> {
+            let (s, d, p) = (c.stride[a], c.dilation[a], c.padding[a]);
             (0..kernel[a])
                 .map(|k| {
+                    // Output o reads input o*s + k*d - p, unless that lies in the padding.
                     (0..out[a])
-                        .map(|o| tap(o, k, c.stride[a], c.dilation[a], c.padding[a], input[a]))
+                        .map(|o| (o * s + k * d).checked_sub(p).filter(|&i| i < input[a]))
                         .collect()
                 })
                 .collect()

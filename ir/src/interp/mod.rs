@@ -5,6 +5,18 @@
 //! plain loop nest over dense row-major data, written once per family and generic
 //! over the element type.
 //!
+//! ```
+//! use kiln_ir::{DType, Graph, HostTensor, Op, TensorType, UnaryOp, interp};
+//!
+//! let mut g = Graph::new("relu");
+//! let x = g.input("x", TensorType::new(DType::F32, [3])).unwrap();
+//! let y = g.add(Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+//! g.output(y, None);
+//! let x = HostTensor::from_f32([3], vec![-1.0, 0.5, 2.0]).unwrap();
+//! let out = interp::run(&g, &[x]).unwrap();
+//! assert_eq!(out[0].as_f32().unwrap(), &[0.0, 0.5, 2.0]);
+//! ```
+//!
 //! # Semantics
 //!
 //! The op docs in [`Op`] are the definition; this module fixes the details.
