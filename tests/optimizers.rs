@@ -34,7 +34,7 @@ fn reference(
     mut update: impl FnMut(f64, f64, f64, &mut [f64; 2]) -> f64,
 ) -> Vec<Vec<f64>> {
     let mut p: Vec<f64> = P0.iter().map(|&x| x as f64).collect();
-    let mut state = vec![[0.0f64; 2]; 5];
+    let mut state = [[0.0f64; 2]; 5];
     (1..=steps)
         .map(|t| {
             for i in 0..5 {

@@ -387,10 +387,10 @@ impl Graph {
             if !self.graph.contains_node(o.node) {
                 return Err(GraphError::UnknownNode(o.node));
             }
-            if let Some(name) = &o.name {
-                if !out_names.insert(name.clone()) {
-                    return Err(GraphError::DuplicateName(name.clone()));
-                }
+            if let Some(name) = &o.name
+                && !out_names.insert(name.clone())
+            {
+                return Err(GraphError::DuplicateName(name.clone()));
             }
         }
         Ok(())

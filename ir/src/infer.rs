@@ -80,9 +80,12 @@ pub fn window_out(
     pad: usize,
     dilation: usize,
 ) -> Option<usize> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return None;
+    }
     let span = dilation * (kernel - 1) + 1;
     let padded = input + 2 * pad;
-    if kernel == 0 || stride == 0 || dilation == 0 || padded < span {
+    if padded < span {
         return None;
     }
     Some((padded - span) / stride + 1)
@@ -160,10 +163,10 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
                 "a float type is required"
             };
             want(ok, 0, x, expected)?;
-            if let UnaryOp::LeakyRelu(s) = k {
-                if !s.is_finite() {
-                    return attr_err(format!("leaky_relu slope must be finite, got {s}"));
-                }
+            if let UnaryOp::LeakyRelu(s) = k
+                && !s.is_finite()
+            {
+                return attr_err(format!("leaky_relu slope must be finite, got {s}"));
             }
             Ok(x.clone())
         }
@@ -561,6 +564,25 @@ mod tests {
         assert!(infer(&Op::Unary(UnaryOp::Exp), &[&i]).is_err());
         assert!(infer(&Op::Unary(UnaryOp::Neg), &[&i]).is_ok());
         assert!(infer(&Op::Binary(BinaryOp::Pow), &[&i, &i]).is_err());
+    }
+
+    #[test]
+    fn zero_sized_windows_are_errors_not_panics() {
+        let x = t(F, &[1, 1, 4, 4]);
+        let w = t(F, &[1, 1, 0, 2]);
+        assert!(infer(&Op::Conv2d(Conv2dAttrs::default()), &[&x, &w]).is_err());
+        let c = Conv2dAttrs {
+            stride: [0, 1],
+            ..Conv2dAttrs::default()
+        };
+        assert!(infer(&Op::Conv2d(c), &[&x, &t(F, &[1, 1, 2, 2])]).is_err());
+        let p = Pool2dAttrs {
+            kind: PoolKind::Avg,
+            kernel: [0, 2],
+            stride: [1, 1],
+            padding: [0, 0],
+        };
+        assert!(infer(&Op::Pool2d(p), &[&x]).is_err());
     }
 
     #[test]

@@ -482,11 +482,10 @@ fn conv_input_grad(
 ) -> EmitResult {
     let ys = e.ty(dy).shape.clone();
     let ws = e.ty(w).shape.clone();
-    let mut output_padding = [0; 2];
-    for a in 0..2 {
+    let output_padding = [0, 1].map(|a| {
         let covered = (ys.dim(2 + a) - 1) * c.stride[a] + c.dilation[a] * (ws.dim(2 + a) - 1) + 1;
-        output_padding[a] = input.dim(2 + a) + 2 * c.padding[a] - covered;
-    }
+        input.dim(2 + a) + 2 * c.padding[a] - covered
+    });
     e.op(
         Op::ConvTranspose2d {
             conv: *c,
