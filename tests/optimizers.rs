@@ -185,3 +185,35 @@ fn optimizer_state_is_part_of_the_step_graph() {
         ]
     );
 }
+
+#[test]
+fn l2_penalty_in_the_loss_equals_sgd_weight_decay() {
+    // loss + (wd/2)·sum(p²) has gradient g + wd·p: the same step as weight_decay = wd.
+    let g = GraphBuilder::new("penalized");
+    let c = g.input("c", DType::F32, [5]);
+    let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
+    let loss = (&c * &p.square()).sum_all() * 0.5 + loss::l2_penalty(&[p.clone()]) * 0.025;
+    let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
+    let cv = HostTensor::from_f32([5], C.to_vec()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        step.run_interpreted(&[("c", &cv)]).unwrap();
+        got.push(step.params().get("p").unwrap().to_f64_vec());
+    }
+    assert_close(
+        "l2 penalty",
+        &got,
+        &run(&Sgd::new(0.1).weight_decay(0.05), 3),
+    );
+    // And the L1 penalty's gradient is λ·sign(p).
+    let g = GraphBuilder::new("l1");
+    let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
+    let loss = loss::l1_penalty(&[p.clone()]) * 0.5;
+    let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
+    step.run_interpreted(&[]).unwrap();
+    let after = step.params().get("p").unwrap().to_f64_vec();
+    for (a, b) in after.iter().zip(P0) {
+        let want = b as f64 - 0.1 * 0.5 * (b as f64).signum();
+        assert!((a - want).abs() < 1e-6, "{a} vs {want}");
+    }
+}

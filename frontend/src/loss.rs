@@ -129,3 +129,32 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Te
     let softplus_neg_abs = (-logits.abs()).exp().add(1.0).log();
     (logits.maximum(0.0) - logits * targets + softplus_neg_abs).mean_all()
 }
+
+/// L2 penalty `sum(p²)` over every tensor of `params`, to add to a loss with a
+/// weight: `loss + λ * l2_penalty(&model.params())`. Its gradient is `2p`, so
+/// λ = wd / 2 matches SGD's `weight_decay = wd`.
+///
+/// # Panics
+/// If `params` is empty (there is no graph to build the zero in).
+#[track_caller]
+pub fn l2_penalty(params: &[Tensor]) -> Tensor {
+    penalty(params, |p| p.square().sum_all())
+}
+
+/// L1 penalty `sum(|p|)` over every tensor of `params` (sparsity-inducing).
+///
+/// # Panics
+/// If `params` is empty.
+#[track_caller]
+pub fn l1_penalty(params: &[Tensor]) -> Tensor {
+    penalty(params, |p| p.abs().sum_all())
+}
+
+#[track_caller]
+fn penalty(params: &[Tensor], term: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let mut terms = params.iter().map(term);
+    let first = terms
+        .next()
+        .expect("a penalty needs at least one parameter tensor");
+    terms.fold(first, |acc, t| acc + t)
+}
