@@ -209,6 +209,10 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
             }
             Ok(ops[1].clone())
         }
+        Op::StopGradient => {
+            arity(ops, 1)?;
+            Ok(ops[0].clone())
+        }
         Op::Cast(to) => {
             arity(ops, 1)?;
             Ok(TensorType::new(*to, ops[0].shape.clone()))

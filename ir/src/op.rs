@@ -231,6 +231,10 @@ pub enum Op {
     Select,
     /// `(x)` converted to another dtype (`as` semantics; bool is 0/1).
     Cast(DType),
+    /// `(x)` unchanged; autodiff treats it as a constant (no gradient flows through),
+    /// like JAX's `stop_gradient` or PyTorch's `detach`. Used for the max subtracted
+    /// in a stable softmax, whose gradient contributions cancel anyway.
+    StopGradient,
 
     /// `(x)` broadcast NumPy-style to `shape`: dimensions align on the right and each
     /// operand dimension is 1 or equal to the target's.
@@ -318,6 +322,7 @@ impl Op {
             Op::Compare(k) => k.name(),
             Op::Select => "select",
             Op::Cast(_) => "cast",
+            Op::StopGradient => "stop_gradient",
             Op::Broadcast(_) => "broadcast",
             Op::Reshape(_) => "reshape",
             Op::Transpose(_) => "transpose",
@@ -366,6 +371,7 @@ impl Op {
             Op::Const(HostTensor::from_f32([2], vec![1.5, -2.0]).expect("2 elements")),
             Op::Select,
             Op::Cast(DType::I32),
+            Op::StopGradient,
             Op::Broadcast(Shape::from([2, 3])),
             Op::Reshape(Shape::from([6])),
             Op::Transpose(vec![1, 0]),
@@ -442,7 +448,12 @@ impl Op {
     pub fn is_elementwise(&self) -> bool {
         matches!(
             self,
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_)
+            Op::Unary(_)
+                | Op::Binary(_)
+                | Op::Compare(_)
+                | Op::Select
+                | Op::Cast(_)
+                | Op::StopGradient
         )
     }
 
@@ -467,7 +478,9 @@ impl Op {
         match self {
             Op::Input | Op::Param | Op::Const(_) => vec![],
             Op::Unary(UnaryOp::LeakyRelu(slope)) => vec![("slope", A::Float(*slope))],
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select => vec![],
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::StopGradient => {
+                vec![]
+            }
             Op::MatMul | Op::Gather => vec![],
             Op::Cast(to) => vec![("to", A::DType(*to))],
             Op::Broadcast(s) | Op::Reshape(s) => vec![("shape", A::ints(s.dims()))],
@@ -567,6 +580,7 @@ impl Op {
         };
         Ok(match m {
             "select" => Op::Select,
+            "stop_gradient" => Op::StopGradient,
             "matmul" => Op::MatMul,
             "gather" => Op::Gather,
             "cast" => Op::Cast(a.dtype("to")?),
@@ -798,7 +812,7 @@ mod tests {
 
     #[test]
     fn samples_cover_every_variant() {
-        let mut seen = [false; 26];
+        let mut seen = [false; 27];
         for op in Op::samples() {
             // No wildcard: a new variant fails to compile here until it gets a slot.
             let slot = match op {
@@ -828,6 +842,7 @@ mod tests {
                 Op::ScatterAdd { .. } => 23,
                 Op::OneHot { .. } => 24,
                 Op::RandomUniform { .. } => 25,
+                Op::StopGradient => 26,
             };
             seen[slot] = true;
         }

@@ -176,6 +176,8 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
         Op::Compare(_) | Op::ArgMax { .. } | Op::OneHot { .. } | Op::RandomUniform { .. } => {
             return Ok(None);
         }
+        // By definition.
+        Op::StopGradient => return Ok(None),
         Op::Select => {
             if i == 0 {
                 return Ok(None);

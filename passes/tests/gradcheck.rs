@@ -24,6 +24,10 @@ const NO_GRADIENT: &[(&str, &str)] = &[
     ("gt", "bool output"),
     ("ge", "bool output"),
     ("argmax", "integer output"),
+    (
+        "stop_gradient",
+        "blocks gradients by definition; see stop_gradient_blocks",
+    ),
     ("one_hot", "integer input"),
     ("random_uniform", "depends only on an integer seed"),
     (
@@ -595,4 +599,27 @@ fn bad_requests_are_errors() {
     let e = grad(&s.graph, l, &[idx]).unwrap_err();
     assert!(matches!(e, AutodiffError::NotFloat { .. }), "{e}");
     assert!(e.to_string().contains("i32[3]"), "{e}");
+}
+
+#[test]
+fn stop_gradient_blocks() {
+    // loss = sum(x * stop_gradient(x)): the gradient is stop_gradient(x) = x, not 2x.
+    let mut rng = Rng(13);
+    let mut s = Setup::new();
+    let x = s.arg(&mut rng, &[2, 3], Values::Any);
+    let c = s.op(Op::StopGradient, &[x]);
+    let p = s.op(Op::Binary(BinaryOp::Mul), &[x, c]);
+    let loss = s.op(
+        Op::Reduce {
+            kind: ReduceOp::Sum,
+            axes: vec![0, 1],
+            keepdims: false,
+        },
+        &[p],
+    );
+    let g = grad(&s.graph, loss, &[x]).unwrap();
+    let mut gg = g.graph.clone();
+    gg.output(g.grads[0], None);
+    let v = interp::run(&gg, &s.values).unwrap();
+    assert_eq!(v[0].to_f64_vec(), s.values[0].to_f64_vec());
 }

@@ -160,6 +160,14 @@ impl Tensor {
         self.unary("leaky_relu", UnaryOp::LeakyRelu(slope))
     }
 
+    /// The same values, but a constant for autodiff: no gradient flows through
+    /// (PyTorch's `detach`, JAX's `stop_gradient`).
+    #[track_caller]
+    pub fn detach(&self) -> Tensor {
+        let cx = enter!("detach", self);
+        cx.emit(|e, x| e.op(Op::StopGradient, &[x[0]]))
+    }
+
     /// `x * x`.
     #[track_caller]
     pub fn square(&self) -> Tensor {

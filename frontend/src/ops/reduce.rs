@@ -11,9 +11,17 @@ use crate::shapes::{normalize_axes, normalize_axis};
 /// Softmax is invariant to it, so it is a pure numerical device.
 fn shifted(e: &mut Emitter, x: NodeId, axis: usize) -> Emitted {
     let shape = e.shape(x);
-    let m = e.reduce(ReduceOp::Max, x, vec![axis], true)?;
+    let m = shift(e, x, axis)?;
     let m = e.broadcast(m, &shape)?;
     e.binary(BinaryOp::Sub, x, m)
+}
+
+/// The max over `axis` (kept), as a constant for autodiff: any shift leaves softmax
+/// and log-sum-exp unchanged, so its gradient contributions cancel exactly and
+/// building them would only cost backward-pass work.
+fn shift(e: &mut Emitter, x: NodeId, axis: usize) -> Emitted {
+    let m = e.reduce(ReduceOp::Max, x, vec![axis], true)?;
+    e.op(Op::StopGradient, &[m])
 }
 
 /// `log(sum(exp(d), axis))`, keeping the axis.
@@ -153,7 +161,7 @@ impl Tensor {
         };
         cx.emit(|e, x| {
             let shape = e.shape(x[0]);
-            let m = e.reduce(ReduceOp::Max, x[0], vec![axis], true)?;
+            let m = shift(e, x[0], axis)?;
             let mb = e.broadcast(m, &shape)?;
             let d = e.binary(BinaryOp::Sub, x[0], mb)?;
             let lse = log_sum_exp_kept(e, d, axis)?;

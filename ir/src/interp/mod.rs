@@ -337,7 +337,7 @@ fn kernel(op: &Op, xs: &[&HostTensor], out: &TensorType) -> Result<HostTensor, F
         Op::Select => elementwise::select(xs[0], xs[1], xs[2]),
         Op::Cast(to) => elementwise::cast(x(), *to),
         Op::Broadcast(_) => movement::broadcast(x(), &out.shape),
-        Op::Reshape(_) => x().data().clone(),
+        Op::Reshape(_) | Op::StopGradient => x().data().clone(),
         Op::Transpose(perm) => movement::transpose(x(), perm),
         Op::Slice { start, step, .. } => movement::slice(x(), start, step, &out.shape),
         Op::Concat { axis } => movement::concat(xs, *axis),

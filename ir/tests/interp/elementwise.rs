@@ -516,3 +516,11 @@ fn cast_has_as_semantics() {
     let x = t32(&[2, 2], &[1.5, -0.0, f32::NAN, 4.0]);
     assert_same(&cast(&x, DType::F32), &x);
 }
+
+#[test]
+fn stop_gradient_is_identity() {
+    let x = t32(&[2, 3], &[1.5, -2.0, f32::NAN, 3.0, -0.5, f32::INFINITY]);
+    assert_same(&ev(Op::StopGradient, &[&x]), &x);
+    let i = ti(&[3], &[7, -1, i32::MIN]);
+    assert_same(&ev(Op::StopGradient, &[&i]), &i);
+}
