@@ -1,1 +1,10 @@
-//! kiln-codegen.
+//! kiln-codegen: kernel programs to native code with Cranelift.
+//!
+//! - [`lower`]: loop kernels to Cranelift IR and machine code; one entry point per
+//!   program.
+//! - [`library`]: routines the generated code calls (contractions, pooling, ...).
+
+pub mod library;
+pub mod lower;
+
+pub use lower::{compile, CodegenError, CompiledProgram};

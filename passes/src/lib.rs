@@ -4,6 +4,7 @@
 pub mod autodiff;
 pub mod dce;
 pub mod emit;
+pub mod schedule;
 
 pub use autodiff::{AutodiffError, Gradients, grad};
 pub use dce::eliminate_dead_code;

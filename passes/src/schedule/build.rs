@@ -1,0 +1,323 @@
+//! The scheduling algorithm: choose which nodes get buffers, then build one kernel
+//! per materialized node, inlining the rest as expressions.
+
+use std::collections::{HashMap, HashSet};
+
+use kiln_ir::{DType, Graph, GraphError, NodeId, Op, Shape};
+
+use super::{
+    Access, Affine, Buffer, BufferId, BufferKind, CallKernel, Expr, ExprNode, Kernel,
+    KernelProgram, LoopKernel, Reduction,
+};
+
+/// Why a graph cannot be scheduled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+/// How a node reaches the buffers: its kernel-index map. Node dimension `j` has
+/// index `offset + scale · i[src]` (or just `offset` when `src` is `None`), where `i`
+/// are the loop indices of the kernel being built.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Dim {
+    src: Option<usize>,
+    scale: usize,
+    offset: usize,
+}
+
+type Map = Vec<Dim>;
+
+fn identity(rank: usize) -> Map {
+    (0..rank).map(|k| Dim { src: Some(k), scale: 1, offset: 0 }).collect()
+}
+
+/// Flattens node indices given by `map` with the row-major strides of `shape` into an
+/// affine function of `loops` loop indices.
+fn flatten(map: &Map, shape: &Shape, loops: usize) -> Affine {
+    let cs = shape.strides();
+    let mut offset = 0;
+    let mut strides = vec![0; loops];
+    for (j, d) in map.iter().enumerate() {
+        offset += cs[j] * d.offset;
+        if let Some(k) = d.src {
+            strides[k] += cs[j] * d.scale;
+        }
+    }
+    Affine { offset, strides }
+}
+
+/// Views: ops that only re-index their operand.
+fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Broadcast(_) | Op::Transpose(_) | Op::Slice { .. } | Op::Reshape(_) | Op::StopGradient
+    )
+}
+
+/// Ops computed inside loop kernels, element by element.
+fn is_loop_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast(_)
+            | Op::RandomUniform { .. }
+    ) || is_view(op)
+}
+
+/// A literal whose elements are all equal: inlined as a constant.
+fn splat_value(op: &Op) -> Option<f64> {
+    let Op::Const(t) = op else { return None };
+    if t.numel() == 0 {
+        return None;
+    }
+    let first = t.get_f64(0);
+    let same = (0..t.numel()).all(|i| t.get_f64(i).to_bits() == first.to_bits());
+    same.then_some(first)
+}
+
+/// Schedules `graph` into a kernel program (see the module docs for the rules).
+pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
+    graph.validate()?;
+    let order = graph.topo_order()?;
+    let outputs: HashSet<NodeId> = graph.outputs().iter().map(|o| o.node).collect();
+
+    // 1. Which nodes get a buffer.
+    let mut materialize: HashSet<NodeId> = HashSet::new();
+    for &n in &order {
+        let op = &graph.node(n).op;
+        let users = graph.users(n);
+        let needed = op.is_argument()
+            || outputs.contains(&n)
+            || matches!(op, Op::Const(_)) && splat_value(op).is_none()
+            || !is_loop_op(op) && !matches!(op, Op::Const(_))
+            || (!is_view(op) && splat_value(op).is_none() && users.len() > 1);
+        if needed {
+            materialize.insert(n);
+        }
+        // Library calls read whole contiguous buffers; a reshape re-indexes its
+        // operand's flat layout, which only a buffer has; the random seed is loaded.
+        let call = !is_loop_op(op) && !op.is_leaf() && !matches!(op, Op::Reduce { .. });
+        if call || matches!(op, Op::Reshape(_) | Op::RandomUniform { .. }) {
+            materialize.extend(graph.operands(n));
+        }
+    }
+
+    // 2. Buffers, in topological order.
+    let mut program = KernelProgram {
+        name: graph.name().to_string(),
+        buffers: Vec::new(),
+        kernels: Vec::new(),
+        args: Vec::new(),
+        outputs: Vec::new(),
+        output_names: graph.outputs().iter().map(|o| o.name.clone()).collect(),
+    };
+    let mut buffer_of: HashMap<NodeId, BufferId> = HashMap::new();
+    for &n in &order {
+        if !materialize.contains(&n) {
+            continue;
+        }
+        let node = graph.node(n);
+        let kind = match &node.op {
+            Op::Input | Op::Param => {
+                BufferKind::Arg(graph.args().iter().position(|&a| a == n).expect("validated"))
+            }
+            Op::Const(t) if splat_value(&node.op).is_none() => BufferKind::Const(t.clone()),
+            _ => BufferKind::Temp,
+        };
+        buffer_of.insert(n, program.buffers.len());
+        program.buffers.push(Buffer { ty: node.ty.clone(), kind, node: n });
+    }
+    program.args = graph.args().iter().map(|a| buffer_of[a]).collect();
+    program.outputs = graph.outputs().iter().map(|o| buffer_of[&o.node]).collect();
+
+    // 3. One kernel per materialized computed node.
+    for &n in &order {
+        let Some(&out) = buffer_of.get(&n) else { continue };
+        if program.buffers[out].kind != BufferKind::Temp {
+            continue;
+        }
+        let node = graph.node(n);
+        let kernel = match &node.op {
+            Op::Reduce { kind, axes, .. } => {
+                let x = graph.operands(n)[0];
+                let xs = graph.node(x).ty.shape.clone();
+                // Loops: kept axes outermost (they address the output), reduced inner.
+                let kept: Vec<usize> = (0..xs.rank()).filter(|a| !axes.contains(a)).collect();
+                let loop_axes: Vec<usize> = kept.iter().chain(axes).copied().collect();
+                let dims = loop_axes.iter().map(|&a| xs.dim(a)).collect();
+                let mut map = vec![Dim { src: None, scale: 0, offset: 0 }; xs.rank()];
+                for (k, &a) in loop_axes.iter().enumerate() {
+                    map[a] = Dim { src: Some(k), scale: 1, offset: 0 };
+                }
+                let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, n, loop_axes.len());
+                let value = b.build(x, &map);
+                Kernel::Loop(LoopKernel {
+                    dims,
+                    reduce: Some(Reduction { kind: *kind, count: axes.len() }),
+                    exprs: b.exprs,
+                    value,
+                    out,
+                })
+            }
+            op if is_loop_op(op) || matches!(op, Op::Const(_)) => {
+                let rank = node.ty.shape.rank();
+                let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, n, rank);
+                let value = b.build(n, &identity(rank));
+                Kernel::Loop(LoopKernel {
+                    dims: node.ty.shape.dims().to_vec(),
+                    reduce: None,
+                    exprs: b.exprs,
+                    value,
+                    out,
+                })
+            }
+            op => Kernel::Call(CallKernel {
+                op: op.clone(),
+                inputs: graph.operands(n).iter().map(|o| buffer_of[o]).collect(),
+                out,
+            }),
+        };
+        program.kernels.push(kernel);
+    }
+    Ok(program)
+}
+
+/// Builds the expressions of one loop kernel, inlining non-materialized nodes.
+struct ExprBuilder<'a> {
+    graph: &'a Graph,
+    materialize: &'a HashSet<NodeId>,
+    buffer_of: &'a HashMap<NodeId, BufferId>,
+    root: NodeId,
+    loops: usize,
+    exprs: Vec<ExprNode>,
+    memo: HashMap<(NodeId, Map), usize>,
+}
+
+impl<'a> ExprBuilder<'a> {
+    fn new(
+        graph: &'a Graph,
+        materialize: &'a HashSet<NodeId>,
+        buffer_of: &'a HashMap<NodeId, BufferId>,
+        root: NodeId,
+        loops: usize,
+    ) -> Self {
+        ExprBuilder { graph, materialize, buffer_of, root, loops, exprs: Vec::new(), memo: HashMap::new() }
+    }
+
+    fn push(&mut self, expr: Expr, dtype: DType) -> usize {
+        // Identical expressions (e.g. the same load twice) are computed once.
+        if let Some(i) = self.exprs.iter().position(|e| e.expr == expr && e.dtype == dtype) {
+            return i;
+        }
+        self.exprs.push(ExprNode { expr, dtype });
+        self.exprs.len() - 1
+    }
+
+    fn load(&mut self, n: NodeId, map: &Map) -> usize {
+        let ty = &self.graph.node(n).ty;
+        let a = flatten(map, &ty.shape, self.loops);
+        let access = Access { buffer: self.buffer_of[&n], offset: a.offset, strides: a.strides };
+        self.push(Expr::Load(access), ty.dtype)
+    }
+
+    /// The expression for node `n` read through `map`.
+    fn build(&mut self, n: NodeId, map: &Map) -> usize {
+        if let Some(&e) = self.memo.get(&(n, map.clone())) {
+            return e;
+        }
+        let e = self.build_uncached(n, map);
+        self.memo.insert((n, map.clone()), e);
+        e
+    }
+
+    fn build_uncached(&mut self, n: NodeId, map: &Map) -> usize {
+        if n != self.root && self.materialize.contains(&n) {
+            return self.load(n, map);
+        }
+        let node = self.graph.node(n);
+        let dtype = node.ty.dtype;
+        let ops = self.graph.operands(n);
+        match &node.op {
+            Op::Const(_) => {
+                let v = splat_value(&node.op).expect("non-splat constants are buffers");
+                self.push(Expr::Const(v), dtype)
+            }
+            Op::Unary(k) => {
+                let x = self.build(ops[0], map);
+                self.push(Expr::Unary(*k, x), dtype)
+            }
+            Op::Binary(k) => {
+                let (a, b) = (self.build(ops[0], map), self.build(ops[1], map));
+                self.push(Expr::Binary(*k, a, b), dtype)
+            }
+            Op::Compare(k) => {
+                let (a, b) = (self.build(ops[0], map), self.build(ops[1], map));
+                self.push(Expr::Compare(*k, a, b), dtype)
+            }
+            Op::Select => {
+                let c = self.build(ops[0], map);
+                let (a, b) = (self.build(ops[1], map), self.build(ops[2], map));
+                self.push(Expr::Select(c, a, b), dtype)
+            }
+            Op::Cast(_) => {
+                let x = self.build(ops[0], map);
+                if self.exprs[x].dtype == dtype {
+                    return x;
+                }
+                self.push(Expr::Cast(x), dtype)
+            }
+            Op::StopGradient => self.build(ops[0], map),
+            Op::Broadcast(_) => {
+                let xs = self.graph.node(ops[0]).ty.shape.clone();
+                let lead = map.len() - xs.rank();
+                let m: Map = (0..xs.rank())
+                    .map(|j| {
+                        if xs.dim(j) == 1 {
+                            Dim { src: None, scale: 0, offset: 0 }
+                        } else {
+                            map[j + lead].clone()
+                        }
+                    })
+                    .collect();
+                self.build(ops[0], &m)
+            }
+            Op::Transpose(perm) => {
+                let mut m = map.clone();
+                for (i, &p) in perm.iter().enumerate() {
+                    m[p] = map[i].clone();
+                }
+                self.build(ops[0], &m)
+            }
+            Op::Slice { start, step, .. } => {
+                let m: Map = map
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| Dim {
+                        src: d.src,
+                        scale: d.scale * step[j],
+                        offset: d.offset * step[j] + start[j],
+                    })
+                    .collect();
+                self.build(ops[0], &m)
+            }
+            Op::Reshape(_) => {
+                // The operand is a buffer: same flat index, new shape.
+                let a = flatten(map, &node.ty.shape, self.loops);
+                let ty = &self.graph.node(ops[0]).ty;
+                let access = Access { buffer: self.buffer_of[&ops[0]], offset: a.offset, strides: a.strides };
+                self.push(Expr::Load(access), ty.dtype)
+            }
+            Op::RandomUniform { salt, .. } => {
+                let flat = flatten(map, &node.ty.shape, self.loops);
+                let seed = Access { buffer: self.buffer_of[&ops[0]], offset: 0, strides: vec![0; self.loops] };
+                self.push(Expr::Random { seed, salt: *salt, flat }, dtype)
+            }
+            op => unreachable!("`{}` is always materialized", op.mnemonic()),
+        }
+    }
+}

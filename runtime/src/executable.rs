@@ -1,0 +1,232 @@
+//! A compiled graph and its checked call API.
+
+use std::time::{Duration, Instant};
+
+use kiln_codegen::library::CallContext;
+use kiln_codegen::{CodegenError, CompiledProgram};
+use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
+use kiln_passes::schedule::{schedule, BufferKind, KernelProgram, MemoryPlan, ScheduleError};
+
+use crate::buffer::AlignedBuffer;
+
+/// Why a graph could not be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+}
+
+/// Why a call failed. Argument problems are found before any generated code runs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("expected {expected} arguments ({names}), got {got}")]
+    ArgCount {
+        expected: usize,
+        got: usize,
+        names: String,
+    },
+    #[error("argument `{name}` must be {expected}, got {got}")]
+    ArgType {
+        name: String,
+        expected: TensorType,
+        got: TensorType,
+    },
+    #[error("no argument named `{0}`")]
+    UnknownArg(String),
+    #[error("argument `{0}` is missing")]
+    MissingArg(String),
+    #[error("kernel failed: {0}")]
+    Kernel(String),
+}
+
+/// Time spent in each compile stage.
+#[derive(Clone, Debug, Default)]
+pub struct CompileTimings {
+    pub schedule: Duration,
+    pub codegen: Duration,
+}
+
+/// A graph compiled to native code: call it with [`Executable::run`].
+///
+/// ```
+/// use kiln_ir::{DType, Graph, HostTensor, Op, TensorType, UnaryOp};
+/// let mut g = Graph::new("relu");
+/// let x = g.input("x", TensorType::new(DType::F32, [5])).unwrap();
+/// let y = g.add(Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+/// g.output(y, None);
+/// let mut exe = kiln_runtime::Executable::compile(&g).unwrap();
+/// let x = HostTensor::from_f32([5], vec![-2.0, -0.5, 0.0, 1.5, 3.0]).unwrap();
+/// let y = exe.run(&[x]).unwrap();
+/// assert_eq!(y[0].as_f32().unwrap(), &[0.0, 0.0, 0.0, 1.5, 3.0]);
+///
+/// // Arguments are checked before any generated code runs.
+/// let bad = HostTensor::from_f32([4], vec![1.0; 4]).unwrap();
+/// assert!(exe.run(&[bad]).unwrap_err().to_string().contains("f32[5]"));
+/// ```
+pub struct Executable {
+    args: Vec<(String, TensorType)>,
+    program: KernelProgram,
+    plan: MemoryPlan,
+    compiled: CompiledProgram,
+    ctx: CallContext,
+    arena: AlignedBuffer,
+    consts: Vec<Option<AlignedBuffer>>,
+    timings: CompileTimings,
+}
+
+fn data_ptr(t: &HostTensor) -> *const u8 {
+    match t.data() {
+        TensorData::F32(v) => v.as_ptr() as *const u8,
+        TensorData::F64(v) => v.as_ptr() as *const u8,
+        TensorData::I32(v) => v.as_ptr() as *const u8,
+        TensorData::Bool(v) => v.as_ptr() as *const u8,
+    }
+}
+
+fn bytes_of(t: &HostTensor) -> &[u8] {
+    // SAFETY: every element type is plain old data (bool is one byte 0/1).
+    unsafe { std::slice::from_raw_parts(data_ptr(t), t.numel() * t.dtype().size_bytes()) }
+}
+
+/// Copies a buffer of type `ty` at `ptr` into a host tensor.
+///
+/// # Safety
+/// `ptr` must hold a value of type `ty`.
+unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
+    let n = ty.shape.numel();
+    // SAFETY: guaranteed by the caller.
+    let data = unsafe {
+        match ty.dtype {
+            DType::F32 => TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec()),
+            DType::F64 => TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec()),
+            DType::I32 => TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec()),
+            DType::Bool => TensorData::Bool(std::slice::from_raw_parts(ptr, n).iter().map(|&b| b != 0).collect()),
+        }
+    };
+    HostTensor::new(ty.shape.clone(), data).expect("sized from the type")
+}
+
+impl Executable {
+    /// Schedules and compiles `graph`.
+    pub fn compile(graph: &Graph) -> Result<Executable, CompileError> {
+        let t0 = Instant::now();
+        let program = schedule(graph)?;
+        let t1 = Instant::now();
+        let compiled = kiln_codegen::compile(&program)?;
+        let timings = CompileTimings { schedule: t1 - t0, codegen: t1.elapsed() };
+        let plan = program.plan_memory();
+        let arena = AlignedBuffer::zeroed(plan.arena_bytes);
+        let consts = program
+            .buffers
+            .iter()
+            .map(|b| match &b.kind {
+                BufferKind::Const(t) => Some(AlignedBuffer::from_bytes(bytes_of(t))),
+                _ => None,
+            })
+            .collect();
+        let args = graph
+            .args()
+            .iter()
+            .map(|&a| {
+                let n = graph.node(a);
+                (n.name.clone().unwrap_or_default(), n.ty.clone())
+            })
+            .collect();
+        let ctx = CallContext { calls: compiled.calls.clone(), error: None };
+        Ok(Executable { args, program, plan, compiled, ctx, arena, consts, timings })
+    }
+
+    /// The kernel program the executable runs.
+    pub fn program(&self) -> &KernelProgram {
+        &self.program
+    }
+
+    /// The Cranelift IR of each generated function.
+    pub fn clif(&self) -> &[(String, String)] {
+        &self.compiled.clif
+    }
+
+    pub fn timings(&self) -> &CompileTimings {
+        &self.timings
+    }
+
+    /// Names and types of the arguments, in calling order.
+    pub fn args(&self) -> &[(String, TensorType)] {
+        &self.args
+    }
+
+    /// Runs the compiled graph on `args` (in the graph's argument order).
+    pub fn run(&mut self, args: &[HostTensor]) -> Result<Vec<HostTensor>, RunError> {
+        let refs: Vec<&HostTensor> = args.iter().collect();
+        self.run_refs(&refs)
+    }
+
+    /// Runs with arguments given by name, in any order.
+    pub fn run_named(&mut self, args: &[(&str, &HostTensor)]) -> Result<Vec<HostTensor>, RunError> {
+        for (name, _) in args {
+            if !self.args.iter().any(|(n, _)| n == name) {
+                return Err(RunError::UnknownArg(name.to_string()));
+            }
+        }
+        let ordered = self
+            .args
+            .iter()
+            .map(|(n, _)| {
+                args.iter()
+                    .find(|(name, _)| name == n)
+                    .map(|(_, t)| *t)
+                    .ok_or_else(|| RunError::MissingArg(n.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run_refs(&ordered)
+    }
+
+    /// Runs with borrowed arguments in calling order.
+    pub fn run_refs(&mut self, args: &[&HostTensor]) -> Result<Vec<HostTensor>, RunError> {
+        if args.len() != self.args.len() {
+            let names: Vec<&str> = self.args.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(RunError::ArgCount { expected: self.args.len(), got: args.len(), names: names.join(", ") });
+        }
+        for ((name, ty), a) in self.args.iter().zip(args) {
+            if a.ty() != *ty {
+                return Err(RunError::ArgType { name: name.clone(), expected: ty.clone(), got: a.ty() });
+            }
+        }
+        let table: Vec<*mut u8> = self
+            .program
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match &b.kind {
+                // Arguments are only read by generated code.
+                BufferKind::Arg(a) => data_ptr(args[*a]) as *mut u8,
+                BufferKind::Const(_) => self.consts[i].as_ref().expect("const buffer").as_mut_ptr(),
+                BufferKind::Temp => {
+                    let off = self.plan.offsets[i].expect("planned");
+                    // SAFETY: the plan keeps every temporary inside the arena.
+                    unsafe { self.arena.as_mut_ptr().add(off) }
+                }
+            })
+            .collect();
+        self.ctx.error = None;
+        // SAFETY: the table holds a live buffer of the scheduled type for every
+        // buffer of the program (arguments were type-checked above), and the call
+        // context is exclusively borrowed for the call.
+        let status = unsafe { (self.compiled.entry())(table.as_ptr(), &mut self.ctx) };
+        if status != 0 {
+            return Err(RunError::Kernel(self.ctx.error.take().unwrap_or_else(|| "unknown failure".into())));
+        }
+        Ok(self
+            .program
+            .outputs
+            .iter()
+            .map(|&b| {
+                let ty = &self.program.buffers[b].ty;
+                // SAFETY: output buffers hold values of their type after the call.
+                unsafe { read(table[b], ty) }
+            })
+            .collect())
+    }
+}
