@@ -1,0 +1,521 @@
+//! Differential tests: every op compiled by the JIT agrees with the reference
+//! interpreter, over shapes with sizes 1, 3, 5, 7, 17, 127 and non-square ones, on
+//! seeded random data (never all zeros).
+//!
+//! Tolerances: elementwise ops, views and reductions run the same f32 operations in
+//! the same order as the interpreter and calls the same libm, so they agree to the
+//! last bit (checked with a 1-ulp-scale tolerance); contractions may sum in another
+//! order (1e-5 relative).
+
+use std::collections::BTreeSet;
+
+use kiln_ir::{
+    BinaryOp, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs, PoolKind,
+    ReduceOp, Shape, TensorType, UnaryOp, interp,
+};
+use kiln_runtime::{Executable, RunError};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A graph under construction with the values of its arguments.
+struct Case {
+    graph: Graph,
+    values: Vec<HostTensor>,
+}
+
+impl Case {
+    fn new(name: &str) -> Self {
+        Case {
+            graph: Graph::new(name),
+            values: vec![],
+        }
+    }
+
+    fn arg(&mut self, rng: &mut Rng, dtype: DType, dims: &[usize], lo: f64, hi: f64) -> NodeId {
+        let name = format!("a{}", self.values.len());
+        let ty = TensorType::new(dtype, dims);
+        let id = self.graph.input(&name, ty.clone()).unwrap();
+        self.values.push(HostTensor::from_fn(&ty, |_| match dtype {
+            DType::I32 => (rng.uniform(lo, hi)).floor(),
+            DType::Bool => (rng.below(2)) as f64,
+            _ => rng.uniform(lo, hi),
+        }));
+        id
+    }
+
+    fn f32(&mut self, rng: &mut Rng, dims: &[usize]) -> NodeId {
+        self.arg(rng, DType::F32, dims, -3.0, 3.0)
+    }
+
+    fn op(&mut self, op: Op, operands: &[NodeId]) -> NodeId {
+        self.graph
+            .add(op, operands)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn out(mut self, n: NodeId) -> Self {
+        self.graph.output(n, None);
+        self
+    }
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+/// Compiles and runs `case`, comparing every output with the interpreter's.
+fn check(case: &Case, tol: f64) {
+    let want = interp::run(&case.graph, &case.values)
+        .unwrap_or_else(|e| panic!("interpreter: {e}\n{}", case.graph));
+    let mut exe =
+        Executable::compile(&case.graph).unwrap_or_else(|e| panic!("compile: {e}\n{}", case.graph));
+    let got = exe
+        .run(&case.values)
+        .unwrap_or_else(|e| panic!("run: {e}\n{}", case.graph));
+    for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.ty(), w.ty(), "output {o} type\n{}", case.graph);
+        for i in 0..w.numel() {
+            let (a, b) = (g.get_f64(i), w.get_f64(i));
+            assert!(
+                close(a, b, tol),
+                "output {o}[{i}]: jit {a}, interpreter {b}\n{}\n{}",
+                case.graph,
+                exe.program()
+            );
+        }
+    }
+}
+
+const SIZES: [usize; 6] = [1, 3, 5, 7, 17, 127];
+const EXACT: f64 = 1e-7;
+
+/// Mnemonics of the ops the cases exercise (as the node under test).
+fn tested(cases: &[(String, Case)]) -> BTreeSet<String> {
+    cases.iter().map(|(m, _)| m.clone()).collect()
+}
+
+fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
+    let mut out: Vec<(String, Case, f64)> = Vec::new();
+    let mut add = |m: &str, c: Case, tol: f64| out.push((m.to_string(), c, tol));
+    for n in SIZES {
+        for k in UnaryOp::ALL {
+            let mut c = Case::new("unary");
+            let (lo, hi) = match k {
+                UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.01, 50.0),
+                UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Tanh => (-90.0, 90.0),
+                _ => (-3.0, 3.0),
+            };
+            let x = c.arg(rng, DType::F32, &[3, n], lo, hi);
+            let y = c.op(Op::Unary(k), &[x]);
+            add(k.name(), c.out(y), EXACT);
+            if k.accepts_integers() {
+                let mut c = Case::new("unary_i32");
+                let x = c.arg(rng, DType::I32, &[n], -100.0, 100.0);
+                let y = c.op(Op::Unary(k), &[x]);
+                add(k.name(), c.out(y), 0.0);
+            }
+        }
+        for k in BinaryOp::ALL {
+            let mut c = Case::new("binary");
+            let a = c.arg(rng, DType::F32, &[n, 2], 0.1, 3.0);
+            let b = c.arg(rng, DType::F32, &[n, 2], -2.0, 2.0);
+            let y = c.op(Op::Binary(k), &[a, b]);
+            add(k.name(), c.out(y), EXACT);
+            if k != BinaryOp::Pow {
+                let mut c = Case::new("binary_i32");
+                let a = c.arg(rng, DType::I32, &[n], -1000.0, 1000.0);
+                let b = c.arg(rng, DType::I32, &[n], 1.0, 50.0);
+                let y = c.op(Op::Binary(k), &[a, b]);
+                add(k.name(), c.out(y), 0.0);
+            }
+        }
+        for k in CmpOp::ALL {
+            for dtype in [DType::F32, DType::I32] {
+                let mut c = Case::new("compare");
+                let a = c.arg(rng, dtype, &[2, n], -3.0, 3.0);
+                let b = c.arg(rng, dtype, &[2, n], -3.0, 3.0);
+                let y = c.op(Op::Compare(k), &[a, b]);
+                add(k.name(), c.out(y), 0.0);
+            }
+        }
+        {
+            // select(a < b, a * 2, b) fused into one kernel.
+            let mut c = Case::new("select");
+            let a = c.f32(rng, &[n, 3]);
+            let b = c.f32(rng, &[n, 3]);
+            let m = c.op(Op::Compare(CmpOp::Lt), &[a, b]);
+            let two = c.graph.constant(HostTensor::full(DType::F32, [n, 3], 2.0));
+            let a2 = c.op(Op::Binary(BinaryOp::Mul), &[a, two]);
+            let y = c.op(Op::Select, &[m, a2, b]);
+            add("select", c.out(y), EXACT);
+        }
+        for (from, to) in [
+            (DType::F32, DType::I32),
+            (DType::I32, DType::F32),
+            (DType::Bool, DType::F32),
+            (DType::F32, DType::F64),
+            (DType::F64, DType::F32),
+            (DType::F32, DType::Bool),
+            (DType::I32, DType::Bool),
+            (DType::Bool, DType::I32),
+        ] {
+            let mut c = Case::new("cast");
+            let x = c.arg(rng, from, &[n], -50.0, 50.0);
+            let y = c.op(Op::Cast(to), &[x]);
+            add("cast", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("stop_gradient");
+            let x = c.f32(rng, &[n]);
+            let e = c.op(Op::Unary(UnaryOp::Exp), &[x]);
+            let y = c.op(Op::StopGradient, &[e]);
+            add("stop_gradient", c.out(y), EXACT);
+        }
+        {
+            let mut c = Case::new("broadcast");
+            let x = c.f32(rng, &[n, 1]);
+            let y = c.op(Op::Broadcast(Shape::from([2, n, 5])), &[x]);
+            add("broadcast", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("reshape_transpose");
+            let x = c.f32(rng, &[2, n, 3]);
+            let t = c.op(Op::Transpose(vec![2, 0, 1]), &[x]);
+            let y = c.op(Op::Reshape(Shape::from([3 * 2 * n])), &[t]);
+            add("transpose", c.out(t), 0.0);
+            let mut c2 = Case::new("reshape");
+            let x2 = c2.f32(rng, &[2, n, 3]);
+            let y2 = c2.op(Op::Reshape(Shape::from([n, 6])), &[x2]);
+            add("reshape", c2.out(y2), 0.0);
+            let _ = y;
+        }
+        {
+            let mut c = Case::new("slice");
+            let x = c.f32(rng, &[n + 4, 7]);
+            let y = c.op(
+                Op::Slice {
+                    start: vec![1, 2],
+                    end: vec![n + 3, 7],
+                    step: vec![2, 2],
+                },
+                &[x],
+            );
+            add("slice", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("concat");
+            let a = c.f32(rng, &[2, n]);
+            let b = c.f32(rng, &[2, 3]);
+            let y = c.op(Op::Concat { axis: 1 }, &[a, b]);
+            add("concat", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("pad");
+            let x = c.f32(rng, &[n, 2]);
+            let y = c.op(
+                Op::Pad {
+                    low: vec![1, 0],
+                    high: vec![2, 3],
+                    value: -1.5,
+                },
+                &[x],
+            );
+            add("pad", c.out(y), 0.0);
+        }
+        for kind in ReduceOp::ALL {
+            for (axes, keepdims) in [(vec![1], false), (vec![0, 2], true), (vec![0, 1, 2], false)] {
+                let mut c = Case::new("reduce");
+                let x = c.f32(rng, &[3, n, 4]);
+                // A fused producer: reduce(x * x + 1).
+                let sq = c.op(Op::Binary(BinaryOp::Mul), &[x, x]);
+                let y = c.op(
+                    Op::Reduce {
+                        kind,
+                        axes,
+                        keepdims,
+                    },
+                    &[sq],
+                );
+                add(kind.name(), c.out(y), 1e-6);
+                let mut c = Case::new("reduce_i32");
+                let x = c.arg(rng, DType::I32, &[n, 3], -50.0, 50.0);
+                let y = c.op(
+                    Op::Reduce {
+                        kind,
+                        axes: vec![0],
+                        keepdims: false,
+                    },
+                    &[x],
+                );
+                add(kind.name(), c.out(y), 0.0);
+            }
+        }
+        {
+            let mut c = Case::new("argmax");
+            let x = c.f32(rng, &[3, n]);
+            let y = c.op(
+                Op::ArgMax {
+                    axis: 1,
+                    keepdims: false,
+                },
+                &[x],
+            );
+            add("argmax", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("matmul");
+            let a = c.f32(rng, &[n, 5]);
+            let b = c.f32(rng, &[5, 3]);
+            let y = c.op(Op::MatMul, &[a, b]);
+            add("matmul", c.out(y), 1e-5);
+            let mut c = Case::new("matmul_transposed");
+            let a = c.f32(rng, &[2, 7, n]);
+            let b = c.f32(rng, &[2, 3, n]);
+            let bt = c.op(Op::Transpose(vec![0, 2, 1]), &[b]);
+            let y = c.op(Op::MatMul, &[a, bt]);
+            add("matmul", c.out(y), 1e-5);
+        }
+        {
+            let mut c = Case::new("gather");
+            let t = c.f32(rng, &[n + 2, 3]);
+            let idx = c.arg(rng, DType::I32, &[2, 4], 0.0, (n + 2) as f64);
+            let y = c.op(Op::Gather, &[t, idx]);
+            add("gather", c.out(y), 0.0);
+            let mut c = Case::new("scatter_add");
+            let idx = c.arg(rng, DType::I32, &[n, 2], 0.0, 4.0);
+            let u = c.f32(rng, &[n, 2, 3]);
+            let y = c.op(Op::ScatterAdd { rows: 4 }, &[idx, u]);
+            add("scatter_add", c.out(y), 1e-6);
+            let mut c = Case::new("one_hot");
+            let idx = c.arg(rng, DType::I32, &[n], 0.0, 10.0);
+            let y = c.op(
+                Op::OneHot {
+                    depth: 10,
+                    dtype: DType::F32,
+                },
+                &[idx],
+            );
+            add("one_hot", c.out(y), 0.0);
+        }
+        {
+            let mut c = Case::new("random");
+            let seed = c
+                .graph
+                .input("seed", TensorType::new(DType::I32, []))
+                .unwrap();
+            c.values.push(HostTensor::scalar(
+                DType::I32,
+                (rng.below(1000) as f64) - 500.0,
+            ));
+            let y = c.op(
+                Op::RandomUniform {
+                    shape: Shape::from([2, n]),
+                    dtype: DType::F32,
+                    salt: 3,
+                },
+                &[seed],
+            );
+            add("random_uniform", c.out(y), 0.0);
+        }
+    }
+    for (x, w, conv) in [
+        ([2, 3, 7, 8], [4, 3, 3, 2], Conv2dAttrs::default()),
+        (
+            [1, 2, 9, 5],
+            [3, 2, 3, 3],
+            Conv2dAttrs {
+                stride: [2, 1],
+                padding: [1, 1],
+                dilation: [1, 2],
+            },
+        ),
+    ] {
+        let ty = |d: [usize; 4]| TensorType::new(DType::F32, d);
+        let ys = kiln_ir::infer(&Op::Conv2d(conv), &[&ty(x), &ty(w)]).unwrap();
+        let mut c = Case::new("conv2d");
+        let (xi, wi) = (c.f32(rng, &x), c.f32(rng, &w));
+        let y = c.op(Op::Conv2d(conv), &[xi, wi]);
+        add("conv2d", c.out(y), 1e-5);
+        let mut c = Case::new("conv_transpose2d");
+        let (dy, wi) = (c.f32(rng, ys.shape.dims()), c.f32(rng, &w));
+        let y = c.op(
+            Op::ConvTranspose2d {
+                conv,
+                output_padding: [0, 0],
+            },
+            &[dy, wi],
+        );
+        add("conv_transpose2d", c.out(y), 1e-5);
+        let mut c = Case::new("conv2d_weight_grad");
+        let (xi, dy) = (c.f32(rng, &x), c.f32(rng, ys.shape.dims()));
+        let y = c.op(
+            Op::Conv2dWeightGrad {
+                conv,
+                kernel: [w[2], w[3]],
+            },
+            &[xi, dy],
+        );
+        add("conv2d_weight_grad", c.out(y), 1e-5);
+    }
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        let p = Pool2dAttrs {
+            kind,
+            kernel: [3, 2],
+            stride: [2, 2],
+            padding: [1, 0],
+        };
+        let mut c = Case::new("pool");
+        let x = c.f32(rng, &[2, 3, 7, 6]);
+        let y = c.op(Op::Pool2d(p), &[x]);
+        add(Op::Pool2d(p).mnemonic(), c.out(y), 1e-6);
+        let mut c = Case::new("pool_grad");
+        let x = c.f32(rng, &[2, 3, 7, 6]);
+        let ys = kiln_ir::infer(&Op::Pool2d(p), &[&c.graph.node(x).ty]).unwrap();
+        let dy = c.f32(rng, ys.shape.dims());
+        let y = c.op(Op::Pool2dGrad(p), &[x, dy]);
+        add(Op::Pool2dGrad(p).mnemonic(), c.out(y), 1e-6);
+    }
+    {
+        let mut c = Case::new("consts");
+        let x = c.f32(rng, &[3]);
+        let k = c
+            .graph
+            .constant(HostTensor::from_f32([3], vec![0.5, -1.0, 2.5]).unwrap());
+        let s = c.graph.constant(HostTensor::full(DType::F32, [3], 0.25));
+        let y = c.op(Op::Binary(BinaryOp::Mul), &[x, k]);
+        let z = c.op(Op::Binary(BinaryOp::Add), &[y, s]);
+        c.graph.output(k, None);
+        c.graph.output(s, None);
+        add("const", c.out(z), EXACT);
+    }
+    out
+}
+
+#[test]
+fn every_op_matches_the_interpreter() {
+    let mut rng = Rng(0x00c0_ffee_1234_5678);
+    for (_, case, tol) in cases(&mut rng) {
+        check(&case, tol);
+    }
+}
+
+#[test]
+fn every_op_has_a_differential_test() {
+    let mut rng = Rng(1);
+    let all = cases(&mut rng);
+    let names: Vec<(String, Case)> = all.into_iter().map(|(m, c, _)| (m, c)).collect();
+    let seen = tested(&names);
+    for op in Op::samples() {
+        let m = op.mnemonic();
+        if matches!(op, Op::Input | Op::Param) {
+            continue;
+        }
+        assert!(seen.contains(m), "no differential test for `{m}`");
+    }
+}
+
+/// Fused chains: an MLP layer with bias and ReLU, and a stable softmax.
+#[test]
+fn fused_graphs_match_the_interpreter() {
+    let mut rng = Rng(99);
+    for n in SIZES {
+        let mut c = Case::new("layer");
+        let x = c.f32(&mut rng, &[n, 6]);
+        let w = c.f32(&mut rng, &[6, 5]);
+        let b = c.f32(&mut rng, &[5]);
+        let xw = c.op(Op::MatMul, &[x, w]);
+        let bb = c.op(Op::Broadcast(Shape::from([n, 5])), &[b]);
+        let s = c.op(Op::Binary(BinaryOp::Add), &[xw, bb]);
+        let r = c.op(Op::Unary(UnaryOp::Relu), &[s]);
+        check(&c.out(r), 1e-5);
+
+        let mut c = Case::new("softmax");
+        let x = c.arg(&mut rng, DType::F32, &[3, n], -40.0, 40.0);
+        let m = c.op(
+            Op::Reduce {
+                kind: ReduceOp::Max,
+                axes: vec![1],
+                keepdims: true,
+            },
+            &[x],
+        );
+        let m = c.op(Op::StopGradient, &[m]);
+        let mb = c.op(Op::Broadcast(Shape::from([3, n])), &[m]);
+        let d = c.op(Op::Binary(BinaryOp::Sub), &[x, mb]);
+        let e = c.op(Op::Unary(UnaryOp::Exp), &[d]);
+        let s = c.op(
+            Op::Reduce {
+                kind: ReduceOp::Sum,
+                axes: vec![1],
+                keepdims: true,
+            },
+            &[e],
+        );
+        let sb = c.op(Op::Broadcast(Shape::from([3, n])), &[s]);
+        let y = c.op(Op::Binary(BinaryOp::Div), &[e, sb]);
+        check(&c.out(y), EXACT);
+    }
+}
+
+#[test]
+fn bad_arguments_are_reported_before_running() {
+    let mut rng = Rng(5);
+    let mut c = Case::new("args");
+    let x = c.f32(&mut rng, &[2, 3]);
+    let i = c.arg(&mut rng, DType::I32, &[4], 0.0, 3.0);
+    let t = c
+        .graph
+        .constant(HostTensor::from_f32([3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap());
+    let g = c.op(Op::Gather, &[t, i]);
+    let c = c.out(x).out(g);
+    let mut exe = Executable::compile(&c.graph).unwrap();
+    let e = exe.run(&c.values[..1]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RunError::ArgCount {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let wrong = HostTensor::from_f32([3, 2], vec![1.0; 6]).unwrap();
+    let e = exe.run(&[wrong, c.values[1].clone()]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "argument `a0` must be f32[2,3], got f32[3,2]"
+    );
+    let e = exe
+        .run(&[
+            c.values[0].clone(),
+            HostTensor::from_f32([4], vec![0.0; 4]).unwrap(),
+        ])
+        .unwrap_err();
+    assert!(e.to_string().contains("i32[4]"), "{e}");
+    // An index out of range inside a library call is an error, not a crash.
+    let bad = HostTensor::from_i32([4], vec![0, 1, 7, 2]).unwrap();
+    let e = exe.run(&[c.values[0].clone(), bad]).unwrap_err();
+    assert!(
+        matches!(e, RunError::Kernel(_)) && e.to_string().contains("gather"),
+        "{e}"
+    );
+    // The executable still works afterwards.
+    assert!(exe.run(&c.values).is_ok());
+}
