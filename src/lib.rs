@@ -13,10 +13,30 @@ pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
+pub use kiln_runtime::{CompileError, Executable, RunError};
 pub use train::{StepOutput, TrainError, TrainStep};
+
+/// Compiles `graph` to native code (for inference, or any graph built by hand).
+///
+/// ```
+/// use kiln::prelude::*;
+/// let g = GraphBuilder::new("affine");
+/// let x = g.input("x", DType::F32, [2, 3]);
+/// let w = g.param("w", HostTensor::from_f32([3], vec![1.0, -1.0, 0.5]).unwrap());
+/// let y = (&x * &w).sum(&[1], false).relu();
+/// let model = g.build(&[&y]).unwrap();
+/// let mut exe = kiln::compile(&model.graph).unwrap();
+/// let xv = HostTensor::from_f32([2, 3], vec![1.0, 2.0, 4.0, 3.0, 1.0, -2.0]).unwrap();
+/// let args = model.call_args(&[("x", &xv)]).unwrap();
+/// let y = exe.run(&args).unwrap();
+/// assert_eq!(y[0].as_f32().unwrap(), &[1.0, 1.0]);
+/// ```
+pub fn compile(graph: &ir::Graph) -> Result<Executable, CompileError> {
+    Executable::compile(graph)
+}
 
 /// Everything a training script needs: `use kiln::prelude::*;`.
 pub mod prelude {
-    pub use crate::{StepOutput, TrainError, TrainStep};
+    pub use crate::{Executable, StepOutput, TrainError, TrainStep};
     pub use kiln_frontend::prelude::*;
 }

@@ -5,6 +5,7 @@ use kiln_frontend::{ArgError, BuildError, GraphBuilder, ParamStore, Tensor};
 use kiln_ir::interp::{self, EvalError};
 use kiln_ir::{Graph, HostTensor};
 use kiln_passes::AutodiffError;
+use kiln_runtime::{CompileError, Executable, RunError};
 
 /// Why a training step could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,10 @@ pub enum TrainError {
     Eval(#[from] EvalError),
     #[error("output name `{0}` clashes with a parameter or optimizer state of the step")]
     OutputName(String),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("the loss is NaN or infinite ({0}); lower the learning rate or check the data")]
     NonFiniteLoss(f64),
 }
@@ -47,12 +52,36 @@ pub enum TrainError {
 /// let second = step.run_interpreted(&[("x", &xs), ("y", &ys)]).unwrap().loss;
 /// assert!(second < first);
 /// ```
-#[derive(Clone, Debug)]
 pub struct TrainStep {
     graph: Graph,
     params: ParamStore,
     trainable: Vec<String>,
     extra_outputs: usize,
+    /// The native code, compiled on the first [`TrainStep::run`].
+    compiled: Option<Executable>,
+}
+
+impl Clone for TrainStep {
+    /// Clones the graph and the current values; the clone compiles on its own.
+    fn clone(&self) -> Self {
+        TrainStep {
+            graph: self.graph.clone(),
+            params: self.params.clone(),
+            trainable: self.trainable.clone(),
+            extra_outputs: self.extra_outputs,
+            compiled: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TrainStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainStep")
+            .field("graph", &self.graph.name())
+            .field("params", &self.params.names().collect::<Vec<_>>())
+            .field("compiled", &self.compiled.is_some())
+            .finish()
+    }
 }
 
 /// What one step returns.
@@ -116,6 +145,7 @@ impl TrainStep {
             params: built.params,
             trainable,
             extra_outputs: outputs.len(),
+            compiled: None,
         })
     }
 
@@ -140,20 +170,54 @@ impl TrainStep {
         &self.trainable
     }
 
-    /// Runs one step through the reference interpreter and applies the updates.
-    /// Slow but exact: the oracle compiled steps are checked against.
+    /// Compiles the step to native code now (otherwise the first [`TrainStep::run`]
+    /// does). Returns the executable, e.g. to inspect its kernel program.
+    pub fn compile(&mut self) -> Result<&Executable, TrainError> {
+        if self.compiled.is_none() {
+            self.compiled = Some(Executable::compile(&self.graph)?);
+        }
+        Ok(self.compiled.as_ref().expect("compiled above"))
+    }
+
+    /// Runs one step as native code (compiled on first use) and applies the updates.
     ///
     /// A NaN or infinite loss is an error and leaves the parameters unchanged.
-    pub fn run_interpreted(
-        &mut self,
-        inputs: &[(&str, &HostTensor)],
-    ) -> Result<StepOutput, TrainError> {
-        let model = kiln_frontend::Model {
-            graph: self.graph.clone(),
-            params: self.params.clone(),
-        };
-        let args = model.call_args(inputs)?;
-        let mut results = interp::run(&self.graph, &args)?.into_iter();
+    pub fn run(&mut self, inputs: &[(&str, &HostTensor)]) -> Result<StepOutput, TrainError> {
+        self.compile()?;
+        let exe = self.compiled.as_mut().expect("compiled above");
+        let mut args: Vec<&HostTensor> = Vec::with_capacity(exe.args().len());
+        for (name, ty) in exe.args() {
+            let value = match self.params.get(name) {
+                Some(v) => v,
+                None => inputs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .ok_or_else(|| ArgError::Missing(name.clone()))?,
+            };
+            if value.ty() != *ty {
+                return Err(ArgError::Type {
+                    name: name.clone(),
+                    expected: ty.clone(),
+                    got: value.ty(),
+                }
+                .into());
+            }
+            args.push(value);
+        }
+        if let Some((name, _)) = inputs
+            .iter()
+            .find(|(n, _)| !exe.args().iter().any(|(a, _)| a == n))
+        {
+            return Err(ArgError::Unknown(name.to_string()).into());
+        }
+        let results = exe.run_refs(&args)?;
+        self.apply(results)
+    }
+
+    /// Takes the loss, keeps the extra outputs, and stores the updated values.
+    fn apply(&mut self, results: Vec<HostTensor>) -> Result<StepOutput, TrainError> {
+        let mut results = results.into_iter();
         let loss = results.next().expect("the loss is output 0").get_f64(0);
         if !loss.is_finite() {
             return Err(TrainError::NonFiniteLoss(loss));
@@ -167,5 +231,22 @@ impl TrainStep {
             self.params.set(name, value)?;
         }
         Ok(StepOutput { loss, outputs })
+    }
+
+    /// Runs one step through the reference interpreter and applies the updates.
+    /// Slow but exact: the oracle compiled steps are checked against.
+    ///
+    /// A NaN or infinite loss is an error and leaves the parameters unchanged.
+    pub fn run_interpreted(
+        &mut self,
+        inputs: &[(&str, &HostTensor)],
+    ) -> Result<StepOutput, TrainError> {
+        let model = kiln_frontend::Model {
+            graph: self.graph.clone(),
+            params: self.params.clone(),
+        };
+        let args = model.call_args(inputs)?;
+        let results = interp::run(&self.graph, &args)?;
+        self.apply(results)
     }
 }
