@@ -1,8 +1,8 @@
 //! W1 (shared/WORKLOADS.md): fit y = w*x + b to x = [1,3,5], y = [2,4,6] with MSE
 //! and SGD (lr 0.01, 1000 steps, from w = b = 0). The exact answer is w = b = 1.
 //!
-//! The whole training step (forward, gradient, SGD update) is one graph; until the
-//! JIT lands it runs through kiln's reference interpreter.
+//! The whole training step (forward, gradient, SGD update) is one graph, compiled to
+//! native code with Cranelift on the first `run`.
 //!
 //! Run with `cargo run --release --example linear_regression`.
 
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0])?;
     let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0])?;
     for i in 0..1000 {
-        let out = step.run_interpreted(&[("x", &xs), ("y", &ys)])?;
+        let out = step.run(&[("x", &xs), ("y", &ys)])?;
         if i % 100 == 0 || i == 999 {
             println!("step {i:4}  loss {:.6}", out.loss);
         }
