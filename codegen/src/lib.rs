@@ -7,4 +7,4 @@
 pub mod library;
 pub mod lower;
 
-pub use lower::{compile, CodegenError, CompiledProgram};
+pub use lower::{CodegenError, CompiledProgram, compile};

@@ -5,9 +5,9 @@
 //! copies of the buffers (correct for every dtype and attribute, not fast); f32
 //! matmul has a direct loop. Issue 6 replaces these with packed, blocked kernels.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use kiln_ir::{interp, DType, HostTensor, Op, TensorData, TensorType};
+use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
 
 /// One library call: the op, its operand buffers and output buffer (indices into the
 /// buffer table) with their types.
@@ -36,11 +36,20 @@ unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
     // copies below read exactly that many.
     let data = unsafe {
         match ty.dtype {
-            DType::F32 => TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec()),
-            DType::F64 => TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec()),
-            DType::I32 => TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec()),
+            DType::F32 => {
+                TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec())
+            }
+            DType::F64 => {
+                TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec())
+            }
+            DType::I32 => {
+                TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec())
+            }
             DType::Bool => TensorData::Bool(
-                std::slice::from_raw_parts(ptr, n).iter().map(|&b| b != 0).collect(),
+                std::slice::from_raw_parts(ptr, n)
+                    .iter()
+                    .map(|&b| b != 0)
+                    .collect(),
             ),
         }
     };
@@ -55,9 +64,15 @@ unsafe fn write(ptr: *mut u8, t: &HostTensor) {
     // SAFETY: as above; the destination holds exactly `t.numel()` elements.
     unsafe {
         match t.data() {
-            TensorData::F32(v) => std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut f32, v.len()),
-            TensorData::F64(v) => std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut f64, v.len()),
-            TensorData::I32(v) => std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut i32, v.len()),
+            TensorData::F32(v) => {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut f32, v.len())
+            }
+            TensorData::F64(v) => {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut f64, v.len())
+            }
+            TensorData::I32(v) => {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), ptr as *mut i32, v.len())
+            }
             TensorData::Bool(v) => {
                 for (i, &b) in v.iter().enumerate() {
                     *ptr.add(i) = b as u8;
@@ -71,7 +86,15 @@ unsafe fn write(ptr: *mut u8, t: &HostTensor) {
 ///
 /// # Safety
 /// The pointers must hold buffers of those sizes; `c` must not alias `a` or `b`.
-unsafe fn matmul_f32(a: *const f32, b: *const f32, c: *mut f32, batch: usize, m: usize, k: usize, n: usize) {
+unsafe fn matmul_f32(
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     // SAFETY: sizes as documented; the slices cover exactly the buffers.
     let (a, b, c) = unsafe {
         (
@@ -81,7 +104,11 @@ unsafe fn matmul_f32(a: *const f32, b: *const f32, c: *mut f32, batch: usize, m:
         )
     };
     for p in 0..batch {
-        let (a, b, c) = (&a[p * m * k..][..m * k], &b[p * k * n..][..k * n], &mut c[p * m * n..][..m * n]);
+        let (a, b, c) = (
+            &a[p * m * k..][..m * k],
+            &b[p * k * n..][..k * n],
+            &mut c[p * m * n..][..m * n],
+        );
         for i in 0..m {
             let row = &mut c[i * n..][..n];
             row.fill(0.0);
@@ -120,7 +147,11 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
         return Ok(());
     }
     // SAFETY: as above.
-    let inputs: Vec<HostTensor> = desc.inputs.iter().map(|(b, ty)| unsafe { read(ptr(*b), ty) }).collect();
+    let inputs: Vec<HostTensor> = desc
+        .inputs
+        .iter()
+        .map(|(b, ty)| unsafe { read(ptr(*b), ty) })
+        .collect();
     let refs: Vec<&HostTensor> = inputs.iter().collect();
     let result = interp::eval_op(&desc.op, &refs).map_err(|e| e.to_string())?;
     // SAFETY: the output buffer has the op's output type.

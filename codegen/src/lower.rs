@@ -10,15 +10,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use cranelift_codegen::Context;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
+    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
+    types,
 };
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use kiln_passes::schedule::{Access, Affine, BufferKind, Expr, Kernel, KernelProgram, LoopKernel};
 
@@ -56,7 +57,9 @@ pub struct CompiledProgram {
 
 impl std::fmt::Debug for CompiledProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledProgram").field("functions", &self.clif.len()).finish()
+        f.debug_struct("CompiledProgram")
+            .field("functions", &self.clif.len())
+            .finish()
     }
 }
 
@@ -78,8 +81,12 @@ impl Drop for CompiledProgram {
 
 fn host_module() -> Result<JITModule, CodegenError> {
     let mut flags = settings::builder();
-    flags.set("opt_level", "speed").map_err(|e| CodegenError::Isa(e.to_string()))?;
-    flags.set("is_pic", "false").map_err(|e| CodegenError::Isa(e.to_string()))?;
+    flags
+        .set("opt_level", "speed")
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    flags
+        .set("is_pic", "false")
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
     let isa = cranelift_native::builder()
         .map_err(|e| CodegenError::Isa(e.to_string()))?
         .finish(settings::Flags::new(flags))
@@ -115,9 +122,15 @@ impl Imports {
     fn declare(module: &mut JITModule) -> Result<Self, CodegenError> {
         let ptr = module.target_config().pointer_type();
         let mut sig = module.make_signature();
-        sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64), AbiParam::new(ptr)]);
+        sig.params.extend([
+            AbiParam::new(ptr),
+            AbiParam::new(types::I64),
+            AbiParam::new(ptr),
+        ]);
         sig.returns.push(AbiParam::new(types::I32));
-        let call = module.declare_function("kiln_call", Linkage::Import, &sig).map_err(module_err)?;
+        let call = module
+            .declare_function("kiln_call", Linkage::Import, &sig)
+            .map_err(module_err)?;
         let mut unary = HashMap::new();
         let mut pow = HashMap::new();
         for (dtype, suffix) in [(DType::F32, "f"), (DType::F64, "")] {
@@ -127,7 +140,9 @@ impl Imports {
             sig.returns.push(AbiParam::new(t));
             for f in ["exp", "log", "tanh"] {
                 let name = format!("kiln_{f}{suffix}");
-                let id = module.declare_function(&name, Linkage::Import, &sig).map_err(module_err)?;
+                let id = module
+                    .declare_function(&name, Linkage::Import, &sig)
+                    .map_err(module_err)?;
                 unary.insert((f, dtype), id);
             }
             sig.params.push(AbiParam::new(t));
@@ -158,8 +173,13 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
         match kernel {
             Kernel::Loop(k) => {
                 let name = format!("k{i}");
-                let id = module.declare_function(&name, Linkage::Local, &kernel_sig).map_err(module_err)?;
-                ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), kernel_sig.clone());
+                let id = module
+                    .declare_function(&name, Linkage::Local, &kernel_sig)
+                    .map_err(module_err)?;
+                ctx.func = Function::with_name_signature(
+                    UserFuncName::user(0, id.as_u32()),
+                    kernel_sig.clone(),
+                );
                 emit_loop_kernel(&mut module, &imports, &mut ctx.func, &mut fctx, program, k)?;
                 clif.push((name, ctx.func.display().to_string()));
                 define(&mut module, id, &mut ctx)?;
@@ -179,9 +199,13 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
 
     // The entry point: run every kernel in order; stop at the first failed call.
     let mut entry_sig = module.make_signature();
-    entry_sig.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
+    entry_sig
+        .params
+        .extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
     entry_sig.returns.push(AbiParam::new(types::I32));
-    let entry_id = module.declare_function("entry", Linkage::Export, &entry_sig).map_err(module_err)?;
+    let entry_id = module
+        .declare_function("entry", Linkage::Export, &entry_sig)
+        .map_err(module_err)?;
     ctx.func = Function::with_name_signature(UserFuncName::user(0, entry_id.as_u32()), entry_sig);
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -286,8 +310,13 @@ fn emit_loop_kernel(
 ) -> Result<(), CodegenError> {
     if let Some(r) = kernel.reduce {
         let count: usize = kernel.dims[kernel.dims.len() - r.count..].iter().product();
-        if r.kind == ReduceOp::Mean && count == 0 && program.buffers[kernel.out].ty.dtype == DType::I32 {
-            return Err(CodegenError::Unsupported("integer mean over an empty axis".into()));
+        if r.kind == ReduceOp::Mean
+            && count == 0
+            && program.buffers[kernel.out].ty.dtype == DType::I32
+        {
+            return Err(CodegenError::Unsupported(
+                "integer mean over an empty axis".into(),
+            ));
         }
     }
     let mut b = FunctionBuilder::new(func, fctx);
@@ -301,7 +330,9 @@ fn emit_loop_kernel(
     touched.push(kernel.out);
     for buf in touched {
         if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(buf) {
-            let addr = b.ins().load(types::I64, MemFlagsData::trusted(), bufs, (buf * 8) as i32);
+            let addr = b
+                .ins()
+                .load(types::I64, MemFlagsData::trusted(), bufs, (buf * 8) as i32);
             v.insert(addr);
         }
     }
@@ -429,14 +460,25 @@ impl LoopEmitter<'_, '_> {
         let count: usize = k.dims[k.outer_dims().len()..].iter().product();
         let v = if r.kind == ReduceOp::Mean {
             let c = self.constant(dtype, count as f64, 1);
-            if dtype.is_float() { self.b.ins().fdiv(acc, c) } else { self.b.ins().sdiv(acc, c) }
+            if dtype.is_float() {
+                self.b.ins().fdiv(acc, c)
+            } else {
+                self.b.ins().sdiv(acc, c)
+            }
         } else {
             acc
         };
         self.store(idx, v);
     }
 
-    fn reduce_level(&mut self, idx: &mut Vec<Value>, level: usize, acc: (Type, Value), kind: ReduceOp, dtype: DType) -> Value {
+    fn reduce_level(
+        &mut self,
+        idx: &mut Vec<Value>,
+        level: usize,
+        acc: (Type, Value),
+        kind: ReduceOp,
+        dtype: DType,
+    ) -> Value {
         if level == self.kernel.dims.len() {
             let x = self.body(idx, 1);
             let a = acc.1;
@@ -473,7 +515,13 @@ impl LoopEmitter<'_, '_> {
 
     fn address(&mut self, a: &Access, idx: &[Value]) -> Value {
         let size = self.program.buffers[a.buffer].ty.dtype.size_bytes() as i64;
-        let off = self.affine(&Affine { offset: a.offset, strides: a.strides.clone() }, idx);
+        let off = self.affine(
+            &Affine {
+                offset: a.offset,
+                strides: a.strides.clone(),
+            },
+            idx,
+        );
         let bytes = self.b.ins().imul_imm_s(off, size);
         self.b.ins().iadd(self.bases[&a.buffer], bytes)
     }
@@ -484,7 +532,11 @@ impl LoopEmitter<'_, '_> {
         let strides = kiln_ir::Shape::new(outer.to_vec()).strides();
         let mut all = strides;
         all.resize(k.dims.len(), 0);
-        let a = Access { buffer: k.out, offset: 0, strides: all };
+        let a = Access {
+            buffer: k.out,
+            offset: 0,
+            strides: all,
+        };
         let addr = self.address(&a, idx);
         self.b.ins().store(self.flags, v, addr, 0);
     }
@@ -497,15 +549,25 @@ impl LoopEmitter<'_, '_> {
             DType::Bool => self.b.ins().iconst(types::I8, (v != 0.0) as i64),
         };
         if lanes == 4 {
-            let vt = if dtype == DType::Bool { types::I32X4 } else { types::F32X4 };
-            let s = if dtype == DType::Bool { self.b.ins().iconst(types::I32, -((v != 0.0) as i64)) } else { s };
+            let vt = if dtype == DType::Bool {
+                types::I32X4
+            } else {
+                types::F32X4
+            };
+            let s = if dtype == DType::Bool {
+                self.b.ins().iconst(types::I32, -((v != 0.0) as i64))
+            } else {
+                s
+            };
             return self.b.ins().splat(vt, s);
         }
         s
     }
 
     fn call1(&mut self, name: &'static str, dtype: DType, x: Value) -> Value {
-        let f = self.module.declare_func_in_func(self.imports.unary[&(name, dtype)], self.b.func);
+        let f = self
+            .module
+            .declare_func_in_func(self.imports.unary[&(name, dtype)], self.b.func);
         let inst = self.b.ins().call(f, &[x]);
         self.b.inst_results(inst)[0]
     }
@@ -520,7 +582,14 @@ impl LoopEmitter<'_, '_> {
         vals[self.kernel.value]
     }
 
-    fn expr(&mut self, expr: &Expr, dtype: DType, vals: &[Value], idx: &[Value], lanes: usize) -> Value {
+    fn expr(
+        &mut self,
+        expr: &Expr,
+        dtype: DType,
+        vals: &[Value],
+        idx: &[Value],
+        lanes: usize,
+    ) -> Value {
         let exprs = &self.kernel.exprs;
         let float = dtype.is_float();
         match expr {
@@ -549,7 +618,9 @@ impl LoopEmitter<'_, '_> {
                     (BinaryOp::Max, true) => ins.fmax(a, b),
                     (BinaryOp::Min, true) => ins.fmin(a, b),
                     (BinaryOp::Pow, _) => {
-                        let f = self.module.declare_func_in_func(self.imports.pow[&dtype], self.b.func);
+                        let f = self
+                            .module
+                            .declare_func_in_func(self.imports.pow[&dtype], self.b.func);
                         let inst = self.b.ins().call(f, &[a, b]);
                         self.b.inst_results(inst)[0]
                     }
@@ -611,7 +682,11 @@ impl LoopEmitter<'_, '_> {
                 let f = self.b.ins().fcvt_from_uint(types::F32, top);
                 let scale = self.b.ins().f32const(1.0 / (1u32 << 24) as f32);
                 let u = self.b.ins().fmul(f, scale);
-                if dtype == DType::F64 { self.b.ins().fpromote(types::F64, u) } else { u }
+                if dtype == DType::F64 {
+                    self.b.ins().fpromote(types::F64, u)
+                } else {
+                    u
+                }
             }
         }
     }
@@ -664,10 +739,18 @@ impl LoopEmitter<'_, '_> {
         let gt0 = |e: &mut Self, x: Value| {
             let z = zero(e);
             let m = e.b.ins().fcmp(FloatCC::GreaterThan, x, z);
-            if lanes == 4 { e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), m) } else { m }
+            if lanes == 4 {
+                e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), m)
+            } else {
+                m
+            }
         };
         let pick = |e: &mut Self, m: Value, a: Value, b: Value| {
-            if lanes == 4 { e.b.ins().bitselect(m, a, b) } else { e.b.ins().select(m, a, b) }
+            if lanes == 4 {
+                e.b.ins().bitselect(m, a, b)
+            } else {
+                e.b.ins().select(m, a, b)
+            }
         };
         match k {
             UnaryOp::Neg => self.b.ins().fneg(x),
@@ -687,7 +770,13 @@ impl LoopEmitter<'_, '_> {
                 let m = gt0(self, x);
                 let z = zero(self);
                 let keep_nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-                let keep_nan = if lanes == 4 { self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), keep_nan) } else { keep_nan };
+                let keep_nan = if lanes == 4 {
+                    self.b
+                        .ins()
+                        .bitcast(types::F32X4, MemFlagsData::new(), keep_nan)
+                } else {
+                    keep_nan
+                };
                 let r = pick(self, m, x, z);
                 pick(self, keep_nan, x, r)
             }
@@ -758,7 +847,8 @@ fn fmix32(mut h: u32) -> u32 {
 fn signature(module: &JITModule, params: usize) -> Signature {
     let mut sig = module.make_signature();
     for _ in 0..params {
-        sig.params.push(AbiParam::new(module.target_config().pointer_type()));
+        sig.params
+            .push(AbiParam::new(module.target_config().pointer_type()));
     }
     sig
 }

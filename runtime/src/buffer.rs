@@ -1,6 +1,6 @@
 //! 64-byte aligned, zero-initialized byte buffers.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 /// Alignment of every runtime buffer: a cache line, and enough for any vector load.
 pub const ALIGN: usize = 64;

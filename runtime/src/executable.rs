@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kiln_codegen::library::CallContext;
 use kiln_codegen::{CodegenError, CompiledProgram};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
-use kiln_passes::schedule::{schedule, BufferKind, KernelProgram, MemoryPlan, ScheduleError};
+use kiln_passes::schedule::{BufferKind, KernelProgram, MemoryPlan, ScheduleError, schedule};
 
 use crate::buffer::AlignedBuffer;
 
@@ -99,10 +99,21 @@ unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
     // SAFETY: guaranteed by the caller.
     let data = unsafe {
         match ty.dtype {
-            DType::F32 => TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec()),
-            DType::F64 => TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec()),
-            DType::I32 => TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec()),
-            DType::Bool => TensorData::Bool(std::slice::from_raw_parts(ptr, n).iter().map(|&b| b != 0).collect()),
+            DType::F32 => {
+                TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec())
+            }
+            DType::F64 => {
+                TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec())
+            }
+            DType::I32 => {
+                TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec())
+            }
+            DType::Bool => TensorData::Bool(
+                std::slice::from_raw_parts(ptr, n)
+                    .iter()
+                    .map(|&b| b != 0)
+                    .collect(),
+            ),
         }
     };
     HostTensor::new(ty.shape.clone(), data).expect("sized from the type")
@@ -115,7 +126,10 @@ impl Executable {
         let program = schedule(graph)?;
         let t1 = Instant::now();
         let compiled = kiln_codegen::compile(&program)?;
-        let timings = CompileTimings { schedule: t1 - t0, codegen: t1.elapsed() };
+        let timings = CompileTimings {
+            schedule: t1 - t0,
+            codegen: t1.elapsed(),
+        };
         let plan = program.plan_memory();
         let arena = AlignedBuffer::zeroed(plan.arena_bytes);
         let consts = program
@@ -134,8 +148,20 @@ impl Executable {
                 (n.name.clone().unwrap_or_default(), n.ty.clone())
             })
             .collect();
-        let ctx = CallContext { calls: compiled.calls.clone(), error: None };
-        Ok(Executable { args, program, plan, compiled, ctx, arena, consts, timings })
+        let ctx = CallContext {
+            calls: compiled.calls.clone(),
+            error: None,
+        };
+        Ok(Executable {
+            args,
+            program,
+            plan,
+            compiled,
+            ctx,
+            arena,
+            consts,
+            timings,
+        })
     }
 
     /// The kernel program the executable runs.
@@ -187,11 +213,19 @@ impl Executable {
     pub fn run_refs(&mut self, args: &[&HostTensor]) -> Result<Vec<HostTensor>, RunError> {
         if args.len() != self.args.len() {
             let names: Vec<&str> = self.args.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(RunError::ArgCount { expected: self.args.len(), got: args.len(), names: names.join(", ") });
+            return Err(RunError::ArgCount {
+                expected: self.args.len(),
+                got: args.len(),
+                names: names.join(", "),
+            });
         }
         for ((name, ty), a) in self.args.iter().zip(args) {
             if a.ty() != *ty {
-                return Err(RunError::ArgType { name: name.clone(), expected: ty.clone(), got: a.ty() });
+                return Err(RunError::ArgType {
+                    name: name.clone(),
+                    expected: ty.clone(),
+                    got: a.ty(),
+                });
             }
         }
         let table: Vec<*mut u8> = self
@@ -216,7 +250,12 @@ impl Executable {
         // context is exclusively borrowed for the call.
         let status = unsafe { (self.compiled.entry())(table.as_ptr(), &mut self.ctx) };
         if status != 0 {
-            return Err(RunError::Kernel(self.ctx.error.take().unwrap_or_else(|| "unknown failure".into())));
+            return Err(RunError::Kernel(
+                self.ctx
+                    .error
+                    .take()
+                    .unwrap_or_else(|| "unknown failure".into()),
+            ));
         }
         Ok(self
             .program

@@ -4,5 +4,5 @@
 mod buffer;
 mod executable;
 
-pub use buffer::{AlignedBuffer, ALIGN};
+pub use buffer::{ALIGN, AlignedBuffer};
 pub use executable::{CompileError, CompileTimings, Executable, RunError};

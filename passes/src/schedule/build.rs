@@ -30,7 +30,13 @@ struct Dim {
 type Map = Vec<Dim>;
 
 fn identity(rank: usize) -> Map {
-    (0..rank).map(|k| Dim { src: Some(k), scale: 1, offset: 0 }).collect()
+    (0..rank)
+        .map(|k| Dim {
+            src: Some(k),
+            scale: 1,
+            offset: 0,
+        })
+        .collect()
 }
 
 /// Flattens node indices given by `map` with the row-major strides of `shape` into an
@@ -123,21 +129,31 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         }
         let node = graph.node(n);
         let kind = match &node.op {
-            Op::Input | Op::Param => {
-                BufferKind::Arg(graph.args().iter().position(|&a| a == n).expect("validated"))
-            }
+            Op::Input | Op::Param => BufferKind::Arg(
+                graph
+                    .args()
+                    .iter()
+                    .position(|&a| a == n)
+                    .expect("validated"),
+            ),
             Op::Const(t) if splat_value(&node.op).is_none() => BufferKind::Const(t.clone()),
             _ => BufferKind::Temp,
         };
         buffer_of.insert(n, program.buffers.len());
-        program.buffers.push(Buffer { ty: node.ty.clone(), kind, node: n });
+        program.buffers.push(Buffer {
+            ty: node.ty.clone(),
+            kind,
+            node: n,
+        });
     }
     program.args = graph.args().iter().map(|a| buffer_of[a]).collect();
     program.outputs = graph.outputs().iter().map(|o| buffer_of[&o.node]).collect();
 
     // 3. One kernel per materialized computed node.
     for &n in &order {
-        let Some(&out) = buffer_of.get(&n) else { continue };
+        let Some(&out) = buffer_of.get(&n) else {
+            continue;
+        };
         if program.buffers[out].kind != BufferKind::Temp {
             continue;
         }
@@ -150,15 +166,29 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                 let kept: Vec<usize> = (0..xs.rank()).filter(|a| !axes.contains(a)).collect();
                 let loop_axes: Vec<usize> = kept.iter().chain(axes).copied().collect();
                 let dims = loop_axes.iter().map(|&a| xs.dim(a)).collect();
-                let mut map = vec![Dim { src: None, scale: 0, offset: 0 }; xs.rank()];
+                let mut map = vec![
+                    Dim {
+                        src: None,
+                        scale: 0,
+                        offset: 0
+                    };
+                    xs.rank()
+                ];
                 for (k, &a) in loop_axes.iter().enumerate() {
-                    map[a] = Dim { src: Some(k), scale: 1, offset: 0 };
+                    map[a] = Dim {
+                        src: Some(k),
+                        scale: 1,
+                        offset: 0,
+                    };
                 }
                 let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, n, loop_axes.len());
                 let value = b.build(x, &map);
                 Kernel::Loop(LoopKernel {
                     dims,
-                    reduce: Some(Reduction { kind: *kind, count: axes.len() }),
+                    reduce: Some(Reduction {
+                        kind: *kind,
+                        count: axes.len(),
+                    }),
                     exprs: b.exprs,
                     value,
                     out,
@@ -206,12 +236,24 @@ impl<'a> ExprBuilder<'a> {
         root: NodeId,
         loops: usize,
     ) -> Self {
-        ExprBuilder { graph, materialize, buffer_of, root, loops, exprs: Vec::new(), memo: HashMap::new() }
+        ExprBuilder {
+            graph,
+            materialize,
+            buffer_of,
+            root,
+            loops,
+            exprs: Vec::new(),
+            memo: HashMap::new(),
+        }
     }
 
     fn push(&mut self, expr: Expr, dtype: DType) -> usize {
         // Identical expressions (e.g. the same load twice) are computed once.
-        if let Some(i) = self.exprs.iter().position(|e| e.expr == expr && e.dtype == dtype) {
+        if let Some(i) = self
+            .exprs
+            .iter()
+            .position(|e| e.expr == expr && e.dtype == dtype)
+        {
             return i;
         }
         self.exprs.push(ExprNode { expr, dtype });
@@ -221,7 +263,11 @@ impl<'a> ExprBuilder<'a> {
     fn load(&mut self, n: NodeId, map: &Map) -> usize {
         let ty = &self.graph.node(n).ty;
         let a = flatten(map, &ty.shape, self.loops);
-        let access = Access { buffer: self.buffer_of[&n], offset: a.offset, strides: a.strides };
+        let access = Access {
+            buffer: self.buffer_of[&n],
+            offset: a.offset,
+            strides: a.strides,
+        };
         self.push(Expr::Load(access), ty.dtype)
     }
 
@@ -278,7 +324,11 @@ impl<'a> ExprBuilder<'a> {
                 let m: Map = (0..xs.rank())
                     .map(|j| {
                         if xs.dim(j) == 1 {
-                            Dim { src: None, scale: 0, offset: 0 }
+                            Dim {
+                                src: None,
+                                scale: 0,
+                                offset: 0,
+                            }
                         } else {
                             map[j + lead].clone()
                         }
@@ -309,13 +359,28 @@ impl<'a> ExprBuilder<'a> {
                 // The operand is a buffer: same flat index, new shape.
                 let a = flatten(map, &node.ty.shape, self.loops);
                 let ty = &self.graph.node(ops[0]).ty;
-                let access = Access { buffer: self.buffer_of[&ops[0]], offset: a.offset, strides: a.strides };
+                let access = Access {
+                    buffer: self.buffer_of[&ops[0]],
+                    offset: a.offset,
+                    strides: a.strides,
+                };
                 self.push(Expr::Load(access), ty.dtype)
             }
             Op::RandomUniform { salt, .. } => {
                 let flat = flatten(map, &node.ty.shape, self.loops);
-                let seed = Access { buffer: self.buffer_of[&ops[0]], offset: 0, strides: vec![0; self.loops] };
-                self.push(Expr::Random { seed, salt: *salt, flat }, dtype)
+                let seed = Access {
+                    buffer: self.buffer_of[&ops[0]],
+                    offset: 0,
+                    strides: vec![0; self.loops],
+                };
+                self.push(
+                    Expr::Random {
+                        seed,
+                        salt: *salt,
+                        flat,
+                    },
+                    dtype,
+                )
             }
             op => unreachable!("`{}` is always materialized", op.mnemonic()),
         }

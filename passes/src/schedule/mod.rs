@@ -21,7 +21,7 @@ mod print;
 
 use kiln_ir::{BinaryOp, CmpOp, DType, HostTensor, NodeId, Op, ReduceOp, TensorType, UnaryOp};
 
-pub use build::{schedule, ScheduleError};
+pub use build::{ScheduleError, schedule};
 
 /// Index of a buffer in [`KernelProgram::buffers`].
 pub type BufferId = usize;
@@ -76,7 +76,11 @@ pub enum Expr {
     Cast(usize),
     /// `random_uniform`: the counter-based sample for element `flat` (see
     /// `kiln_ir::interp::uniform_sample`) with the seed loaded from `seed`.
-    Random { seed: Access, salt: u32, flat: Affine },
+    Random {
+        seed: Access,
+        salt: u32,
+        flat: Affine,
+    },
 }
 
 /// An expression with its result dtype.
@@ -233,7 +237,11 @@ impl KernelProgram {
 
     /// Number of loop kernels and library calls.
     pub fn kernel_counts(&self) -> (usize, usize) {
-        let loops = self.kernels.iter().filter(|k| matches!(k, Kernel::Loop(_))).count();
+        let loops = self
+            .kernels
+            .iter()
+            .filter(|k| matches!(k, Kernel::Loop(_)))
+            .count();
         (loops, self.kernels.len() - loops)
     }
 }

@@ -15,7 +15,13 @@ fn affine(f: &mut String, a: &Affine) {
 
 fn access(f: &mut String, a: &Access) {
     let _ = write!(f, "b{}[", a.buffer);
-    affine(f, &Affine { offset: a.offset, strides: a.strides.clone() });
+    affine(
+        f,
+        &Affine {
+            offset: a.offset,
+            strides: a.strides.clone(),
+        },
+    );
     f.push(']');
 }
 
