@@ -126,7 +126,12 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
     let (out, out_ty) = (&desc.out.0, &desc.out.1);
-    if let (Op::MatMul, DType::F32) = (&desc.op, out_ty.dtype) {
+    let epilogue = match desc.op {
+        Op::MatMul => Some(None),
+        Op::MatMulBias { relu } => Some(Some(relu)),
+        _ => None,
+    };
+    if let (Some(epilogue), DType::F32) = (epilogue, out_ty.dtype) {
         let a = &desc.inputs[0].1.shape;
         let r = a.rank();
         let (m, k) = (a.dim(r - 2), a.dim(r - 1));
@@ -144,6 +149,25 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
                 n,
             )
         };
+        if let Some(relu) = epilogue {
+            // SAFETY: the bias holds `n` elements, the output `batch·m·n`.
+            let (bias, c) = unsafe {
+                (
+                    std::slice::from_raw_parts(ptr(desc.inputs[2].0) as *const f32, n),
+                    std::slice::from_raw_parts_mut(ptr(*out) as *mut f32, batch * m * n),
+                )
+            };
+            for row in c.chunks_exact_mut(n.max(1)) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    let s = *v + b;
+                    *v = if relu && !(s > 0.0) && !s.is_nan() {
+                        0.0
+                    } else {
+                        s
+                    };
+                }
+            }
+        }
         return Ok(());
     }
     // SAFETY: as above.

@@ -278,7 +278,7 @@ fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
         f32_or_mask
             && match &e.expr {
                 Expr::Load(a) => e.dtype == DType::F32 && a.strides[last] <= 1,
-                Expr::Const(_) | Expr::Select(..) => true,
+                Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) => true,
                 Expr::Compare(_, a, _) => k.exprs[*a].dtype == DType::F32,
                 Expr::Unary(u, _) => !matches!(
                     u,
@@ -666,6 +666,7 @@ impl LoopEmitter<'_, '_> {
                     self.b.ins().select(c, a, b)
                 }
             }
+            Expr::Fma(a, b, c) => self.b.ins().fma(vals[*a], vals[*b], vals[*c]),
             Expr::Cast(x) => self.cast(vals[*x], exprs[*x].dtype, dtype),
             Expr::Random { seed, salt, flat } => {
                 let seed_addr = self.address(seed, idx);

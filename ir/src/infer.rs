@@ -518,6 +518,36 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
             }
             Ok(TensorType::new(*dtype, shape.clone()))
         }
+        Op::Fma => {
+            arity(ops, 3)?;
+            same_type(ops)?;
+            want(
+                ops[0].dtype.is_float(),
+                0,
+                ops[0],
+                "a float type is required",
+            )?;
+            Ok(ops[0].clone())
+        }
+        Op::MatMulBias { .. } => {
+            arity(ops, 3)?;
+            let out = infer(&Op::MatMul, &ops[..2])?;
+            want(out.dtype.is_float(), 0, ops[0], "a float type is required")?;
+            let bias = ops[2];
+            want(
+                bias.dtype == out.dtype,
+                2,
+                bias,
+                &format!("must match the product ({})", out.dtype),
+            )?;
+            let n = out.shape.dim(out.shape.rank() - 1);
+            if bias.shape.dims() != [n] {
+                return shape_err(format!(
+                    "the bias must be [{n}] (one value per output column of {out}), got {bias}"
+                ));
+            }
+            Ok(out)
+        }
     }
 }
 

@@ -308,6 +308,14 @@ pub enum Op {
         dtype: DType,
         salt: u32,
     },
+
+    /// `(a, b, c)` -> `a * b + c` elementwise with a single rounding (fused
+    /// multiply-add); identical float types. Produced by the optimizer's fusion rules.
+    Fma,
+    /// `(a: [..., m, k], b: [..., k, n], bias: [n])` -> `a @ b + bias`, the bias added
+    /// to every row, then `max(_, 0)` if `relu`: a GEMM with its epilogue. Produced by
+    /// the optimizer's fusion rules.
+    MatMulBias { relu: bool },
 }
 
 impl Op {
@@ -347,6 +355,8 @@ impl Op {
             Op::ScatterAdd { .. } => "scatter_add",
             Op::OneHot { .. } => "one_hot",
             Op::RandomUniform { .. } => "random_uniform",
+            Op::Fma => "fma",
+            Op::MatMulBias { .. } => "matmul_bias",
         }
     }
 
@@ -421,6 +431,8 @@ impl Op {
                 dtype: DType::F32,
                 salt: 7,
             },
+            Op::Fma,
+            Op::MatMulBias { relu: true },
         ];
         ops.extend(UnaryOp::ALL.map(Op::Unary));
         ops.extend(BinaryOp::ALL.map(Op::Binary));
@@ -454,6 +466,7 @@ impl Op {
                 | Op::Select
                 | Op::Cast(_)
                 | Op::StopGradient
+                | Op::Fma
         )
     }
 
@@ -481,7 +494,8 @@ impl Op {
             Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::StopGradient => {
                 vec![]
             }
-            Op::MatMul | Op::Gather => vec![],
+            Op::MatMul | Op::Gather | Op::Fma => vec![],
+            Op::MatMulBias { relu } => vec![("relu", A::Bool(*relu))],
             Op::Cast(to) => vec![("to", A::DType(*to))],
             Op::Broadcast(s) | Op::Reshape(s) => vec![("shape", A::ints(s.dims()))],
             Op::Transpose(perm) => vec![("perm", A::ints(perm))],
@@ -583,6 +597,10 @@ impl Op {
             "stop_gradient" => Op::StopGradient,
             "matmul" => Op::MatMul,
             "gather" => Op::Gather,
+            "fma" => Op::Fma,
+            "matmul_bias" => Op::MatMulBias {
+                relu: a.bool("relu")?,
+            },
             "cast" => Op::Cast(a.dtype("to")?),
             "broadcast" => Op::Broadcast(Shape::new(a.usizes("shape")?)),
             "reshape" => Op::Reshape(Shape::new(a.usizes("shape")?)),
@@ -812,7 +830,7 @@ mod tests {
 
     #[test]
     fn samples_cover_every_variant() {
-        let mut seen = [false; 27];
+        let mut seen = [false; 29];
         for op in Op::samples() {
             // No wildcard: a new variant fails to compile here until it gets a slot.
             let slot = match op {
@@ -843,6 +861,8 @@ mod tests {
                 Op::OneHot { .. } => 24,
                 Op::RandomUniform { .. } => 25,
                 Op::StopGradient => 26,
+                Op::Fma => 27,
+                Op::MatMulBias { .. } => 28,
             };
             seen[slot] = true;
         }

@@ -316,6 +316,37 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
             }
             e.op(Op::Gather, &[g, x(0)])?
         }
+        Op::Fma => match i {
+            0 => e.mul(g, x(1))?,
+            1 => e.mul(g, x(0))?,
+            _ => g,
+        },
+        Op::MatMulBias { relu } => {
+            // The relu mask is taken from the output: y > 0 exactly where the
+            // pre-activation is, so the pre-activation need not be kept.
+            let g = if *relu {
+                let ty = e.ty(y).clone();
+                let zero = e.splat(0.0, &ty)?;
+                let m = e.cmp(CmpOp::Gt, y, zero)?;
+                e.select(m, g, zero)?
+            } else {
+                g
+            };
+            match i {
+                0 => {
+                    let bt = e.transpose_last2(x(1))?;
+                    e.op(Op::MatMul, &[g, bt])?
+                }
+                1 => {
+                    let at = e.transpose_last2(x(0))?;
+                    e.op(Op::MatMul, &[at, g])?
+                }
+                _ => {
+                    let bias = e.ty(x(2)).shape.clone();
+                    e.sum_to(g, &bias)?
+                }
+            }
+        }
     };
     Ok(Some(r))
 }

@@ -4,7 +4,9 @@
 pub mod autodiff;
 pub mod dce;
 pub mod emit;
+pub mod optimize;
 pub mod schedule;
 
 pub use autodiff::{AutodiffError, Gradients, grad};
 pub use dce::eliminate_dead_code;
+pub use optimize::{OptimizeConfig, OptimizeStats, Pipeline, optimize};

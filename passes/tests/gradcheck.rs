@@ -335,6 +335,25 @@ fn cases(rng: &mut Rng) -> Vec<(String, Setup, NodeId)> {
         let y = s.op(Op::MatMul, &[x, w]);
         push("matmul", s, y);
     }
+    {
+        let mut s = Setup::new();
+        let dims = shape2(rng);
+        let ops: Vec<NodeId> = (0..3).map(|_| s.arg(rng, &dims, Values::Any)).collect();
+        let y = s.op(Op::Fma, &ops);
+        push("fma", s, y);
+    }
+    for (a, b, relu) in [
+        (vec![3, 5], vec![5, 7], false),
+        (vec![2, 3, 4], vec![2, 4, 5], true),
+    ] {
+        let mut s = Setup::new();
+        let n = b[b.len() - 1];
+        let x = s.arg(rng, &a, Values::Any);
+        let w = s.arg(rng, &b, Values::Any);
+        let bias = s.arg(rng, &[n], Values::Any);
+        let y = s.op(Op::MatMulBias { relu }, &[x, w, bias]);
+        push("matmul_bias", s, y);
+    }
     let convs = [
         Conv2dAttrs::default(),
         Conv2dAttrs {

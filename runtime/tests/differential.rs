@@ -291,6 +291,22 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             add("matmul", c.out(y), 1e-5);
         }
         {
+            let mut c = Case::new("fma");
+            let x = c.f32(rng, &[2, n]);
+            let y = c.f32(rng, &[2, n]);
+            let z = c.f32(rng, &[2, n]);
+            let f = c.op(Op::Fma, &[x, y, z]);
+            add("fma", c.out(f), EXACT);
+            for relu in [false, true] {
+                let mut c = Case::new("matmul_bias");
+                let a = c.f32(rng, &[n, 5]);
+                let b = c.f32(rng, &[5, 3]);
+                let bias = c.f32(rng, &[3]);
+                let y = c.op(Op::MatMulBias { relu }, &[a, b, bias]);
+                add("matmul_bias", c.out(y), 1e-5);
+            }
+        }
+        {
             let mut c = Case::new("gather");
             let t = c.f32(rng, &[n + 2, 3]);
             let idx = c.arg(rng, DType::I32, &[2, 4], 0.0, (n + 2) as f64);

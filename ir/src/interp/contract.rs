@@ -33,6 +33,36 @@ fn matmul_t<T: Num>(a: &HostTensor, b: &HostTensor, out: &Shape) -> TensorData {
     T::wrap(c)
 }
 
+/// `a @ b + bias` (bias broadcast over rows), then relu if asked.
+pub(super) fn matmul_bias(
+    a: &HostTensor,
+    b: &HostTensor,
+    bias: &HostTensor,
+    relu: bool,
+    out: &Shape,
+) -> TensorData {
+    let product = HostTensor::new(out.clone(), matmul(a, b, out)).expect("matmul output size");
+    dispatch!(float a.dtype(), add_bias_t(&product, bias, relu))
+}
+
+fn add_bias_t<F: Float>(product: &HostTensor, bias: &HostTensor, relu: bool) -> TensorData {
+    let (p, bv) = (F::slice(product.data()), F::slice(bias.data()));
+    let n = bv.len();
+    let out = p
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let y = x + bv[i % n];
+            if relu && !(y.is_nan() || y > F::ZERO) {
+                F::ZERO
+            } else {
+                y
+            }
+        })
+        .collect();
+    F::wrap(out)
+}
+
 /// Per spatial axis, for every (kernel tap, output position) pair, the input
 /// position it reads (or `None` in the padding). Computed once per op so the inner
 /// loops only index.

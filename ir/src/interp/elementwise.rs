@@ -173,3 +173,17 @@ pub(super) fn cast(x: &HostTensor, to: DType) -> TensorData {
         DType::Bool => TensorData::Bool(map(&wide, bool::from_f64)),
     }
 }
+
+pub(super) fn fma(a: &HostTensor, b: &HostTensor, c: &HostTensor) -> TensorData {
+    dispatch!(float a.dtype(), fma_t(a, b, c))
+}
+
+fn fma_t<F: Float>(a: &HostTensor, b: &HostTensor, c: &HostTensor) -> TensorData {
+    let (a, b, c) = (F::slice(a.data()), F::slice(b.data()), F::slice(c.data()));
+    let out = a
+        .iter()
+        .zip(b.iter().zip(c))
+        .map(|(&x, (&y, &z))| x.mul_add(y, z))
+        .collect();
+    F::wrap(out)
+}

@@ -47,6 +47,9 @@
 //!   [`EvalError::IndexOutOfRange`]; nothing is clamped.
 //! - `cast` has Rust `as` semantics (float to i32 saturates, NaN becomes 0); bool
 //!   converts to 0/1 and any non-zero value (NaN included) to `true`.
+//! - `fma` rounds once (`mul_add`), so it can differ from `mul` then `add` in the
+//!   last bit. `matmul_bias` accumulates like `matmul`, then adds the bias (one
+//!   rounding) and applies relu (NaN stays NaN, as in `relu`).
 //! - `random_uniform`: element `i` (flat row-major index) is
 //!   [`uniform_sample`]`(seed, salt, i)`.
 
@@ -360,6 +363,8 @@ fn kernel(op: &Op, xs: &[&HostTensor], out: &TensorType) -> Result<HostTensor, F
         Op::RandomUniform { dtype, salt, .. } => {
             random::random_uniform(x(), *dtype, *salt, out.shape.numel())
         }
+        Op::Fma => elementwise::fma(xs[0], xs[1], xs[2]),
+        Op::MatMulBias { relu } => contract::matmul_bias(xs[0], xs[1], xs[2], *relu, &out.shape),
     };
     Ok(HostTensor::new(out.shape.clone(), data).expect("kernels produce the inferred size"))
 }

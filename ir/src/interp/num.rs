@@ -74,6 +74,8 @@ pub(crate) trait Float:
     fn tanh(self) -> Self;
     fn powf(self, e: Self) -> Self;
     fn abs(self) -> Self;
+    /// `self * a + b` with one rounding.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! float_impl {
@@ -141,6 +143,9 @@ macro_rules! float_impl {
             }
             fn abs(self) -> Self {
                 $t::abs(self)
+            }
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                $t::mul_add(self, a, b)
             }
         }
     };

@@ -470,3 +470,30 @@ fn conv_transpose2d_is_adjoint_elementwise() {
         );
     }
 }
+
+#[test]
+fn matmul_bias_adds_rows_then_relu() {
+    // [[1,2,3],[4,5,6]] x [[7,8],[9,10],[11,12]] = [[58,64],[139,154]].
+    let a = t32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = t32(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+    let bias = t32(&[2], &[-60.0, 0.5]);
+    let plain = ev(Op::MatMulBias { relu: false }, &[&a, &b, &bias]);
+    assert_same(&plain, &t32(&[2, 2], &[-2.0, 64.5, 79.0, 154.5]));
+    let relu = ev(Op::MatMulBias { relu: true }, &[&a, &b, &bias]);
+    assert_same(&relu, &t32(&[2, 2], &[0.0, 64.5, 79.0, 154.5]));
+    // Batched: the bias applies to every row of every batch.
+    let mut rng = Rng::new(11);
+    let a = rng.tensor(DType::F64, &[2, 3, 4], -1.0, 1.0);
+    let b = rng.tensor(DType::F64, &[2, 4, 5], -1.0, 1.0);
+    let bias = rng.tensor(DType::F64, &[5], -1.0, 1.0);
+    let y = ev(Op::MatMulBias { relu: true }, &[&a, &b, &bias]);
+    let want: Vec<f64> = matmul_ref(&a, &b)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v + bias.get_f64(i % 5)).max(0.0))
+        .collect();
+    assert_close(&y, &[2, 3, 5], &want, 1e-12);
+    // The bias must be [n].
+    let bad = t64(&[1, 5], &[0.0; 5]);
+    assert!(kiln_ir::interp::eval_op(&Op::MatMulBias { relu: false }, &[&a, &b, &bad]).is_err());
+}

@@ -524,3 +524,23 @@ fn stop_gradient_is_identity() {
     let i = ti(&[3], &[7, -1, i32::MIN]);
     assert_same(&ev(Op::StopGradient, &[&i]), &i);
 }
+
+#[test]
+fn fma_rounds_once() {
+    let a = t64(&[3], &[2.0, -1.5, 0.5]);
+    let b = t64(&[3], &[3.0, 4.0, -8.0]);
+    let c = t64(&[3], &[1.0, 0.25, 4.0]);
+    assert_close(&ev(Op::Fma, &[&a, &b, &c]), &[3], &[7.0, -5.75, 0.0], 0.0);
+    // (1 + 2^-30)^2 - 1 rounds to 2^-29 in f64 when multiplied first; fused, the
+    // 2^-60 term survives.
+    let e = 2f64.powi(-30);
+    let x = t64(&[1], &[1.0 + e]);
+    let m1 = t64(&[1], &[-1.0]);
+    let fused = ev(Op::Fma, &[&x, &x, &m1]).get_f64(0);
+    assert_eq!(fused, 2.0 * e + e * e);
+    let y = t32(&[2], &[1.5, f32::NAN]);
+    let out = ev(Op::Fma, &[&y, &y, &t32(&[2], &[0.75, 1.0])]);
+    assert_close(&out, &[2], &[3.0, f64::NAN], 0.0);
+    let i = ti(&[1], &[1]);
+    assert!(kiln_ir::interp::eval_op(&Op::Fma, &[&i, &i, &i]).is_err());
+}

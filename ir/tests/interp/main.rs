@@ -196,6 +196,8 @@ const TESTED: &[(&str, &str)] = &[
         "random_uniform",
         "random::random_uniform_op_uses_flat_index",
     ),
+    ("fma", "elementwise::fma_rounds_once"),
+    ("matmul_bias", "contract::matmul_bias_adds_rows_then_relu"),
 ];
 
 /// The mnemonics of `op`, spelled out with no wildcard so that a new variant or kind
@@ -267,6 +269,8 @@ fn mnemonics_of(op: &Op) -> Vec<&'static str> {
         Op::ScatterAdd { .. } => vec!["scatter_add"],
         Op::OneHot { .. } => vec!["one_hot"],
         Op::RandomUniform { .. } => vec!["random_uniform"],
+        Op::Fma => vec!["fma"],
+        Op::MatMulBias { .. } => vec!["matmul_bias"],
     }
 }
 

@@ -70,6 +70,7 @@ fn is_loop_op(op: &Op) -> bool {
             | Op::Binary(_)
             | Op::Compare(_)
             | Op::Select
+            | Op::Fma
             | Op::Cast(_)
             | Op::RandomUniform { .. }
     ) || is_view(op)
@@ -309,6 +310,11 @@ impl<'a> ExprBuilder<'a> {
                 let c = self.build(ops[0], map);
                 let (a, b) = (self.build(ops[1], map), self.build(ops[2], map));
                 self.push(Expr::Select(c, a, b), dtype)
+            }
+            Op::Fma => {
+                let a = self.build(ops[0], map);
+                let (b, c) = (self.build(ops[1], map), self.build(ops[2], map));
+                self.push(Expr::Fma(a, b, c), dtype)
             }
             Op::Cast(_) => {
                 let x = self.build(ops[0], map);

@@ -73,6 +73,8 @@ pub enum Expr {
     Binary(BinaryOp, usize, usize),
     Compare(CmpOp, usize, usize),
     Select(usize, usize, usize),
+    /// `a * b + c` with one rounding.
+    Fma(usize, usize, usize),
     Cast(usize),
     /// `random_uniform`: the counter-based sample for element `flat` (see
     /// `kiln_ir::interp::uniform_sample`) with the seed loaded from `seed`.

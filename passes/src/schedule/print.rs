@@ -83,6 +83,9 @@ impl fmt::Display for KernelProgram {
                             Expr::Select(c, a, b) => {
                                 let _ = write!(s, "select e{c}, e{a}, e{b}");
                             }
+                            Expr::Fma(a, b, c) => {
+                                let _ = write!(s, "fma e{a}, e{b}, e{c}");
+                            }
                             Expr::Cast(x) => {
                                 let _ = write!(s, "cast e{x}");
                             }

@@ -1,0 +1,290 @@
+//! Layout canonical forms: chains of movement ops collapse, reductions of
+//! broadcasts shrink, elementwise ops move before broadcasts (computing on the small
+//! tensor), and a transposed product is a product of transposes.
+
+use egg::Id;
+use kiln_ir::{BinaryOp, Op, ReduceOp, Shape, reduced_dims};
+
+use super::{Rule, add, broadcast, nodes, reshape, splat_like, ty};
+use crate::optimize::analysis::TensorGraph;
+use crate::optimize::lang::ENode;
+
+/// The rules of this group.
+pub fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            name: "layout/transpose",
+            roots: &["transpose"],
+            matcher: transpose_rules,
+        },
+        Rule {
+            name: "layout/reshape",
+            roots: &["reshape"],
+            matcher: reshape_rules,
+        },
+        Rule {
+            name: "layout/broadcast",
+            roots: &["broadcast"],
+            matcher: broadcast_rules,
+        },
+        Rule {
+            name: "layout/reduce-broadcast",
+            roots: &["reduce_sum", "reduce_mean", "reduce_max", "reduce_min"],
+            matcher: reduce_broadcast,
+        },
+        Rule {
+            name: "layout/unary-broadcast",
+            roots: &[
+                "neg",
+                "exp",
+                "log",
+                "sqrt",
+                "rsqrt",
+                "tanh",
+                "sigmoid",
+                "relu",
+                "abs",
+                "recip",
+                "sign",
+                "leaky_relu",
+                "cast",
+            ],
+            matcher: unary_broadcast,
+        },
+        Rule {
+            name: "layout/binary-broadcast",
+            roots: &["add", "sub", "mul", "div", "max", "min", "pow"],
+            matcher: binary_broadcast,
+        },
+        Rule {
+            name: "layout/matmul-transpose",
+            roots: &["matmul"],
+            matcher: matmul_transposed,
+        },
+    ]
+}
+
+fn is_identity(perm: &[usize]) -> bool {
+    perm.iter().enumerate().all(|(i, &p)| i == p)
+}
+
+/// The permutation swapping the last two of `rank` axes.
+fn swap_last2(rank: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..rank).collect();
+    p.swap(rank - 2, rank - 1);
+    p
+}
+
+fn transpose_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let Op::Transpose(q) = n.op() else {
+        return vec![];
+    };
+    let x = n.children()[0];
+    if is_identity(q) {
+        return vec![x];
+    }
+    let mut out = Vec::new();
+    // transpose(transpose(y, p), q) = transpose(y, p∘q): output axis j is y's p[q[j]].
+    for m in nodes(eg, x, "transpose") {
+        let Op::Transpose(p) = m.op() else { continue };
+        let y = m.children()[0];
+        let r: Vec<usize> = q.iter().map(|&j| p[j]).collect();
+        if is_identity(&r) {
+            out.push(y);
+        } else {
+            out.extend(add(eg, Op::Transpose(r), vec![y]));
+        }
+    }
+    // transpose(a @ b) = b^T @ a^T when the transpose swaps the last two axes.
+    let rank = q.len();
+    if rank >= 2 && *q == swap_last2(rank) {
+        for m in nodes(eg, x, "matmul") {
+            let (a, b) = (m.children()[0], m.children()[1]);
+            let Some(bt) = add(eg, Op::Transpose(q.clone()), vec![b]) else {
+                continue;
+            };
+            let Some(at) = add(eg, Op::Transpose(q.clone()), vec![a]) else {
+                continue;
+            };
+            out.extend(add(eg, Op::MatMul, vec![bt, at]));
+        }
+    }
+    out
+}
+
+fn matmul_transposed(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    // b^T @ a^T = (a @ b)^T, when both operands are transposes of the last two axes.
+    let (bt, at) = (n.children()[0], n.children()[1]);
+    let rank = eg[bt].data.ty.shape.rank();
+    let swap = swap_last2(rank);
+    let mut out = Vec::new();
+    for mb in nodes(eg, bt, "transpose") {
+        if *mb.op() != Op::Transpose(swap.clone()) {
+            continue;
+        }
+        for ma in nodes(eg, at, "transpose") {
+            if *ma.op() != Op::Transpose(swap.clone()) {
+                continue;
+            }
+            let (a, b) = (ma.children()[0], mb.children()[0]);
+            if let Some(ab) = add(eg, Op::MatMul, vec![a, b]) {
+                out.extend(add(eg, Op::Transpose(swap.clone()), vec![ab]));
+            }
+        }
+    }
+    out
+}
+
+fn reshape_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let Op::Reshape(s) = n.op() else {
+        return vec![];
+    };
+    let x = n.children()[0];
+    if eg[x].data.ty.shape == *s {
+        return vec![x];
+    }
+    let mut out = Vec::new();
+    for m in nodes(eg, x, "reshape") {
+        out.extend(reshape(eg, m.children()[0], s.clone()));
+    }
+    out
+}
+
+fn broadcast_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let Op::Broadcast(s) = n.op() else {
+        return vec![];
+    };
+    let x = n.children()[0];
+    if eg[x].data.ty.shape == *s {
+        return vec![x];
+    }
+    let mut out = Vec::new();
+    // Right-aligned broadcasts compose: broadcasting the source directly is valid
+    // (add checks it) and gives the same elements.
+    for m in nodes(eg, x, "broadcast") {
+        out.extend(broadcast(eg, m.children()[0], s.clone()));
+    }
+    // A broadcast of a reshape that only adds leading unit axes is a broadcast of
+    // the source (`[n] -> [1,n] -> [m,n]` is `[n] -> [m,n]`).
+    for m in nodes(eg, x, "reshape") {
+        let y = m.children()[0];
+        let ys = eg[y].data.ty.shape.clone();
+        let xs = eg[x].data.ty.shape.clone();
+        let lead = xs.rank().saturating_sub(ys.rank());
+        if xs.rank() >= ys.rank()
+            && xs.dims()[..lead].iter().all(|&d| d == 1)
+            && xs.dims()[lead..] == *ys.dims()
+        {
+            out.extend(broadcast(eg, y, s.clone()));
+        }
+    }
+    out
+}
+
+/// `reduce(broadcast(x))` over axes that the broadcast created: the reduction sees
+/// copies of the same value, so it is `x` (max, min, mean) or `x * count` (sum),
+/// reshaped and broadcast to the result's shape.
+fn reduce_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let Op::Reduce {
+        kind,
+        axes,
+        keepdims,
+    } = n.op().clone()
+    else {
+        return vec![];
+    };
+    let b = n.children()[0];
+    let mut out = Vec::new();
+    for m in nodes(eg, b, "broadcast") {
+        let x = m.children()[0];
+        let xt = ty(eg, x);
+        let big = eg[b].data.ty.shape.clone();
+        let lead = big.rank() - xt.shape.rank();
+        // x's dims aligned to the broadcast shape.
+        let mut aligned = vec![1; lead];
+        aligned.extend_from_slice(xt.shape.dims());
+        let expanded = |a: usize| aligned[a] == 1;
+        if axes.is_empty() || !axes.iter().all(|&a| expanded(a)) {
+            continue;
+        }
+        let count: usize = axes.iter().map(|&a| big.dim(a)).product();
+        if count == 0 {
+            continue;
+        }
+        let scaled = match kind {
+            ReduceOp::Sum if count == 1 => Some(x),
+            ReduceOp::Sum => {
+                let c = splat_like(eg, count as f64, &xt);
+                add(eg, Op::Binary(BinaryOp::Mul), vec![x, c])
+            }
+            // A mean of copies is the value up to rounding of sum/count.
+            ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min => Some(x),
+        };
+        let Some(scaled) = scaled else { continue };
+        let small: Vec<usize> = reduced_dims(&Shape::new(aligned.clone()), &axes, keepdims);
+        let result = Shape::new(reduced_dims(&big, &axes, keepdims));
+        let Some(r) = reshape(eg, scaled, Shape::new(small)) else {
+            continue;
+        };
+        out.extend(broadcast(eg, r, result));
+    }
+    out
+}
+
+/// `f(broadcast(x)) = broadcast(f(x))`: computes on the small tensor.
+fn unary_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let x = n.children()[0];
+    let mut out = Vec::new();
+    for m in nodes(eg, x, "broadcast") {
+        let Op::Broadcast(s) = m.op().clone() else {
+            continue;
+        };
+        if let Some(fx) = add(eg, n.op().clone(), vec![m.children()[0]]) {
+            out.extend(add(eg, Op::Broadcast(s), vec![fx]));
+        }
+    }
+    out
+}
+
+/// `broadcast(a) ∘ broadcast(b) = broadcast(a ∘ b)` when `a` and `b` have one type,
+/// and `broadcast(a) ∘ splat = broadcast(a ∘ splat)`.
+fn binary_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let (l, r) = (n.children()[0], n.children()[1]);
+    let target = eg[l].data.ty.shape.clone();
+    let mut out = Vec::new();
+    let lb = nodes(eg, l, "broadcast");
+    let rb = nodes(eg, r, "broadcast");
+    let mut small_pairs = Vec::new();
+    for ml in &lb {
+        let a = ml.children()[0];
+        for mr in &rb {
+            let b = mr.children()[0];
+            if eg[a].data.ty == eg[b].data.ty {
+                small_pairs.push((a, b));
+            }
+        }
+        if let Some(v) = eg[r].data.splat_f64() {
+            let at = ty(eg, a);
+            let k = splat_like(eg, v, &at);
+            small_pairs.push((a, k));
+        }
+    }
+    if let Some(v) = eg[l].data.splat_f64() {
+        for mr in &rb {
+            let b = mr.children()[0];
+            let bt = ty(eg, b);
+            let k = splat_like(eg, v, &bt);
+            small_pairs.push((k, b));
+        }
+    }
+    for (a, b) in small_pairs {
+        // Only worth it when the operands really are smaller.
+        if eg[a].data.ty.shape == target {
+            continue;
+        }
+        if let Some(ab) = add(eg, n.op().clone(), vec![a, b]) {
+            out.extend(add(eg, Op::Broadcast(target.clone()), vec![ab]));
+        }
+    }
+    out
+}
