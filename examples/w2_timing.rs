@@ -35,9 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (loops, calls) = exe.program().kernel_counts();
     let t = exe.timings().clone();
     println!(
-        "W5 compile latency: {:.2} ms to the first result (graph + autodiff {:.2} ms, schedule {:.2} ms, Cranelift {:.2} ms); {} graph nodes, {loops} loop kernels, {calls} library calls; first loss {:.4}",
+        "W5 compile latency: {:.2} ms to the first result (graph + autodiff {:.2} ms, egg {:.2} ms, schedule {:.2} ms, Cranelift {:.2} ms); {} graph nodes, {loops} loop kernels, {calls} library calls; first loss {:.4}",
         w5.as_secs_f64() * 1e3,
         built.as_secs_f64() * 1e3,
+        t.optimize.as_secs_f64() * 1e3,
         t.schedule.as_secs_f64() * 1e3,
         t.codegen.as_secs_f64() * 1e3,
         step.graph().node_count(),

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use kiln_codegen::library::CallContext;
 use kiln_codegen::{CodegenError, CompiledProgram};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
+use kiln_passes::optimize::{OptimizeConfig, OptimizeError, OptimizeStats, optimize_with};
 use kiln_passes::schedule::{BufferKind, KernelProgram, MemoryPlan, ScheduleError, schedule};
 
 use crate::buffer::AlignedBuffer;
@@ -12,6 +13,8 @@ use crate::buffer::AlignedBuffer;
 /// Why a graph could not be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
+    #[error(transparent)]
+    Optimize(#[from] OptimizeError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
@@ -41,9 +44,39 @@ pub enum RunError {
     Kernel(String),
 }
 
+/// How to compile a graph.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Run the egg optimizer before scheduling (on by default).
+    pub optimize: bool,
+    /// Its limits.
+    pub optimizer: OptimizeConfig,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            optimize: true,
+            optimizer: OptimizeConfig::default(),
+        }
+    }
+}
+
+impl CompileOptions {
+    /// Compile the graph exactly as given (no rewrites): for testing the lowering of
+    /// each op.
+    pub fn unoptimized() -> Self {
+        CompileOptions {
+            optimize: false,
+            ..Self::default()
+        }
+    }
+}
+
 /// Time spent in each compile stage.
 #[derive(Clone, Debug, Default)]
 pub struct CompileTimings {
+    pub optimize: Duration,
     pub schedule: Duration,
     pub codegen: Duration,
 }
@@ -74,6 +107,7 @@ pub struct Executable {
     arena: AlignedBuffer,
     consts: Vec<Option<AlignedBuffer>>,
     timings: CompileTimings,
+    optimize_stats: Option<OptimizeStats>,
 }
 
 fn data_ptr(t: &HostTensor) -> *const u8 {
@@ -120,15 +154,31 @@ unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
 }
 
 impl Executable {
-    /// Schedules and compiles `graph`.
+    /// Optimizes, schedules and compiles `graph` with the default options.
     pub fn compile(graph: &Graph) -> Result<Executable, CompileError> {
+        Self::compile_with(graph, &CompileOptions::default())
+    }
+
+    /// Compiles `graph` with `options`.
+    pub fn compile_with(
+        graph: &Graph,
+        options: &CompileOptions,
+    ) -> Result<Executable, CompileError> {
         let t0 = Instant::now();
-        let program = schedule(graph)?;
+        let (optimized, optimize_stats) = if options.optimize {
+            let (g, stats) = optimize_with(graph, &options.optimizer)?;
+            (Some(g), Some(stats))
+        } else {
+            (None, None)
+        };
         let t1 = Instant::now();
+        let program = schedule(optimized.as_ref().unwrap_or(graph))?;
+        let t2 = Instant::now();
         let compiled = kiln_codegen::compile(&program)?;
         let timings = CompileTimings {
-            schedule: t1 - t0,
-            codegen: t1.elapsed(),
+            optimize: t1 - t0,
+            schedule: t2 - t1,
+            codegen: t2.elapsed(),
         };
         let plan = program.plan_memory();
         let arena = AlignedBuffer::zeroed(plan.arena_bytes);
@@ -161,6 +211,7 @@ impl Executable {
             arena,
             consts,
             timings,
+            optimize_stats,
         })
     }
 
@@ -176,6 +227,11 @@ impl Executable {
 
     pub fn timings(&self) -> &CompileTimings {
         &self.timings
+    }
+
+    /// What the optimizer did, if it ran.
+    pub fn optimize_stats(&self) -> Option<&OptimizeStats> {
+        self.optimize_stats.as_ref()
     }
 
     /// Names and types of the arguments, in calling order.

@@ -5,4 +5,4 @@ mod buffer;
 mod executable;
 
 pub use buffer::{ALIGN, AlignedBuffer};
-pub use executable::{CompileError, CompileTimings, Executable, RunError};
+pub use executable::{CompileError, CompileOptions, CompileTimings, Executable, RunError};

@@ -13,7 +13,7 @@ use kiln_ir::{
     BinaryOp, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs, PoolKind,
     ReduceOp, Shape, TensorType, UnaryOp, interp,
 };
-use kiln_runtime::{Executable, RunError};
+use kiln_runtime::{CompileOptions, Executable, RunError};
 
 struct Rng(u64);
 
@@ -78,12 +78,19 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * (1.0 + b.abs())
 }
 
-/// Compiles and runs `case`, comparing every output with the interpreter's.
+/// Compiles and runs `case` as given and through the optimizer.
 fn check(case: &Case, tol: f64) {
+    check_with(case, tol, &CompileOptions::unoptimized());
+    check_with(case, tol.max(1e-6), &CompileOptions::default());
+}
+
+/// Compiles and runs `case` with `options`, comparing every output with the
+/// interpreter's.
+fn check_with(case: &Case, tol: f64, options: &CompileOptions) {
     let want = interp::run(&case.graph, &case.values)
         .unwrap_or_else(|e| panic!("interpreter: {e}\n{}", case.graph));
-    let mut exe =
-        Executable::compile(&case.graph).unwrap_or_else(|e| panic!("compile: {e}\n{}", case.graph));
+    let mut exe = Executable::compile_with(&case.graph, options)
+        .unwrap_or_else(|e| panic!("compile: {e}\n{}", case.graph));
     let got = exe
         .run(&case.values)
         .unwrap_or_else(|e| panic!("run: {e}\n{}", case.graph));
