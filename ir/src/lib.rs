@@ -17,6 +17,7 @@ mod shape;
 mod tensor;
 
 pub mod dot;
+pub use dot::to_dot;
 pub mod interp;
 pub mod text;
 

@@ -20,6 +20,8 @@
 //!   in Rust's shortest round-trip form (`0.1`, `1e-8`, `NaN`, `inf`).
 //! - `//` starts a comment; names that are not identifiers are quoted.
 
+mod parse;
 mod print;
 
+pub use parse::{ParseError, parse};
 pub use print::print;

@@ -1,0 +1,662 @@
+//! The text format: exact printing, parse errors with line:column, and the
+//! print -> parse -> print round trip on random valid graphs covering every op.
+
+use std::collections::BTreeSet;
+
+use kiln_ir::text::{parse, print};
+use kiln_ir::{
+    BinaryOp, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs, PoolKind,
+    ReduceOp, Shape, TensorData, TensorType, UnaryOp,
+};
+use proptest::prelude::*;
+
+fn f32t(dims: &[usize]) -> TensorType {
+    TensorType::new(DType::F32, dims)
+}
+
+#[test]
+fn prints_the_documented_format() {
+    let mut g = Graph::new("mlp");
+    let x = g.input("x", f32t(&[4, 3])).unwrap();
+    let w = g.param("w", f32t(&[3, 2])).unwrap();
+    let b = g.param("b", f32t(&[2])).unwrap();
+    let m = g.add(Op::MatMul, &[x, w]).unwrap();
+    let bb = g.add(Op::Broadcast(Shape::from([4, 2])), &[b]).unwrap();
+    let s = g.add(Op::Binary(BinaryOp::Add), &[m, bb]).unwrap();
+    g.set_node_name(s, "pre act");
+    let r = g.add(Op::Unary(UnaryOp::LeakyRelu(0.01)), &[s]).unwrap();
+    let c = g.constant(HostTensor::from_f32([3], vec![1.5, f32::NAN, -0.0]).unwrap());
+    g.output(r, Some("y"));
+    g.output(c, None);
+    let want = "\
+fn mlp(x: f32[4,3], w: param f32[3,2], b: param f32[2]) -> (y: f32[4,2], f32[3]) {
+  %3 = matmul %0, %1            : f32[4,2]
+  %4 = broadcast %2 shape=[4,2] : f32[4,2]
+  %5 = add %3, %4               : f32[4,2] @\"pre act\"
+  %6 = leaky_relu %5 slope=0.01 : f32[4,2]
+  %7 = const [1.5, NaN, -0.0]   : f32[3]
+  return %6, %7
+}
+";
+    assert_eq!(print(&g), want);
+    assert_eq!(print(&parse(want).unwrap()), want);
+}
+
+#[test]
+fn parse_accepts_comments_any_labels_and_splats() {
+    let src = "// a comment\nfn f(a: i32[2,2]) -> (s: i32[2,2]) {\n  %10 = const 7 : i32[2,2] // splat\n  %4 = add %0, %10 : i32[2,2]\n  return %4\n}\n";
+    let g = parse(src).unwrap();
+    let printed = print(&g);
+    assert!(printed.contains("%1 = const 7"), "{printed}");
+    assert!(printed.contains("%2 = add %0, %1"), "{printed}");
+}
+
+#[test]
+fn malformed_inputs_report_line_and_column() {
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        ("", (1, 1), "expected `fn`"),
+        (
+            "fn f(x: f32[2]) -> () {\n  return\n",
+            (3, 1),
+            "expected `}`",
+        ),
+        (
+            "fn f(x: f33[2]) -> () {\n  return\n}",
+            (1, 9),
+            "unknown dtype `f33`",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = frob %0 : f32[2]\n  return\n}",
+            (2, 8),
+            "unknown op",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = relu %5 : f32[2]\n  return\n}",
+            (2, 13),
+            "`%5` is not defined",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = relu %0 : f32[3]\n  return\n}",
+            (2, 8),
+            "declares f32[3]",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %0 = relu %0 : f32[2]\n  return\n}",
+            (2, 3),
+            "defined twice",
+        ),
+        (
+            "fn f(x: f32[2,3]) -> () {\n  %1 = matmul %0, %0 : f32[2,3]\n  return\n}",
+            (2, 8),
+            "inner dimensions differ",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = transpose %0 : f32[2]\n  return\n}",
+            (2, 8),
+            "attribute `perm`: missing",
+        ),
+        (
+            "fn f(x: f32[2]) -> (f32[2], f32[2]) {\n  return %0\n}",
+            (2, 3),
+            "declares 2 results",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = const [1.0, 2.0, 3.0] : f32[2]\n  return\n}",
+            (2, 14),
+            "needs 1 or 2 values",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = relu %0 : f32[2] $\n  return\n}",
+            (2, 25),
+            "unexpected character",
+        ),
+        (
+            "fn f(x: f32[2], x: f32[2]) -> () {\n  return\n}",
+            (1, 17),
+            "used by two",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  return\n}\nextra",
+            (4, 1),
+            "end of input",
+        ),
+        (
+            "fn f(x: f32[2]) -> () {\n  %1 = reduce_sum %0 axes=[1] keepdims=false : f32[]\n  return\n}",
+            (2, 8),
+            "out of range",
+        ),
+    ];
+    for (src, (line, col), msg) in cases {
+        let e = parse(src).expect_err(src);
+        assert_eq!((e.line, e.col), (*line, *col), "{src:?}: {e}");
+        assert!(
+            e.to_string().contains(msg),
+            "{src:?}: `{e}` should mention `{msg}`"
+        );
+        assert!(e.to_string().starts_with(&format!("{line}:{col}: ")));
+    }
+}
+
+/// xorshift64*: the random-graph generator's source of choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn dims(&mut self, rank: usize) -> Vec<usize> {
+        (0..rank).map(|_| 1 + self.below(4)).collect()
+    }
+    fn float(&mut self) -> f64 {
+        const SPECIAL: [f64; 8] = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.1,
+            1e-8,
+            3.5e20,
+            -2.25,
+        ];
+        if self.chance(0.3) {
+            SPECIAL[self.below(8)]
+        } else {
+            (self.next() % 2000) as f64 / 64.0 - 15.0
+        }
+    }
+}
+
+/// Builds a random valid graph; every proposal that `Graph::add` rejects is skipped.
+struct Gen {
+    rng: Rng,
+    g: Graph,
+    args: usize,
+}
+
+impl Gen {
+    fn arg(&mut self, ty: TensorType) -> NodeId {
+        self.args += 1;
+        let name = match self.args % 4 {
+            0 => format!("x{}", self.args),
+            1 => format!("layer{}.weight", self.args),
+            2 => format!("_a{}", self.args),
+            _ => format!("v{}", self.args),
+        };
+        if self.rng.chance(0.3) {
+            self.g.param(&name, ty).unwrap()
+        } else {
+            self.g.input(&name, ty).unwrap()
+        }
+    }
+
+    fn float_arg(&mut self, dims: &[usize]) -> NodeId {
+        let dtype = if self.rng.chance(0.2) {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        self.arg(TensorType::new(dtype, dims))
+    }
+
+    fn constant(&mut self) -> NodeId {
+        let dtype = DType::ALL[self.rng.below(4)];
+        let rank = self.rng.below(3);
+        let ty = TensorType::new(dtype, self.rng.dims(rank));
+        let splat = self.rng.chance(0.4);
+        let first = self.rng.float();
+        let mut vals = Vec::new();
+        for i in 0..ty.shape.numel() {
+            vals.push(if splat || i == 0 {
+                first
+            } else {
+                self.rng.float()
+            });
+        }
+        let t = match dtype {
+            DType::F32 => {
+                HostTensor::from_f32(ty.shape.clone(), vals.iter().map(|&v| v as f32).collect())
+            }
+            DType::F64 => HostTensor::from_f64(ty.shape.clone(), vals),
+            DType::I32 => HostTensor::from_i32(
+                ty.shape.clone(),
+                vals.iter()
+                    .map(|&v| if v.is_finite() { v as i32 } else { -3 })
+                    .collect(),
+            ),
+            DType::Bool => {
+                HostTensor::from_bool(ty.shape.clone(), vals.iter().map(|&v| v > 0.0).collect())
+            }
+        };
+        self.g.constant(t.unwrap())
+    }
+
+    fn existing(&mut self, want: impl Fn(&TensorType) -> bool) -> Option<NodeId> {
+        let ids: Vec<NodeId> = self
+            .g
+            .node_ids()
+            .filter(|&n| want(&self.g.node(n).ty))
+            .collect();
+        (!ids.is_empty()).then(|| ids[self.rng.below(ids.len())])
+    }
+
+    fn float_node(&mut self) -> NodeId {
+        match self.existing(|t| t.dtype.is_float()) {
+            Some(n) if self.rng.chance(0.7) => n,
+            _ => {
+                let rank = self.rng.below(4);
+                let d = self.rng.dims(rank);
+                self.float_arg(&d)
+            }
+        }
+    }
+
+    fn like(&mut self, n: NodeId) -> NodeId {
+        let ty = self.g.node(n).ty.clone();
+        match self.existing(|t| *t == ty) {
+            Some(m) if self.rng.chance(0.5) => m,
+            _ => self.arg(ty),
+        }
+    }
+
+    fn ints(&mut self, dims: &[usize], bound: usize) -> NodeId {
+        let _ = bound;
+        self.arg(TensorType::new(DType::I32, dims))
+    }
+
+    /// Proposes one op of family `k` (an index into the generator list).
+    fn propose(&mut self, k: usize) {
+        let r = &mut self.rng;
+        let conv = Conv2dAttrs {
+            stride: [1 + r.below(2), 1 + r.below(2)],
+            padding: [r.below(2), r.below(2)],
+            dilation: [1 + r.below(2), 1],
+        };
+        let pool = Pool2dAttrs {
+            kind: if r.chance(0.5) {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            },
+            kernel: [2, 1 + r.below(2)],
+            stride: [1 + r.below(2), 1],
+            padding: [r.below(2), 0],
+        };
+        let (op, operands): (Op, Vec<NodeId>) = match k {
+            0 => {
+                self.constant();
+                return;
+            }
+            1 => {
+                let u = UnaryOp::ALL[self.rng.below(UnaryOp::ALL.len())];
+                let u = if let UnaryOp::LeakyRelu(_) = u {
+                    UnaryOp::LeakyRelu(self.rng.float())
+                } else {
+                    u
+                };
+                let x = if u.accepts_integers() && self.rng.chance(0.3) {
+                    self.existing(|t| t.dtype == DType::I32)
+                        .unwrap_or_else(|| self.float_node())
+                } else {
+                    self.float_node()
+                };
+                (Op::Unary(u), vec![x])
+            }
+            2 => {
+                let a = self.float_node();
+                let b = self.like(a);
+                (Op::Binary(BinaryOp::ALL[self.rng.below(7)]), vec![a, b])
+            }
+            3 => {
+                let a = self.float_node();
+                let b = self.like(a);
+                (Op::Compare(CmpOp::ALL[self.rng.below(6)]), vec![a, b])
+            }
+            4 => {
+                let a = self.float_node();
+                let b = self.like(a);
+                let c = match self.g.add(Op::Compare(CmpOp::Gt), &[a, b]) {
+                    Ok(c) => c,
+                    Err(_) => return,
+                };
+                (Op::Select, vec![c, a, b])
+            }
+            5 => (
+                Op::Cast(DType::ALL[self.rng.below(4)]),
+                vec![self.float_node()],
+            ),
+            6 => (Op::StopGradient, vec![self.float_node()]),
+            7 => {
+                let x = self.float_node();
+                let mut dims = vec![1 + self.rng.below(3)];
+                dims.extend(
+                    self.g
+                        .node(x)
+                        .ty
+                        .shape
+                        .dims()
+                        .iter()
+                        .map(|&d| if d == 1 { 3 } else { d }),
+                );
+                (Op::Broadcast(Shape::new(dims)), vec![x])
+            }
+            8 => {
+                let x = self.float_node();
+                let n = self.g.node(x).ty.shape.numel();
+                (Op::Reshape(Shape::from([n])), vec![x])
+            }
+            9 => {
+                let x = self.float_node();
+                let rank = self.g.node(x).ty.shape.rank();
+                let mut perm: Vec<usize> = (0..rank).collect();
+                perm.rotate_left(if rank > 0 { self.rng.below(rank) } else { 0 });
+                (Op::Transpose(perm), vec![x])
+            }
+            10 => {
+                let x = self.float_node();
+                let dims = self.g.node(x).ty.shape.dims().to_vec();
+                let start: Vec<usize> = dims.iter().map(|&d| self.rng.below(d)).collect();
+                let end: Vec<usize> = dims
+                    .iter()
+                    .zip(&start)
+                    .map(|(&d, &s)| s + 1 + self.rng.below(d - s))
+                    .collect();
+                let step = dims.iter().map(|_| 1 + self.rng.below(2)).collect();
+                (Op::Slice { start, end, step }, vec![x])
+            }
+            11 => {
+                let x = self.float_node();
+                let rank = self.g.node(x).ty.shape.rank();
+                if rank == 0 {
+                    return;
+                }
+                let y = self.like(x);
+                (
+                    Op::Concat {
+                        axis: self.rng.below(rank),
+                    },
+                    vec![x, y, x],
+                )
+            }
+            12 => {
+                let x = self.float_node();
+                let rank = self.g.node(x).ty.shape.rank();
+                let low = (0..rank).map(|_| self.rng.below(3)).collect();
+                let high = (0..rank).map(|_| self.rng.below(3)).collect();
+                (
+                    Op::Pad {
+                        low,
+                        high,
+                        value: self.rng.float(),
+                    },
+                    vec![x],
+                )
+            }
+            13 => {
+                let x = self.float_node();
+                let rank = self.g.node(x).ty.shape.rank();
+                let axes = (0..rank).filter(|_| self.rng.chance(0.5)).collect();
+                (
+                    Op::Reduce {
+                        kind: ReduceOp::ALL[self.rng.below(4)],
+                        axes,
+                        keepdims: self.rng.chance(0.5),
+                    },
+                    vec![x],
+                )
+            }
+            14 => {
+                let x = self.float_node();
+                let rank = self.g.node(x).ty.shape.rank();
+                if rank == 0 {
+                    return;
+                }
+                (
+                    Op::ArgMax {
+                        axis: self.rng.below(rank),
+                        keepdims: self.rng.chance(0.5),
+                    },
+                    vec![x],
+                )
+            }
+            15 | 16 => {
+                let (m, kk, n) = (
+                    1 + self.rng.below(4),
+                    1 + self.rng.below(4),
+                    1 + self.rng.below(4),
+                );
+                let a = self.float_arg(&[m, kk]);
+                let dt = self.g.node(a).ty.dtype;
+                let b = self.arg(TensorType::new(dt, [kk, n]));
+                if k == 15 {
+                    (Op::MatMul, vec![a, b])
+                } else {
+                    let bias = self.arg(TensorType::new(dt, [n]));
+                    (
+                        Op::MatMulBias {
+                            relu: self.rng.chance(0.5),
+                        },
+                        vec![a, b, bias],
+                    )
+                }
+            }
+            17 => {
+                let x = self.float_arg(&[2, 2, 5, 6]);
+                let w = self.arg(TensorType::new(self.g.node(x).ty.dtype, [3, 2, 2, 2]));
+                (Op::Conv2d(conv), vec![x, w])
+            }
+            18 => {
+                let y = self.float_arg(&[1, 3, 3, 4]);
+                let w = self.arg(TensorType::new(self.g.node(y).ty.dtype, [3, 2, 2, 3]));
+                (
+                    Op::ConvTranspose2d {
+                        conv,
+                        output_padding: [0, 0],
+                    },
+                    vec![y, w],
+                )
+            }
+            19 => {
+                let x = self.float_arg(&[2, 2, 5, 6]);
+                let dt = self.g.node(x).ty.dtype;
+                let ys = match kiln_ir::infer(
+                    &Op::Conv2d(conv),
+                    &[&self.g.node(x).ty, &TensorType::new(dt, [3, 2, 2, 2])],
+                ) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                let dy = self.arg(ys);
+                (
+                    Op::Conv2dWeightGrad {
+                        conv,
+                        kernel: [2, 2],
+                    },
+                    vec![x, dy],
+                )
+            }
+            20 => (Op::Pool2d(pool), vec![self.float_arg(&[1, 2, 5, 4])]),
+            21 => {
+                let x = self.float_arg(&[1, 2, 5, 4]);
+                let ys = match kiln_ir::infer(&Op::Pool2d(pool), &[&self.g.node(x).ty]) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                let dy = self.arg(ys);
+                (Op::Pool2dGrad(pool), vec![x, dy])
+            }
+            22 => {
+                let t = self.float_arg(&[5, 3]);
+                let i = self.ints(&[2, 2], 5);
+                (Op::Gather, vec![t, i])
+            }
+            23 => {
+                let i = self.ints(&[3], 4);
+                let u = self.float_arg(&[3, 2]);
+                (Op::ScatterAdd { rows: 4 }, vec![i, u])
+            }
+            24 => {
+                let i = self.ints(&[3], 4);
+                (
+                    Op::OneHot {
+                        depth: 4,
+                        dtype: DType::ALL[self.rng.below(4)],
+                    },
+                    vec![i],
+                )
+            }
+            25 => {
+                let s = self.arg(TensorType::new(DType::I32, []));
+                let dims = self.rng.dims(2);
+                let dtype = if self.rng.chance(0.5) {
+                    DType::F32
+                } else {
+                    DType::F64
+                };
+                (
+                    Op::RandomUniform {
+                        shape: Shape::new(dims),
+                        dtype,
+                        salt: self.rng.next() as u32,
+                    },
+                    vec![s],
+                )
+            }
+            _ => {
+                let a = self.float_node();
+                let b = self.like(a);
+                let c = self.like(a);
+                (Op::Fma, vec![a, b, c])
+            }
+        };
+        if let Ok(id) = self.g.add(op, &operands)
+            && self.rng.chance(0.15)
+        {
+            let names = ["h", "pre act", "quote\"d", "layer.1", "ü"];
+            let name = names[self.rng.below(names.len())];
+            self.g.set_node_name(id, name);
+        }
+    }
+}
+
+const FAMILIES: usize = 27;
+
+fn random_graph(seed: u64) -> Graph {
+    let mut builder = Gen {
+        rng: Rng(seed | 1),
+        g: Graph::new(if seed % 3 == 0 {
+            "random graph"
+        } else {
+            "random"
+        }),
+        args: 0,
+    };
+    for _ in 0..12 {
+        let k = builder.rng.below(FAMILIES);
+        builder.propose(k);
+    }
+    let ids: Vec<NodeId> = builder.g.node_ids().collect();
+    for (i, &n) in ids.iter().rev().take(3).enumerate() {
+        let name = format!("out{i}");
+        builder.g.output(n, if i == 1 { None } else { Some(&name) });
+    }
+    builder.g
+}
+
+/// Structural equality, NaN-aware for literals and attributes.
+fn same_graph(a: &Graph, b: &Graph) -> Result<(), String> {
+    let (a, _) = a.canonicalize().unwrap();
+    if a.node_count() != b.node_count()
+        || a.args() != b.args()
+        || a.outputs() != b.outputs()
+        || a.name() != b.name()
+    {
+        return Err("different sizes, arguments, outputs or names".into());
+    }
+    for n in a.node_ids() {
+        let (x, y) = (a.node(n), b.node(n));
+        let ops_equal = match (&x.op, &y.op) {
+            (Op::Const(s), Op::Const(t)) => {
+                s.shape() == t.shape() && bits(s.data()) == bits(t.data())
+            }
+            (p, q) => p.to_string() == q.to_string(),
+        };
+        if !ops_equal || x.ty != y.ty || x.name != y.name || a.operands(n) != b.operands(n) {
+            return Err(format!("node %{} differs", n.index()));
+        }
+    }
+    Ok(())
+}
+
+fn bits(d: &TensorData) -> Vec<u64> {
+    match d {
+        TensorData::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+        TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| x as u64).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| x as u64).collect(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn print_parse_print_round_trips(seed in any::<u64>()) {
+        let g = random_graph(seed);
+        let text = print(&g);
+        let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(print(&parsed), text.clone());
+        same_graph(&g, &parsed).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+    }
+
+    #[test]
+    fn mangled_input_is_an_error_not_a_panic(seed in any::<u64>(), cut in 0usize..2000, byte in 0u8..128) {
+        let text = print(&random_graph(seed));
+        let cut = cut.min(text.len());
+        let mut mangled: Vec<char> = text.chars().collect();
+        let at = cut.min(mangled.len().saturating_sub(1));
+        if !mangled.is_empty() {
+            mangled[at] = byte as char;
+        }
+        let mangled: String = mangled.into_iter().collect();
+        let _ = parse(&mangled);
+        let _ = parse(&text[..text.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(text.len())]);
+    }
+}
+
+#[test]
+fn the_generator_covers_every_op() {
+    let mut seen = BTreeSet::new();
+    for seed in 0..400u64 {
+        let g = random_graph(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        for n in g.node_ids() {
+            seen.insert(g.node(n).op.mnemonic());
+        }
+    }
+    for op in Op::samples() {
+        assert!(
+            seen.contains(op.mnemonic()),
+            "the random graphs never contain `{}`",
+            op.mnemonic()
+        );
+    }
+}
+
+#[test]
+fn random_graphs_are_substantial() {
+    // The round trip is only as good as the graphs it sees: most should have a
+    // dozen or so nodes beyond their arguments.
+    let sizes: Vec<usize> = (0..50u64)
+        .map(|s| random_graph(s * 7919).node_count())
+        .collect();
+    let big = sizes.iter().filter(|&&n| n >= 12).count();
+    assert!(big >= 40, "{sizes:?}");
+}
