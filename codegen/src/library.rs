@@ -8,13 +8,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
+use kiln_passes::schedule::CallInput;
 
-/// One library call: the op, its operand buffers and output buffer (indices into the
-/// buffer table) with their types.
+/// One library call: the op, its operands (strided views of buffers in the buffer
+/// table) and its output buffer with its type.
 #[derive(Clone, Debug)]
 pub struct CallDesc {
     pub op: Op,
-    pub inputs: Vec<(usize, TensorType)>,
+    pub inputs: Vec<CallInput>,
     pub out: (usize, TensorType),
 }
 
@@ -26,34 +27,60 @@ pub struct CallContext {
     pub error: Option<String>,
 }
 
-/// Copies `ty`'s worth of elements at `ptr` into a host tensor.
+/// Copies the operand `input` (a strided view of the buffer at `base`) into a
+/// host tensor.
 ///
 /// # Safety
-/// `ptr` must point to a live buffer of type `ty`.
-unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
-    let n = ty.shape.numel();
-    // SAFETY: the caller guarantees `ptr` holds `n` elements of `ty.dtype`; the
-    // copies below read exactly that many.
+/// `base` must be the live buffer `input.access` addresses.
+unsafe fn read(base: *const u8, input: &CallInput) -> HostTensor {
+    let ty = &input.ty;
+    let shape = &ty.shape;
+    let n = shape.numel();
+    // Element offsets of the view, in row-major order of its shape.
+    let mut offsets = Vec::with_capacity(n);
+    let mut idx = vec![0usize; shape.rank()];
+    for _ in 0..n {
+        offsets.push(
+            input.access.offset
+                + idx
+                    .iter()
+                    .zip(&input.access.strides)
+                    .map(|(i, s)| i * s)
+                    .sum::<usize>(),
+        );
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape.dim(d) {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    // SAFETY: every offset lies in the buffer the access was built for.
     let data = unsafe {
         match ty.dtype {
-            DType::F32 => {
-                TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec())
-            }
-            DType::F64 => {
-                TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec())
-            }
-            DType::I32 => {
-                TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec())
-            }
-            DType::Bool => TensorData::Bool(
-                std::slice::from_raw_parts(ptr, n)
+            DType::F32 => TensorData::F32(
+                offsets
                     .iter()
-                    .map(|&b| b != 0)
+                    .map(|&o| *(base as *const f32).add(o))
                     .collect(),
             ),
+            DType::F64 => TensorData::F64(
+                offsets
+                    .iter()
+                    .map(|&o| *(base as *const f64).add(o))
+                    .collect(),
+            ),
+            DType::I32 => TensorData::I32(
+                offsets
+                    .iter()
+                    .map(|&o| *(base as *const i32).add(o))
+                    .collect(),
+            ),
+            DType::Bool => TensorData::Bool(offsets.iter().map(|&o| *base.add(o) != 0).collect()),
         }
     };
-    HostTensor::new(ty.shape.clone(), data).expect("sized from the type")
+    HostTensor::new(shape.clone(), data).expect("sized from the type")
 }
 
 /// Writes `t` to `ptr`.
@@ -82,41 +109,121 @@ unsafe fn write(ptr: *mut u8, t: &HostTensor) {
     }
 }
 
-/// `c = a · b` for row-major f32 `[batch, m, k] x [batch, k, n]`.
+/// `out = a · b (+ bias, relu)` for `[..., m, k] x [..., k, n]` operands given as
+/// strided views: the GEMM kernel (matrixmultiply: packed, register-blocked, AVX2 /
+/// AVX-512 where the host has them) reads any row and column strides, so
+/// transposed and broadcast operands cost no copy.
 ///
 /// # Safety
-/// The pointers must hold buffers of those sizes; `c` must not alias `a` or `b`.
-unsafe fn matmul_f32(
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    batch: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    // SAFETY: sizes as documented; the slices cover exactly the buffers.
-    let (a, b, c) = unsafe {
-        (
-            std::slice::from_raw_parts(a, batch * m * k),
-            std::slice::from_raw_parts(b, batch * k * n),
-            std::slice::from_raw_parts_mut(c, batch * m * n),
-        )
-    };
-    for p in 0..batch {
-        let (a, b, c) = (
-            &a[p * m * k..][..m * k],
-            &b[p * k * n..][..k * n],
-            &mut c[p * m * n..][..m * n],
-        );
-        for i in 0..m {
-            let row = &mut c[i * n..][..n];
-            row.fill(0.0);
-            for (kk, &x) in a[i * k..][..k].iter().enumerate() {
-                for (r, &y) in row.iter_mut().zip(&b[kk * n..][..n]) {
-                    *r += x * y;
-                }
+/// The table must hold the buffers the descriptor addresses; `out` must not alias
+/// the operands.
+unsafe fn gemm(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, epilogue: Option<bool>) {
+    let (a, b) = (&desc.inputs[0], &desc.inputs[1]);
+    let out_ty = &desc.out.1;
+    let r = a.ty.shape.rank();
+    let (m, k, n) = (
+        a.ty.shape.dim(r - 2),
+        a.ty.shape.dim(r - 1),
+        out_ty.shape.dim(r - 1),
+    );
+    let batch_dims = &out_ty.shape.dims()[..r - 2];
+    let batches: usize = batch_dims.iter().product();
+    let (sa, sb) = (&a.access.strides, &b.access.strides);
+    let s = |v: usize| v as isize;
+    let mut idx = vec![0usize; r - 2];
+    for p in 0..batches {
+        let oa = a.access.offset + idx.iter().zip(sa).map(|(i, s)| i * s).sum::<usize>();
+        let ob = b.access.offset + idx.iter().zip(sb).map(|(i, s)| i * s).sum::<usize>();
+        let oc = p * m * n;
+        // SAFETY: offsets and strides stay inside the operand buffers (they come from
+        // the scheduler's affine maps over the operand shapes); `out` is contiguous.
+        unsafe {
+            match out_ty.dtype {
+                DType::F32 => matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    (ptr(a.access.buffer) as *const f32).add(oa),
+                    s(sa[r - 2]),
+                    s(sa[r - 1]),
+                    (ptr(b.access.buffer) as *const f32).add(ob),
+                    s(sb[r - 2]),
+                    s(sb[r - 1]),
+                    0.0,
+                    (ptr(desc.out.0) as *mut f32).add(oc),
+                    s(n),
+                    1,
+                ),
+                DType::F64 => matrixmultiply::dgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    (ptr(a.access.buffer) as *const f64).add(oa),
+                    s(sa[r - 2]),
+                    s(sa[r - 1]),
+                    (ptr(b.access.buffer) as *const f64).add(ob),
+                    s(sb[r - 2]),
+                    s(sb[r - 1]),
+                    0.0,
+                    (ptr(desc.out.0) as *mut f64).add(oc),
+                    s(n),
+                    1,
+                ),
+                _ => unreachable!("gemm is only used for floats"),
             }
+        }
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < batch_dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    if let Some(relu) = epilogue {
+        let bias = &desc.inputs[2];
+        // SAFETY: the bias holds `n` contiguous elements, the output `batches·m·n`.
+        unsafe {
+            match out_ty.dtype {
+                DType::F32 => add_bias(
+                    std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut f32, batches * m * n),
+                    std::slice::from_raw_parts(
+                        (ptr(bias.access.buffer) as *const f32).add(bias.access.offset),
+                        n,
+                    ),
+                    relu,
+                ),
+                DType::F64 => add_bias(
+                    std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut f64, batches * m * n),
+                    std::slice::from_raw_parts(
+                        (ptr(bias.access.buffer) as *const f64).add(bias.access.offset),
+                        n,
+                    ),
+                    relu,
+                ),
+                _ => unreachable!("gemm is only used for floats"),
+            }
+        }
+    }
+}
+
+/// Adds `bias` to every row of `c`, then applies relu (NaN stays NaN) if asked.
+fn add_bias<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
+    c: &mut [T],
+    bias: &[T],
+    relu: bool,
+) {
+    if bias.is_empty() {
+        return;
+    }
+    let zero = T::default();
+    for row in c.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            let s = *v + b;
+            // `s <= 0` is false for NaN, so NaN passes through like the interpreter's.
+            *v = if relu && s <= zero { zero } else { s };
         }
     }
 }
@@ -125,61 +232,28 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
-    let (out, out_ty) = (&desc.out.0, &desc.out.1);
     let epilogue = match desc.op {
         Op::MatMul => Some(None),
         Op::MatMulBias { relu } => Some(Some(relu)),
         _ => None,
     };
-    if let (Some(epilogue), DType::F32) = (epilogue, out_ty.dtype) {
-        let a = &desc.inputs[0].1.shape;
-        let r = a.rank();
-        let (m, k) = (a.dim(r - 2), a.dim(r - 1));
-        let n = out_ty.shape.dim(r - 1);
-        let batch = a.dims()[..r - 2].iter().product();
-        // SAFETY: shapes checked by the graph's typing; outputs never alias inputs.
-        unsafe {
-            matmul_f32(
-                ptr(desc.inputs[0].0) as *const f32,
-                ptr(desc.inputs[1].0) as *const f32,
-                ptr(*out) as *mut f32,
-                batch,
-                m,
-                k,
-                n,
-            )
-        };
-        if let Some(relu) = epilogue {
-            // SAFETY: the bias holds `n` elements, the output `batch·m·n`.
-            let (bias, c) = unsafe {
-                (
-                    std::slice::from_raw_parts(ptr(desc.inputs[2].0) as *const f32, n),
-                    std::slice::from_raw_parts_mut(ptr(*out) as *mut f32, batch * m * n),
-                )
-            };
-            for row in c.chunks_exact_mut(n.max(1)) {
-                for (v, &b) in row.iter_mut().zip(bias) {
-                    let s = *v + b;
-                    *v = if relu && !(s > 0.0) && !s.is_nan() {
-                        0.0
-                    } else {
-                        s
-                    };
-                }
-            }
-        }
+    if let Some(epilogue) = epilogue
+        && desc.out.1.dtype.is_float()
+    {
+        // SAFETY: as above; outputs never alias inputs.
+        unsafe { gemm(desc, &ptr, epilogue) };
         return Ok(());
     }
     // SAFETY: as above.
     let inputs: Vec<HostTensor> = desc
         .inputs
         .iter()
-        .map(|(b, ty)| unsafe { read(ptr(*b), ty) })
+        .map(|i| unsafe { read(ptr(i.access.buffer), i) })
         .collect();
     let refs: Vec<&HostTensor> = inputs.iter().collect();
     let result = interp::eval_op(&desc.op, &refs).map_err(|e| e.to_string())?;
     // SAFETY: the output buffer has the op's output type.
-    unsafe { write(ptr(*out), &result) };
+    unsafe { write(ptr(desc.out.0), &result) };
     Ok(())
 }
 

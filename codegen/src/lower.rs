@@ -186,11 +186,10 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
                 kernel_ids.push(Some(id));
             }
             Kernel::Call(c) => {
-                let ty = |b: usize| program.buffers[b].ty.clone();
                 calls.push(CallDesc {
                     op: c.op.clone(),
-                    inputs: c.inputs.iter().map(|&b| (b, ty(b))).collect(),
-                    out: (c.out, ty(c.out)),
+                    inputs: c.inputs.clone(),
+                    out: (c.out, program.buffers[c.out].ty.clone()),
                 });
                 kernel_ids.push(None);
             }

@@ -296,6 +296,21 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             let bt = c.op(Op::Transpose(vec![0, 2, 1]), &[b]);
             let y = c.op(Op::MatMul, &[a, bt]);
             add("matmul", c.out(y), 1e-5);
+            // Views feeding the GEMM: a broadcast weight and a strided slice.
+            let mut c = Case::new("matmul_views");
+            let a = c.f32(rng, &[2, n, 4]);
+            let b = c.f32(rng, &[9, 5]);
+            let bs = c.op(
+                Op::Slice {
+                    start: vec![1, 0],
+                    end: vec![9, 5],
+                    step: vec![2, 1],
+                },
+                &[b],
+            );
+            let bb = c.op(Op::Broadcast(Shape::from([2, 4, 5])), &[bs]);
+            let y = c.op(Op::MatMul, &[a, bb]);
+            add("matmul", c.out(y), 1e-5);
         }
         {
             let mut c = Case::new("fma");

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use kiln_ir::{DType, Graph, GraphError, NodeId, Op, Shape};
 
 use super::{
-    Access, Affine, Buffer, BufferId, BufferKind, CallKernel, Expr, ExprNode, Kernel,
+    Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprNode, Kernel,
     KernelProgram, LoopKernel, Reduction,
 };
 
@@ -62,6 +62,15 @@ fn is_view(op: &Op) -> bool {
     )
 }
 
+/// Views that keep an operand addressable by strides (not `reshape`, which needs a
+/// contiguous operand).
+fn is_strided_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Broadcast(_) | Op::Transpose(_) | Op::Slice { .. } | Op::StopGradient
+    )
+}
+
 /// Ops computed inside loop kernels, element by element.
 fn is_loop_op(op: &Op) -> bool {
     matches!(
@@ -109,7 +118,15 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         // Library calls read whole contiguous buffers; a reshape re-indexes its
         // operand's flat layout, which only a buffer has; the random seed is loaded.
         let call = !is_loop_op(op) && !op.is_leaf() && !matches!(op, Op::Reduce { .. });
-        if call || matches!(op, Op::Reshape(_) | Op::RandomUniform { .. }) {
+        if call && super::call_takes_views(op) {
+            // GEMM operands: the views stay index maps; their base gets a buffer.
+            for (i, mut o) in graph.operands(n).into_iter().enumerate() {
+                while i < 2 && is_strided_view(&graph.node(o).op) {
+                    o = graph.operands(o)[0];
+                }
+                materialize.insert(o);
+            }
+        } else if call || matches!(op, Op::Reshape(_) | Op::RandomUniform { .. }) {
             materialize.extend(graph.operands(n));
         }
     }
@@ -207,11 +224,28 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                     out,
                 })
             }
-            op => Kernel::Call(CallKernel {
-                op: op.clone(),
-                inputs: graph.operands(n).iter().map(|o| buffer_of[o]).collect(),
-                out,
-            }),
+            op => {
+                let inputs = graph
+                    .operands(n)
+                    .into_iter()
+                    .map(|o| {
+                        let ty = graph.node(o).ty.clone();
+                        let rank = ty.shape.rank();
+                        let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, o, rank);
+                        b.root = NodeId::end();
+                        let e = b.build(o, &identity(rank));
+                        let Expr::Load(access) = b.exprs[e].expr.clone() else {
+                            unreachable!("call operands are buffers or views of buffers")
+                        };
+                        CallInput { ty, access }
+                    })
+                    .collect();
+                Kernel::Call(CallKernel {
+                    op: op.clone(),
+                    inputs,
+                    out,
+                })
+            }
         };
         program.kernels.push(kernel);
     }

@@ -118,12 +118,33 @@ impl LoopKernel {
     }
 }
 
+/// An operand of a library call: `ty`'s elements read from `buffer` at
+/// `offset + Σ strides[d] · index[d]` (contiguous unless the call accepts views).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallInput {
+    pub ty: TensorType,
+    pub access: Access,
+}
+
+impl CallInput {
+    /// True if the operand is the whole buffer in row-major order.
+    pub fn is_contiguous(&self) -> bool {
+        self.access.offset == 0 && self.access.strides == self.ty.shape.strides()
+    }
+}
+
 /// A library routine applied to whole buffers: `op(inputs) -> out`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallKernel {
     pub op: Op,
-    pub inputs: Vec<BufferId>,
+    pub inputs: Vec<CallInput>,
     pub out: BufferId,
+}
+
+/// True for calls that read their operands through strided views (GEMM handles
+/// any row and column strides, so transposes and broadcasts feeding it are free).
+pub fn call_takes_views(op: &Op) -> bool {
+    matches!(op, Op::MatMul | Op::MatMulBias { .. })
 }
 
 /// One unit of generated code.
@@ -144,7 +165,7 @@ impl Kernel {
     /// Buffers the kernel reads.
     pub fn reads(&self) -> Vec<BufferId> {
         match self {
-            Kernel::Call(k) => k.inputs.clone(),
+            Kernel::Call(k) => k.inputs.iter().map(|i| i.access.buffer).collect(),
             Kernel::Loop(k) => k
                 .exprs
                 .iter()

@@ -51,7 +51,19 @@ impl fmt::Display for KernelProgram {
         for (i, k) in self.kernels.iter().enumerate() {
             match k {
                 Kernel::Call(c) => {
-                    let ins: Vec<String> = c.inputs.iter().map(|b| format!("b{b}")).collect();
+                    let ins: Vec<String> = c
+                        .inputs
+                        .iter()
+                        .map(|i| {
+                            if i.is_contiguous() {
+                                format!("b{}", i.access.buffer)
+                            } else {
+                                let mut s = String::new();
+                                access(&mut s, &i.access);
+                                s
+                            }
+                        })
+                        .collect();
                     writeln!(f, "k{i}: b{} = call {} {}", c.out, c.op, ins.join(", "))?;
                 }
                 Kernel::Loop(l) => {
