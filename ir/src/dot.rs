@@ -5,7 +5,9 @@ use std::fmt::Write;
 use crate::{Graph, Op};
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The graph as a DOT digraph. Nodes are numbered as in the text format (arguments
