@@ -1,0 +1,201 @@
+//! Random fused graphs — chains of elementwise ops, broadcasts, transposes, slices,
+//! reshapes and reductions — compiled with and without the optimizer agree with the
+//! interpreter (proptest, fixed number of cases, seeded data, never zeros).
+//!
+//! Ops are chosen to stay finite (bounded activations, division by `1 + |x|`), so a
+//! relative tolerance of 1e-4 covers the optimizer's reassociation and fusion (e.g.
+//! `a*b+c` becoming one `fma` with a single rounding).
+
+use kiln_ir::{
+    BinaryOp, DType, Graph, HostTensor, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp, interp,
+};
+use kiln_runtime::{CompileOptions, Executable};
+use proptest::prelude::*;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn value(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
+    }
+}
+
+/// A random graph over one or two f32 inputs of a random 2-D or 3-D shape.
+fn random_graph(seed: u64) -> (Graph, Vec<HostTensor>) {
+    let mut r = Rng(seed | 1);
+    let sizes = [1, 3, 4, 5, 7, 17];
+    let rank = 2 + r.below(2);
+    let dims: Vec<usize> = (0..rank).map(|_| sizes[r.below(sizes.len())]).collect();
+    let ty = TensorType::new(DType::F32, dims.clone());
+    let mut g = Graph::new("fused");
+    let x = g.input("x", ty.clone()).unwrap();
+    let y = g.input("y", ty.clone()).unwrap();
+    let mut pool: Vec<NodeId> = vec![x, y];
+    let pick = |r: &mut Rng, pool: &[NodeId]| pool[r.below(pool.len())];
+    for _ in 0..(4 + r.below(10)) {
+        let a = pick(&mut r, &pool);
+        let at = g.node(a).ty.clone();
+        let same: Vec<NodeId> = pool
+            .iter()
+            .copied()
+            .filter(|&n| g.node(n).ty == at)
+            .collect();
+        let b = same[r.below(same.len())];
+        let (op, operands) = match r.below(9) {
+            0 | 1 => {
+                let k = [
+                    UnaryOp::Neg,
+                    UnaryOp::Abs,
+                    UnaryOp::Relu,
+                    UnaryOp::Tanh,
+                    UnaryOp::Sigmoid,
+                    UnaryOp::LeakyRelu(0.1),
+                ][r.below(6)];
+                (Op::Unary(k), vec![a])
+            }
+            2 | 3 => {
+                let k = [
+                    BinaryOp::Add,
+                    BinaryOp::Sub,
+                    BinaryOp::Mul,
+                    BinaryOp::Max,
+                    BinaryOp::Min,
+                ][r.below(5)];
+                (Op::Binary(k), vec![a, b])
+            }
+            4 => {
+                // a / (1 + |b|): finite.
+                let ab = g.add(Op::Unary(UnaryOp::Abs), &[b]).unwrap();
+                let one = g.constant(HostTensor::full(DType::F32, at.shape.clone(), 1.0));
+                let d = g.add(Op::Binary(BinaryOp::Add), &[ab, one]).unwrap();
+                (Op::Binary(BinaryOp::Div), vec![a, d])
+            }
+            5 => {
+                // Reduce then broadcast back, so the result joins the pool's shapes.
+                let axis = r.below(at.shape.rank());
+                let kind = ReduceOp::ALL[r.below(4)];
+                let red = g
+                    .add(
+                        Op::Reduce {
+                            kind,
+                            axes: vec![axis],
+                            keepdims: true,
+                        },
+                        &[a],
+                    )
+                    .unwrap();
+                (Op::Broadcast(at.shape.clone()), vec![red])
+            }
+            6 => {
+                // Rotate the axes and back (a round trip through strided views).
+                let n = at.shape.rank();
+                let perm: Vec<usize> = (0..n).map(|i| (i + 1) % n).collect();
+                let mut inverse = vec![0; n];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                let t = g.add(Op::Transpose(perm), &[a]).unwrap();
+                let u = g.add(Op::Unary(UnaryOp::Tanh), &[t]).unwrap();
+                (Op::Transpose(inverse), vec![u])
+            }
+            7 => {
+                // Reshape to flat and back.
+                let flat = g
+                    .add(Op::Reshape(Shape::from([at.shape.numel()])), &[a])
+                    .unwrap();
+                let s = g.add(Op::Unary(UnaryOp::Sigmoid), &[flat]).unwrap();
+                (Op::Reshape(at.shape.clone()), vec![s])
+            }
+            _ => {
+                // Pad a slice back to the full shape.
+                let d = at.shape.dims().to_vec();
+                let start: Vec<usize> = d.iter().map(|&n| if n > 1 { 1 } else { 0 }).collect();
+                let end = d.clone();
+                let s = g
+                    .add(
+                        Op::Slice {
+                            start: start.clone(),
+                            end,
+                            step: vec![1; d.len()],
+                        },
+                        &[a],
+                    )
+                    .unwrap();
+                (
+                    Op::Pad {
+                        low: start,
+                        high: vec![0; d.len()],
+                        value: 0.5,
+                    },
+                    vec![s],
+                )
+            }
+        };
+        let n = g.add(op, &operands).unwrap();
+        pool.push(n);
+    }
+    let last = *pool.last().unwrap();
+    g.output(last, Some("out"));
+    let mid = pool[pool.len() / 2];
+    if mid != last {
+        g.output(mid, None);
+    }
+    let sum = g
+        .add(
+            Op::Reduce {
+                kind: ReduceOp::Sum,
+                axes: (0..rank).collect(),
+                keepdims: false,
+            },
+            &[last],
+        )
+        .unwrap();
+    g.output(sum, Some("total"));
+    let values = (0..2)
+        .map(|_| HostTensor::from_fn(&ty, |_| r.value()))
+        .collect();
+    (g, values)
+}
+
+fn agree(g: &Graph, values: &[HostTensor], options: &CompileOptions) -> Result<(), String> {
+    let want = interp::run(g, values).map_err(|e| e.to_string())?;
+    let mut exe = Executable::compile_with(g, options).map_err(|e| format!("compile: {e}"))?;
+    let got = exe.run(values).map_err(|e| format!("run: {e}"))?;
+    for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+        for i in 0..b.numel() {
+            let (x, y) = (a.get_f64(i), b.get_f64(i));
+            let scale = if o == got.len() - 1 {
+                b.numel() as f64
+            } else {
+                1.0
+            };
+            if !(x - y).abs().le(&(1e-4 * scale * (1.0 + y.abs()))) {
+                return Err(format!(
+                    "output {o}[{i}]: jit {x}, interpreter {y}\n{g}\n{}",
+                    exe.program()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_fused_graphs_match_the_interpreter(seed in any::<u64>()) {
+        let (g, values) = random_graph(seed);
+        agree(&g, &values, &CompileOptions::unoptimized()).map_err(TestCaseError::fail)?;
+        agree(&g, &values, &CompileOptions::default()).map_err(TestCaseError::fail)?;
+    }
+}
