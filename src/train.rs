@@ -59,6 +59,9 @@ pub struct TrainStep {
     extra_outputs: usize,
     /// The native code, compiled on the first [`TrainStep::run`].
     compiled: Option<Executable>,
+    /// Per output: a spare tensor the compiled step writes an updated value into,
+    /// swapped with the current value afterwards (no copy, no allocation).
+    spares: Vec<Option<HostTensor>>,
 }
 
 impl Clone for TrainStep {
@@ -70,6 +73,7 @@ impl Clone for TrainStep {
             trainable: self.trainable.clone(),
             extra_outputs: self.extra_outputs,
             compiled: None,
+            spares: Vec::new(),
         }
     }
 }
@@ -146,6 +150,7 @@ impl TrainStep {
             trainable,
             extra_outputs: outputs.len(),
             compiled: None,
+            spares: Vec::new(),
         })
     }
 
@@ -211,8 +216,47 @@ impl TrainStep {
         {
             return Err(ArgError::Unknown(name.to_string()).into());
         }
-        let results = exe.run_refs(&args)?;
-        self.apply(results)
+        let first_update = 1 + self.extra_outputs;
+        let outputs = self.graph.outputs();
+        if self.spares.len() != outputs.len() {
+            self.spares = outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let name = o.name.as_deref().unwrap_or_default();
+                    (i >= first_update)
+                        .then(|| self.params.get(name).expect("updates name params").clone())
+                })
+                .collect();
+        }
+        let mut dests: Vec<Option<&mut HostTensor>> =
+            self.spares.iter_mut().map(Option::as_mut).collect();
+        let results = exe.run_into(&args, &mut dests)?;
+        let mut results = results.into_iter();
+        let loss = results
+            .next()
+            .flatten()
+            .expect("the loss is returned")
+            .get_f64(0);
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss(loss));
+        }
+        let extra: Vec<HostTensor> = results
+            .take(self.extra_outputs)
+            .map(|o| o.expect("returned"))
+            .collect();
+        for (o, spare) in outputs[first_update..]
+            .iter()
+            .zip(&mut self.spares[first_update..])
+        {
+            let name = o.name.as_deref().unwrap_or_default();
+            self.params
+                .swap(name, spare.as_mut().expect("a spare per update"))?;
+        }
+        Ok(StepOutput {
+            loss,
+            outputs: extra,
+        })
     }
 
     /// Takes the loss, keeps the extra outputs, and stores the updated values.

@@ -16,14 +16,25 @@ fn step_for(opt: &dyn Optimizer) -> TrainStep {
     TrainStep::new(&loss, opt).unwrap()
 }
 
-/// Runs `steps` steps and returns p after each.
+/// Runs `steps` steps through the interpreter and returns p after each; the same
+/// steps compiled to native code must give the same values.
 fn run(opt: &dyn Optimizer, steps: usize) -> Vec<Vec<f64>> {
     let mut step = step_for(opt);
+    let mut compiled = step.clone();
     let c = HostTensor::from_f32([5], C.to_vec()).unwrap();
     (0..steps)
         .map(|_| {
             step.run_interpreted(&[("c", &c)]).unwrap();
-            step.params().get("p").unwrap().to_f64_vec()
+            compiled.run(&[("c", &c)]).unwrap();
+            let p = step.params().get("p").unwrap().to_f64_vec();
+            let q = compiled.params().get("p").unwrap().to_f64_vec();
+            for (a, b) in p.iter().zip(&q) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
+                    "compiled {b} vs interpreted {a}"
+                );
+            }
+            p
         })
         .collect()
 }

@@ -152,6 +152,26 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Exchanges the value of parameter `name` with `value` (same type required):
+    /// how a training loop installs a step's results without copying them.
+    pub fn swap(&mut self, name: &str, value: &mut HostTensor) -> Result<(), ArgError> {
+        let slot = self
+            .entries
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| ArgError::Unknown(name.to_string()))?;
+        if slot.ty() != value.ty() {
+            return Err(ArgError::Type {
+                name: name.to_string(),
+                expected: slot.ty(),
+                got: value.ty(),
+            });
+        }
+        std::mem::swap(slot, value);
+        Ok(())
+    }
+
     /// Parameter names in declaration order.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
         self.entries.iter().map(|(n, _)| n.as_str())

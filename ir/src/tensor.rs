@@ -144,6 +144,17 @@ impl HostTensor {
         self.shape.numel()
     }
 
+    /// The address of the first element, for runtimes that fill the tensor in place
+    /// (`numel() * dtype().size_bytes()` bytes; a bool element must stay 0 or 1).
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        match &mut self.data {
+            TensorData::F32(v) => v.as_mut_ptr() as *mut u8,
+            TensorData::F64(v) => v.as_mut_ptr() as *mut u8,
+            TensorData::I32(v) => v.as_mut_ptr() as *mut u8,
+            TensorData::Bool(v) => v.as_mut_ptr() as *mut u8,
+        }
+    }
+
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {
             TensorData::F32(v) => Some(v),

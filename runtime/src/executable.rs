@@ -42,6 +42,8 @@ pub enum RunError {
     MissingArg(String),
     #[error("kernel failed: {0}")]
     Kernel(String),
+    #[error("bad output destinations: {0}")]
+    Destinations(String),
 }
 
 /// How to compile a graph.
@@ -267,6 +269,44 @@ impl Executable {
 
     /// Runs with borrowed arguments in calling order.
     pub fn run_refs(&mut self, args: &[&HostTensor]) -> Result<Vec<HostTensor>, RunError> {
+        let mut none: Vec<Option<&mut HostTensor>> =
+            (0..self.program.outputs.len()).map(|_| None).collect();
+        let outs = self.run_into(args, &mut none)?;
+        Ok(outs
+            .into_iter()
+            .map(|o| o.expect("no destinations were given"))
+            .collect())
+    }
+
+    /// Runs with borrowed arguments, writing output `i` straight into `dests[i]` where
+    /// one is given (no copy: the kernel that computes it stores there), and
+    /// returning the other outputs. A training loop passes spare tensors for the
+    /// updated parameters and swaps them in afterwards, so a step neither allocates
+    /// nor copies its parameters. Destinations must have the output's type.
+    pub fn run_into(
+        &mut self,
+        args: &[&HostTensor],
+        dests: &mut [Option<&mut HostTensor>],
+    ) -> Result<Vec<Option<HostTensor>>, RunError> {
+        let outputs = self.program.outputs.clone();
+        if dests.len() != outputs.len() {
+            return Err(RunError::Destinations(format!(
+                "{} destinations for {} outputs",
+                dests.len(),
+                outputs.len()
+            )));
+        }
+        for (i, d) in dests.iter().enumerate() {
+            if let Some(d) = d {
+                let ty = &self.program.buffers[outputs[i]].ty;
+                if d.ty() != *ty {
+                    return Err(RunError::Destinations(format!(
+                        "output {i} is {ty}, its destination {}",
+                        d.ty()
+                    )));
+                }
+            }
+        }
         if args.len() != self.args.len() {
             let names: Vec<&str> = self.args.iter().map(|(n, _)| n.as_str()).collect();
             return Err(RunError::ArgCount {
@@ -284,7 +324,7 @@ impl Executable {
                 });
             }
         }
-        let table: Vec<*mut u8> = self
+        let mut table: Vec<*mut u8> = self
             .program
             .buffers
             .iter()
@@ -300,6 +340,19 @@ impl Executable {
                 }
             })
             .collect();
+        // Temporaries that are outputs with a destination live in the destination.
+        let mut redirected = vec![false; outputs.len()];
+        for (i, d) in dests.iter_mut().enumerate() {
+            let b = outputs[i];
+            let first = outputs.iter().position(|&o| o == b) == Some(i);
+            if let Some(d) = d
+                && first
+                && self.program.buffers[b].kind == BufferKind::Temp
+            {
+                table[b] = d.as_mut_ptr();
+                redirected[i] = true;
+            }
+        }
         self.ctx.error = None;
         // SAFETY: the table holds a live buffer of the scheduled type for every
         // buffer of the program (arguments were type-checked above), and the call
@@ -313,15 +366,20 @@ impl Executable {
                     .unwrap_or_else(|| "unknown failure".into()),
             ));
         }
-        Ok(self
-            .program
-            .outputs
-            .iter()
-            .map(|&b| {
-                let ty = &self.program.buffers[b].ty;
-                // SAFETY: output buffers hold values of their type after the call.
-                unsafe { read(table[b], ty) }
-            })
-            .collect())
+        let mut result = Vec::with_capacity(outputs.len());
+        for (i, &b) in outputs.iter().enumerate() {
+            let ty = &self.program.buffers[b].ty;
+            // SAFETY: output buffers hold values of their type after the call.
+            let value = (!redirected[i]).then(|| unsafe { read(table[b], ty) });
+            match (&mut dests[i], value) {
+                (Some(d), Some(v)) => {
+                    **d = v;
+                    result.push(None);
+                }
+                (Some(_), None) => result.push(None),
+                (None, v) => result.push(v),
+            }
+        }
+        Ok(result)
     }
 }
