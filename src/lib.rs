@@ -6,8 +6,10 @@
 //! [`frontend`] (the DSL), [`passes`] (autodiff and graph transforms), [`codegen`]
 //! and [`runtime`].
 
+mod jit;
 mod train;
 
+pub use jit::{Jit, JitError};
 pub use kiln_codegen as codegen;
 pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
