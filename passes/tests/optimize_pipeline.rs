@@ -35,9 +35,10 @@ fn standard_pipeline_runs_dce_then_optimize() {
         ]
     );
     insta::assert_snapshot!(listing(&out), @r"
-    %0 = input x : f32[4]
-    %1 = relu %0 : f32[4]
-    return %1 (y)
+    fn sample(x: f32[4]) -> (y: f32[4]) {
+      %1 = relu %0 : f32[4]
+      return %1
+    }
     ");
 }
 

@@ -3,51 +3,11 @@
 
 use kiln_frontend::optim::{self, Optimizer};
 use kiln_frontend::{GraphBuilder, Model, Tensor};
-use kiln_ir::{DType, Graph, HostTensor, Op, TensorType};
+use kiln_ir::{DType, Graph, HostTensor, TensorType};
 
-/// A compact, deterministic listing of `g` (canonical ids): one line per node,
-/// `%N = op operands : type`, then the outputs. Independent of the text printer so
-/// snapshots stay stable while that evolves.
+/// The graph in kiln's text format (what snapshots record).
 pub fn listing(g: &Graph) -> String {
-    let (g, _) = g.canonicalize().unwrap();
-    let mut s = String::new();
-    for id in g.node_ids() {
-        let node = g.node(id);
-        let ops: Vec<String> = g
-            .operands(id)
-            .iter()
-            .map(|o| format!("%{}", o.index()))
-            .collect();
-        let what = match &node.op {
-            Op::Input | Op::Param => {
-                format!("{} {}", node.op.mnemonic(), node.name.as_deref().unwrap())
-            }
-            Op::Const(t) => format!("const {t}"),
-            op => format!("{op} {}", ops.join(", ")),
-        };
-        s.push_str(&format!(
-            "%{} = {} : {}\n",
-            id.index(),
-            what.trim_end(),
-            node.ty
-        ));
-    }
-    let outs: Vec<String> = g
-        .outputs()
-        .iter()
-        .map(|o| {
-            format!(
-                "%{}{}",
-                o.node.index(),
-                o.name
-                    .as_ref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
-    s.push_str(&format!("return {}\n", outs.join(", ")));
-    s
+    g.to_string()
 }
 
 /// The training step of `loss` under `optimizer` as one graph, built the way
