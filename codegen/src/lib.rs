@@ -4,6 +4,7 @@
 //!   program.
 //! - [`library`]: routines the generated code calls (contractions, pooling, ...).
 
+pub mod approx;
 pub mod library;
 pub mod lower;
 

@@ -23,6 +23,7 @@ use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use kiln_passes::schedule::{Access, Affine, BufferKind, Expr, Kernel, KernelProgram, LoopKernel};
 
+use crate::approx;
 use crate::library::{self, CallContext, CallDesc};
 
 /// Why a program could not be compiled.
@@ -79,7 +80,9 @@ impl Drop for CompiledProgram {
     }
 }
 
-fn host_module() -> Result<JITModule, CodegenError> {
+/// A JIT module for the host ISA (opt_level speed, non-PIC) with kiln's runtime
+/// symbols registered.
+pub fn host_module() -> Result<JITModule, CodegenError> {
     let mut flags = settings::builder();
     flags
         .set("opt_level", "speed")
@@ -279,10 +282,7 @@ fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
                 Expr::Load(a) => e.dtype == DType::F32 && a.strides[last] <= 1,
                 Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) => true,
                 Expr::Compare(_, a, _) => k.exprs[*a].dtype == DType::F32,
-                Expr::Unary(u, _) => !matches!(
-                    u,
-                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Sign
-                ),
+                Expr::Unary(u, _) => *u != UnaryOp::Sign,
                 Expr::Binary(b, _, _) => *b != BinaryOp::Pow,
                 Expr::Cast(_) | Expr::Random { .. } => false,
             }
@@ -798,6 +798,12 @@ impl LoopEmitter<'_, '_> {
                 let r = self.b.ins().select(neg, mo, r);
                 self.b.ins().select(pos, o, r)
             }
+            // f32 (scalar and f32x4 alike, so every element gets the same rounding)
+            // uses the emitted approximations; f64 calls libm.
+            UnaryOp::Exp if dtype == DType::F32 => approx::exp(&mut self.b, x),
+            UnaryOp::Log if dtype == DType::F32 => approx::log(&mut self.b, x),
+            UnaryOp::Tanh if dtype == DType::F32 => approx::tanh(&mut self.b, x),
+            UnaryOp::Sigmoid if dtype == DType::F32 => approx::sigmoid(&mut self.b, x),
             UnaryOp::Exp => self.call1("exp", dtype, x),
             UnaryOp::Log => self.call1("log", dtype, x),
             UnaryOp::Tanh => self.call1("tanh", dtype, x),

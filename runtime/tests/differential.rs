@@ -3,9 +3,10 @@
 //! seeded random data (never all zeros).
 //!
 //! Tolerances: elementwise ops, views and reductions run the same f32 operations in
-//! the same order as the interpreter and calls the same libm, so they agree to the
-//! last bit (checked with a 1-ulp-scale tolerance); contractions may sum in another
-//! order (1e-5 relative).
+//! the same order as the interpreter, so they agree to the last bit (checked with a
+//! 1-ulp-scale tolerance), except exp/log/tanh/sigmoid, which the JIT approximates
+//! within 2 ulp (codegen/tests/approx.rs); contractions may sum in another order
+//! (1e-5 relative).
 
 use std::collections::BTreeSet;
 
@@ -110,6 +111,8 @@ fn check_with(case: &Case, tol: f64, options: &CompileOptions) {
 
 const SIZES: [usize; 6] = [1, 3, 5, 7, 17, 127];
 const EXACT: f64 = 1e-7;
+/// 2 ulp of f32, relative.
+const APPROX: f64 = 2.5e-7;
 
 /// Mnemonics of the ops the cases exercise (as the node under test).
 fn tested(cases: &[(String, Case)]) -> BTreeSet<String> {
@@ -129,7 +132,15 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             };
             let x = c.arg(rng, DType::F32, &[3, n], lo, hi);
             let y = c.op(Op::Unary(k), &[x]);
-            add(k.name(), c.out(y), EXACT);
+            let approximated = matches!(
+                k,
+                UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid
+            );
+            add(
+                k.name(),
+                c.out(y),
+                if approximated { APPROX } else { EXACT },
+            );
             if k.accepts_integers() {
                 let mut c = Case::new("unary_i32");
                 let x = c.arg(rng, DType::I32, &[n], -100.0, 100.0);
@@ -191,7 +202,7 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             let x = c.f32(rng, &[n]);
             let e = c.op(Op::Unary(UnaryOp::Exp), &[x]);
             let y = c.op(Op::StopGradient, &[e]);
-            add("stop_gradient", c.out(y), EXACT);
+            add("stop_gradient", c.out(y), APPROX);
         }
         {
             let mut c = Case::new("broadcast");
@@ -506,7 +517,7 @@ fn fused_graphs_match_the_interpreter() {
         );
         let sb = c.op(Op::Broadcast(Shape::from([3, n])), &[s]);
         let y = c.op(Op::Binary(BinaryOp::Div), &[e, sb]);
-        check(&c.out(y), EXACT);
+        check(&c.out(y), 1e-6);
     }
 }
 
