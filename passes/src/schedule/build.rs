@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kiln_ir::{DType, Graph, GraphError, NodeId, Op, Shape};
+use kiln_ir::{BinaryOp, DType, Graph, GraphError, NodeId, Op, Shape, UnaryOp};
 
 use super::{
     Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprNode, Kernel,
@@ -96,6 +96,20 @@ fn splat_value(op: &Op) -> Option<f64> {
     same.then_some(first)
 }
 
+/// Largest inlined expression (in [`op_cost`] units) recomputed per consumer rather
+/// than stored once.
+const RECOMPUTE_LIMIT: usize = 8;
+
+/// Rough cost of one element of `op` in a loop body: transcendental functions are
+/// polynomials of a dozen instructions.
+fn op_cost(op: &Op) -> usize {
+    match op {
+        Op::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid) => 4,
+        Op::Binary(BinaryOp::Pow) | Op::RandomUniform { .. } => 8,
+        _ => 1,
+    }
+}
+
 /// Schedules `graph` into a kernel program (see the module docs for the rules).
 pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
     graph.validate()?;
@@ -104,14 +118,32 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
 
     // 1. Which nodes get a buffer.
     let mut materialize: HashSet<NodeId> = HashSet::new();
+    // What inlining a node costs each consumer: its ops plus those of the inlined
+    // operands it drags along (loads of buffers, views and constants are free).
+    let mut inline_cost: HashMap<NodeId, usize> = HashMap::new();
     for &n in &order {
         let op = &graph.node(n).op;
         let users = graph.users(n);
+        let cost = if is_view(op) || op.is_leaf() {
+            0
+        } else {
+            op_cost(op)
+                + graph
+                    .operands(n)
+                    .iter()
+                    .filter(|o| !materialize.contains(o))
+                    .map(|o| inline_cost.get(o).copied().unwrap_or(0))
+                    .sum::<usize>()
+        };
+        inline_cost.insert(n, cost);
+        // A node with several consumers is recomputed in each while that is cheap
+        // (e.g. the `exp` a softmax both sums and divides), else computed once.
+        let shared = users.len() > 1 && cost > RECOMPUTE_LIMIT;
         let needed = op.is_argument()
             || outputs.contains(&n)
             || matches!(op, Op::Const(_)) && splat_value(op).is_none()
             || !is_loop_op(op) && !matches!(op, Op::Const(_))
-            || (!is_view(op) && splat_value(op).is_none() && users.len() > 1);
+            || (!is_view(op) && splat_value(op).is_none() && shared);
         if needed {
             materialize.insert(n);
         }

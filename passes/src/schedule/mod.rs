@@ -5,9 +5,9 @@
 //! - *Views* (`broadcast`, `transpose`, `slice`, `reshape` of a buffer,
 //!   `stop_gradient`) never copy: they become affine index maps of the loads that
 //!   read through them.
-//! - Elementwise ops (and splat constants, `random_uniform`) are inlined
-//!   into their consumer when they have a single consumer; an elementwise node used
-//!   by several consumers is computed once into a buffer.
+//! - Elementwise ops (and splat constants, `random_uniform`) are inlined into their
+//!   consumers; a node used by several consumers is recomputed in each while its
+//!   inlined expression is cheap, else computed once into a buffer.
 //! - A reduction is one loop kernel whose inner loops evaluate its (fused) input.
 //! - Contractions, pooling, gather/scatter, `one_hot` (it validates its indices),
 //!   `argmax`, `pad` and `concat` are library calls over materialized, contiguous

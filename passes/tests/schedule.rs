@@ -1,0 +1,67 @@
+//! Scheduling: kernel programs for small graphs, as reviewed snapshots, plus the
+//! fusion facts they must show.
+
+use kiln_ir::{BinaryOp, DType, Graph, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp};
+use kiln_passes::schedule::{Kernel, schedule};
+
+fn softmax() -> Graph {
+    let mut g = Graph::new("softmax");
+    let x = g.input("x", TensorType::new(DType::F32, [4, 10])).unwrap();
+    let add = |g: &mut Graph, op: Op, xs: &[NodeId]| g.add(op, xs).unwrap();
+    let m = add(
+        &mut g,
+        Op::Reduce {
+            kind: ReduceOp::Max,
+            axes: vec![1],
+            keepdims: true,
+        },
+        &[x],
+    );
+    let m = add(&mut g, Op::StopGradient, &[m]);
+    let mb = add(&mut g, Op::Broadcast(Shape::from([4, 10])), &[m]);
+    let d = add(&mut g, Op::Binary(BinaryOp::Sub), &[x, mb]);
+    let e = add(&mut g, Op::Unary(UnaryOp::Exp), &[d]);
+    let s = add(
+        &mut g,
+        Op::Reduce {
+            kind: ReduceOp::Sum,
+            axes: vec![1],
+            keepdims: true,
+        },
+        &[e],
+    );
+    let sb = add(&mut g, Op::Broadcast(Shape::from([4, 10])), &[s]);
+    let y = add(&mut g, Op::Binary(BinaryOp::Div), &[e, sb]);
+    g.output(y, Some("y"));
+    g
+}
+
+#[test]
+fn softmax_is_three_kernels_with_exp_recomputed() {
+    let p = schedule(&softmax()).unwrap();
+    // max, sum of exp, exp / sum: the exp is recomputed, never stored.
+    assert_eq!(p.kernels.len(), 3, "{p}");
+    assert!(p.kernels.iter().all(|k| matches!(k, Kernel::Loop(_))));
+    let temps = p
+        .buffers
+        .iter()
+        .filter(|b| b.ty.shape.dims() == [4, 10])
+        .count();
+    assert_eq!(temps, 2, "only the input and the output are full-size: {p}");
+    insta::assert_snapshot!(p.to_string());
+}
+
+#[test]
+fn views_feeding_a_matmul_are_strides_not_copies() {
+    let mut g = Graph::new("linear");
+    let x = g.input("x", TensorType::new(DType::F32, [8, 5])).unwrap();
+    let w = g.param("w", TensorType::new(DType::F32, [3, 5])).unwrap();
+    let wt = g.add(Op::Transpose(vec![1, 0]), &[w]).unwrap();
+    let y = g.add(Op::MatMul, &[x, wt]).unwrap();
+    let r = g.add(Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    g.output(r, None);
+    let p = schedule(&g).unwrap();
+    // One GEMM reading w with swapped strides, one relu loop; no transpose kernel.
+    assert_eq!(p.kernels.len(), 2, "{p}");
+    insta::assert_snapshot!(p.to_string());
+}
