@@ -267,8 +267,12 @@ fn define(module: &mut JITModule, id: FuncId, ctx: &mut Context) -> Result<(), C
 }
 
 /// True if the innermost loop of `k` can run on `f32x4` lanes.
+///
+/// For a reduction this is the innermost reduced loop: it then keeps `f32x4`
+/// partial results and combines the lanes at the end (float sums are reassociated,
+/// as in every vectorizing compiler; max and min are unaffected).
 fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
-    if k.reduce.is_some() || program.buffers[k.out].ty.dtype != DType::F32 {
+    if program.buffers[k.out].ty.dtype != DType::F32 {
         return false;
     }
     let last = k.dims.len().wrapping_sub(1);
@@ -480,17 +484,41 @@ impl LoopEmitter<'_, '_> {
     ) -> Value {
         if level == self.kernel.dims.len() {
             let x = self.body(idx, 1);
-            let a = acc.1;
-            return match (kind, dtype.is_float()) {
-                (ReduceOp::Sum | ReduceOp::Mean, true) => self.b.ins().fadd(a, x),
-                (ReduceOp::Sum | ReduceOp::Mean, false) => self.b.ins().iadd(a, x),
-                (ReduceOp::Max, true) => self.b.ins().fmax(a, x),
-                (ReduceOp::Min, true) => self.b.ins().fmin(a, x),
-                (ReduceOp::Max, false) => self.b.ins().smax(a, x),
-                (ReduceOp::Min, false) => self.b.ins().smin(a, x),
-            };
+            return self.combine(kind, dtype, acc.1, x);
         }
         let n = self.kernel.dims[level];
+        if level + 1 == self.kernel.dims.len() && vectorizable(self.kernel, self.program) {
+            // Four lanes of partial results from the identity (the running `acc`
+            // may already hold earlier rows), combined into `acc` after the loop.
+            let identity = match kind {
+                ReduceOp::Sum | ReduceOp::Mean => 0.0,
+                ReduceOp::Max => f32::NEG_INFINITY,
+                ReduceOp::Min => f32::INFINITY,
+            };
+            let identity = self.b.ins().f32const(identity);
+            let init = self.b.ins().splat(types::F32X4, identity);
+            let lanes = self.counted_loop(0, n, 4, &[(types::F32X4, init)], |e, i, carried| {
+                idx.push(i);
+                let x = e.body(idx, 4);
+                idx.pop();
+                vec![e.combine(kind, dtype, carried[0], x)]
+            })[0];
+            let mut a = acc.1;
+            for lane in 0..4u8 {
+                let x = self.b.ins().extractlane(lanes, lane);
+                a = self.combine(kind, dtype, a, x);
+            }
+            let main = n - n % 4;
+            if main == n {
+                return a;
+            }
+            return self.counted_loop(main, n, 1, &[(acc.0, a)], |e, i, carried| {
+                idx.push(i);
+                let x = e.body(idx, 1);
+                idx.pop();
+                vec![e.combine(kind, dtype, carried[0], x)]
+            })[0];
+        }
         let out = self.counted_loop(0, n, 1, &[acc], |e, i, carried| {
             idx.push(i);
             let a = e.reduce_level(idx, level + 1, (acc.0, carried[0]), kind, dtype);
@@ -498,6 +526,18 @@ impl LoopEmitter<'_, '_> {
             vec![a]
         });
         out[0]
+    }
+
+    /// One reduction step `acc ⊕ x` (scalars or lanes).
+    fn combine(&mut self, kind: ReduceOp, dtype: DType, a: Value, x: Value) -> Value {
+        match (kind, dtype.is_float()) {
+            (ReduceOp::Sum | ReduceOp::Mean, true) => self.b.ins().fadd(a, x),
+            (ReduceOp::Sum | ReduceOp::Mean, false) => self.b.ins().iadd(a, x),
+            (ReduceOp::Max, true) => self.b.ins().fmax(a, x),
+            (ReduceOp::Min, true) => self.b.ins().fmin(a, x),
+            (ReduceOp::Max, false) => self.b.ins().smax(a, x),
+            (ReduceOp::Min, false) => self.b.ins().smin(a, x),
+        }
     }
 
     /// Element offset `offset + Σ strides[k]·i[k]` as an i64.
