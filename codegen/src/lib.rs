@@ -5,6 +5,7 @@
 //! - [`library`]: routines the generated code calls (contractions, pooling, ...).
 
 pub mod approx;
+pub mod conv;
 pub mod library;
 pub mod lower;
 

@@ -10,6 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
 use kiln_passes::schedule::CallInput;
 
+use crate::conv::{self, ConvShape};
+
 /// One library call: the op, its operands (strided views of buffers in the buffer
 /// table) and its output buffer with its type.
 #[derive(Clone, Debug)]
@@ -25,6 +27,19 @@ pub struct CallDesc {
 pub struct CallContext {
     pub calls: Vec<CallDesc>,
     pub error: Option<String>,
+    /// Reused working memory (im2col columns), so calls do not allocate once warm.
+    pub scratch: Vec<f32>,
+}
+
+impl CallContext {
+    /// A context for `calls`.
+    pub fn new(calls: Vec<CallDesc>) -> Self {
+        CallContext {
+            calls,
+            error: None,
+            scratch: Vec::new(),
+        }
+    }
 }
 
 /// Copies the operand `input` (a strided view of the buffer at `base`) into a
@@ -228,10 +243,110 @@ fn add_bias<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
     }
 }
 
-fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
+/// The f32 convolution and pooling routines of [`crate::conv`], when they apply.
+/// Returns false to fall back to the reference path.
+fn native_f32(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, scratch: &mut Vec<f32>) -> bool {
+    if desc.out.1.dtype != DType::F32 || !desc.inputs.iter().all(CallInput::is_contiguous) {
+        return false;
+    }
+    let slice = |i: usize| {
+        let inp = &desc.inputs[i];
+        // SAFETY: a contiguous operand of this type fills its buffer.
+        unsafe {
+            std::slice::from_raw_parts(ptr(inp.access.buffer) as *const f32, inp.ty.shape.numel())
+        }
+    };
+    let out_ty = &desc.out.1;
+    // SAFETY: the output buffer holds the op's output type and aliases no operand.
+    let out = unsafe {
+        std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut f32, out_ty.shape.numel())
+    };
+    let dims = |i: usize| desc.inputs[i].ty.shape.dims().to_vec();
+    let od = out_ty.shape.dims().to_vec();
+    match &desc.op {
+        Op::Conv2d(a) => {
+            let (x, w) = (dims(0), dims(1));
+            let s = ConvShape {
+                n: x[0],
+                c: x[1],
+                h: x[2],
+                w: x[3],
+                kh: w[2],
+                kw: w[3],
+                oh: od[2],
+                ow: od[3],
+            };
+            conv::conv2d(slice(0), slice(1), out, &s, w[0], a, scratch);
+        }
+        Op::ConvTranspose2d { conv: a, .. } => {
+            // The adjoint of conv2d over an input of the output's shape.
+            let (y, w) = (dims(0), dims(1));
+            let s = ConvShape {
+                n: od[0],
+                c: od[1],
+                h: od[2],
+                w: od[3],
+                kh: w[2],
+                kw: w[3],
+                oh: y[2],
+                ow: y[3],
+            };
+            conv::conv2d_input_grad(slice(0), slice(1), out, &s, y[1], a, scratch);
+        }
+        Op::Conv2dWeightGrad { conv: a, kernel } => {
+            let (x, dy) = (dims(0), dims(1));
+            let s = ConvShape {
+                n: x[0],
+                c: x[1],
+                h: x[2],
+                w: x[3],
+                kh: kernel[0],
+                kw: kernel[1],
+                oh: dy[2],
+                ow: dy[3],
+            };
+            conv::conv2d_weight_grad(slice(0), slice(1), out, &s, dy[1], a, scratch);
+        }
+        Op::Pool2d(p) => {
+            let x = dims(0);
+            let s = ConvShape {
+                n: x[0],
+                c: x[1],
+                h: x[2],
+                w: x[3],
+                kh: p.kernel[0],
+                kw: p.kernel[1],
+                oh: od[2],
+                ow: od[3],
+            };
+            conv::pool2d(slice(0), out, &s, p);
+        }
+        Op::Pool2dGrad(p) => {
+            let (x, dy) = (dims(0), dims(1));
+            let s = ConvShape {
+                n: x[0],
+                c: x[1],
+                h: x[2],
+                w: x[3],
+                kh: p.kernel[0],
+                kw: p.kernel[1],
+                oh: dy[2],
+                ow: dy[3],
+            };
+            conv::pool2d_grad(slice(0), slice(1), out, &s, p);
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn run_call(desc: &CallDesc, bufs: *const *mut u8, scratch: &mut Vec<f32>) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
+    if native_f32(desc, &ptr, scratch) {
+        return Ok(());
+    }
     let epilogue = match desc.op {
         Op::MatMul => Some(None),
         Op::MatMulBias { relu } => Some(Some(relu)),
@@ -266,13 +381,18 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8) -> Result<(), String> {
 pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *const *mut u8) -> u32 {
     // SAFETY: guaranteed by the caller (the runtime passes its own context).
     let ctx = unsafe { &mut *ctx };
-    let desc = &ctx.calls[index as usize];
-    let result = catch_unwind(AssertUnwindSafe(|| run_call(desc, bufs)))
+    let CallContext {
+        calls,
+        error,
+        scratch,
+    } = ctx;
+    let desc = &calls[index as usize];
+    let result = catch_unwind(AssertUnwindSafe(|| run_call(desc, bufs, scratch)))
         .unwrap_or_else(|_| Err(format!("library routine `{}` panicked", desc.op.mnemonic())));
     match result {
         Ok(()) => 0,
         Err(e) => {
-            ctx.error = Some(format!("`{}`: {e}", desc.op.mnemonic()));
+            *error = Some(format!("`{}`: {e}", desc.op.mnemonic()));
             1
         }
     }

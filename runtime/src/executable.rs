@@ -200,10 +200,7 @@ impl Executable {
                 (n.name.clone().unwrap_or_default(), n.ty.clone())
             })
             .collect();
-        let ctx = CallContext {
-            calls: compiled.calls.clone(),
-            error: None,
-        };
+        let ctx = CallContext::new(compiled.calls.clone());
         Ok(Executable {
             args,
             program,

@@ -393,6 +393,15 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
                 dilation: [1, 2],
             },
         ),
+        (
+            [3, 4, 8, 7],
+            [5, 4, 2, 3],
+            Conv2dAttrs {
+                stride: [2, 3],
+                padding: [0, 2],
+                dilation: [2, 1],
+            },
+        ),
     ] {
         let ty = |d: [usize; 4]| TensorType::new(DType::F32, d);
         let ys = kiln_ir::infer(&Op::Conv2d(conv), &[&ty(x), &ty(w)]).unwrap();
@@ -405,7 +414,8 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
         let y = c.op(
             Op::ConvTranspose2d {
                 conv,
-                output_padding: [0, 0],
+                // Exercise the extra row a strided convolution leaves undetermined.
+                output_padding: [(conv.stride[0] > 1) as usize, 0],
             },
             &[dy, wi],
         );
