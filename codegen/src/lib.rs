@@ -6,7 +6,9 @@
 
 pub mod approx;
 pub mod conv;
+pub mod index;
 pub mod library;
 pub mod lower;
+pub mod movement;
 
 pub use lower::{CodegenError, CompiledProgram, compile};

@@ -11,6 +11,7 @@ use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
 use kiln_passes::schedule::CallInput;
 
 use crate::conv::{self, ConvShape};
+use crate::{index, movement};
 
 /// One library call: the op, its operands (strided views of buffers in the buffer
 /// table) and its output buffer with its type.
@@ -340,12 +341,141 @@ fn native_f32(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, scratch: &mut Vec
     true
 }
 
+/// Runs `$body` with `$T` bound to the Rust type of `$dtype` (bools as bytes).
+macro_rules! typed {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            DType::Bool => {
+                type $T = u8;
+                $body
+            }
+        }
+    };
+}
+
+/// The index and data-movement routines of [`crate::index`] and [`crate::movement`]
+/// for every dtype. Returns `None` to fall back to the reference path.
+fn native_any(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8) -> Option<Result<(), String>> {
+    if !desc.inputs.iter().all(CallInput::is_contiguous) {
+        return None;
+    }
+    let out_ty = &desc.out.1;
+    let n_out = out_ty.shape.numel();
+    let input = |i: usize| &desc.inputs[i];
+    // SAFETY (for the slices below): each contiguous operand fills its buffer with
+    // elements of its type; the output buffer holds the op's output type and
+    // aliases no operand.
+    let idx = |i: usize| unsafe {
+        std::slice::from_raw_parts(
+            ptr(input(i).access.buffer) as *const i32,
+            input(i).ty.shape.numel(),
+        )
+    };
+    Some(match &desc.op {
+        Op::Gather => typed!(out_ty.dtype, T => unsafe {
+            let table = std::slice::from_raw_parts(ptr(input(0).access.buffer) as *const T, input(0).ty.shape.numel());
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut T, n_out);
+            let row = input(0).ty.shape.dims()[1..].iter().product();
+            index::gather(table, idx(1), out, row)
+        }),
+        Op::ScatterAdd { .. } => typed!(out_ty.dtype, T => unsafe {
+            let upd = std::slice::from_raw_parts(ptr(input(1).access.buffer) as *const T, input(1).ty.shape.numel());
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut T, n_out);
+            let row = out_ty.shape.dims()[1..].iter().product();
+            index::scatter_add(idx(0), upd, out, row)
+        }),
+        Op::OneHot { depth, .. } => typed!(out_ty.dtype, T => unsafe {
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut T, n_out);
+            index::one_hot(idx(0), out, *depth)
+        }),
+        Op::ArgMax { axis, .. } => typed!(input(0).ty.dtype, T => unsafe {
+            let dims = input(0).ty.shape.dims();
+            let x = std::slice::from_raw_parts(ptr(input(0).access.buffer) as *const T, input(0).ty.shape.numel());
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut i32, n_out);
+            let (outer, inner) = (dims[..*axis].iter().product(), dims[axis + 1..].iter().product());
+            index::argmax(x, out, outer, dims[*axis], inner);
+            Ok(())
+        }),
+        Op::Pad { low, value, .. } => typed!(out_ty.dtype, T => unsafe {
+            let x = std::slice::from_raw_parts(ptr(input(0).access.buffer) as *const T, input(0).ty.shape.numel());
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut T, n_out);
+            let fill = pad_value::<T>(*value);
+            movement::pad(x, input(0).ty.shape.dims(), low, out_ty.shape.dims(), fill, out);
+            Ok(())
+        }),
+        Op::Concat { axis } => typed!(out_ty.dtype, T => unsafe {
+            let dims = out_ty.shape.dims();
+            let (outer, inner) = (dims[..*axis].iter().product(), dims[axis + 1..].iter().product());
+            let parts: Vec<(&[T], usize)> = desc
+                .inputs
+                .iter()
+                .map(|i| {
+                    let x = std::slice::from_raw_parts(ptr(i.access.buffer) as *const T, i.ty.shape.numel());
+                    (x, i.ty.shape.dim(*axis))
+                })
+                .collect();
+            let out = std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut T, n_out);
+            movement::concat(&parts, outer, inner, out);
+            Ok(())
+        }),
+        _ => return None,
+    })
+}
+
+/// The pad value converted like `HostTensor::full` converts (`as`; non-zero is true).
+fn pad_value<T: PadValue>(v: f64) -> T {
+    T::from_f64(v)
+}
+
+trait PadValue {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl PadValue for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl PadValue for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+impl PadValue for i32 {
+    fn from_f64(v: f64) -> Self {
+        v as i32
+    }
+}
+
+impl PadValue for u8 {
+    fn from_f64(v: f64) -> Self {
+        (v != 0.0) as u8
+    }
+}
+
 fn run_call(desc: &CallDesc, bufs: *const *mut u8, scratch: &mut Vec<f32>) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
     if native_f32(desc, &ptr, scratch) {
         return Ok(());
+    }
+    if let Some(result) = native_any(desc, &ptr) {
+        return result;
     }
     let epilogue = match desc.op {
         Op::MatMul => Some(None),

@@ -361,6 +361,27 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             );
             add("one_hot", c.out(y), 0.0);
         }
+        for dtype in [DType::I32, DType::Bool, DType::F64] {
+            // The index and movement routines move any element type.
+            let mut c = Case::new("typed_gather");
+            let t = c.arg(rng, dtype, &[n + 1, 2], -9.0, 9.0);
+            let idx = c.arg(rng, DType::I32, &[3], 0.0, (n + 1) as f64);
+            let y = c.op(Op::Gather, &[t, idx]);
+            add("gather", c.out(y), 0.0);
+            let mut c = Case::new("typed_pad_concat");
+            let x = c.arg(rng, dtype, &[2, n], -9.0, 9.0);
+            let p = c.op(
+                Op::Pad {
+                    low: vec![0, 2],
+                    high: vec![1, 0],
+                    value: 1.0,
+                },
+                &[x],
+            );
+            let q = c.op(Op::Concat { axis: 0 }, &[x, x]);
+            c.graph.output(p, None);
+            add("concat", c.out(q), 0.0);
+        }
         {
             let mut c = Case::new("random");
             let seed = c
