@@ -21,7 +21,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
-use kiln_passes::schedule::{Access, Affine, BufferKind, Expr, Kernel, KernelProgram, LoopKernel};
+use kiln_passes::schedule::{
+    Access, Affine, BufferKind, Expr, ExprNode, Kernel, KernelProgram, LoopKernel,
+};
 
 use crate::approx;
 use crate::library::{self, CallContext, CallDesc};
@@ -279,13 +281,19 @@ fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
     if k.dims.is_empty() || k.dims[last] < 4 {
         return false;
     }
-    k.exprs.iter().all(|e| {
+    exprs_vectorizable(&k.exprs, last)
+}
+
+/// True if `list` evaluates on `f32x4` lanes along loop `last`: f32 values (and
+/// their comparison masks), loads contiguous or invariant along that loop.
+fn exprs_vectorizable(list: &[ExprNode], last: usize) -> bool {
+    list.iter().all(|e| {
         let f32_or_mask = e.dtype == DType::F32 || e.dtype == DType::Bool;
         f32_or_mask
             && match &e.expr {
                 Expr::Load(a) => e.dtype == DType::F32 && a.strides[last] <= 1,
-                Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) => true,
-                Expr::Compare(_, a, _) => k.exprs[*a].dtype == DType::F32,
+                Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) | Expr::Row(_) => true,
+                Expr::Compare(_, a, _) => list[*a].dtype == DType::F32,
                 Expr::Unary(u, _) => *u != UnaryOp::Sign,
                 Expr::Binary(b, _, _) => *b != BinaryOp::Pow,
                 Expr::Cast(_) | Expr::Random { .. } => false,
@@ -301,6 +309,8 @@ struct LoopEmitter<'a, 'b> {
     kernel: &'a LoopKernel,
     bases: HashMap<usize, Value>,
     flags: MemFlagsData,
+    /// The kernel's row reductions for the current outer indices.
+    rows: Vec<Value>,
 }
 
 fn emit_loop_kernel(
@@ -347,6 +357,7 @@ fn emit_loop_kernel(
         kernel,
         bases,
         flags: MemFlagsData::new().with_notrap(),
+        rows: Vec::new(),
     };
     let mut idx = Vec::new();
     e.outer(0, &mut idx);
@@ -405,6 +416,9 @@ impl LoopEmitter<'_, '_> {
     fn outer(&mut self, level: usize, idx: &mut Vec<Value>) {
         let k = self.kernel;
         let outer = k.outer_dims().len();
+        if level + 1 == k.dims.len() && !k.rows.is_empty() {
+            self.compute_rows(idx);
+        }
         if level == outer {
             match k.reduce {
                 Some(_) => self.reduction(idx),
@@ -482,12 +496,80 @@ impl LoopEmitter<'_, '_> {
         kind: ReduceOp,
         dtype: DType,
     ) -> Value {
-        if level == self.kernel.dims.len() {
+        let k = self.kernel;
+        if level == k.dims.len() {
             let x = self.body(idx, 1);
             return self.combine(kind, dtype, acc.1, x);
         }
-        let n = self.kernel.dims[level];
-        if level + 1 == self.kernel.dims.len() && vectorizable(self.kernel, self.program) {
+        let n = k.dims[level];
+        if level + 1 == k.dims.len() {
+            let vector = vectorizable(k, self.program);
+            return self.reduce_last(&k.exprs, k.value, n, kind, dtype, acc, idx, vector);
+        }
+        let out = self.counted_loop(0, n, 1, &[acc], |e, i, carried| {
+            idx.push(i);
+            let a = e.reduce_level(idx, level + 1, (acc.0, carried[0]), kind, dtype);
+            idx.pop();
+            vec![a]
+        });
+        out[0]
+    }
+
+    /// Computes every row reduction of the kernel for the current outer indices.
+    fn compute_rows(&mut self, idx: &mut Vec<Value>) {
+        let k = self.kernel;
+        self.rows.clear();
+        let last = k.dims.len() - 1;
+        for row in &k.rows {
+            let dtype = row.exprs[row.value].dtype;
+            let init = match (row.kind, dtype.is_float()) {
+                (ReduceOp::Sum | ReduceOp::Mean, _) => 0.0,
+                (ReduceOp::Max, true) => f64::NEG_INFINITY,
+                (ReduceOp::Min, true) => f64::INFINITY,
+                (ReduceOp::Max, false) => i32::MIN as f64,
+                (ReduceOp::Min, false) => i32::MAX as f64,
+            };
+            let acc = self.constant(dtype, init, 1);
+            let vector =
+                dtype == DType::F32 && row.len >= 4 && exprs_vectorizable(&row.exprs, last);
+            let t = scalar_type(dtype);
+            let mut v = self.reduce_last(
+                &row.exprs,
+                row.value,
+                row.len,
+                row.kind,
+                dtype,
+                (t, acc),
+                idx,
+                vector,
+            );
+            if row.kind == ReduceOp::Mean {
+                let c = self.constant(dtype, row.len as f64, 1);
+                v = if dtype.is_float() {
+                    self.b.ins().fdiv(v, c)
+                } else {
+                    self.b.ins().sdiv(v, c)
+                };
+            }
+            self.rows.push(v);
+        }
+    }
+
+    /// Reduces `list`'s value over the last loop (`n` iterations) into `acc`, on
+    /// four lanes of partial results when `vector`.
+    #[allow(clippy::too_many_arguments)]
+    fn reduce_last(
+        &mut self,
+        list: &[ExprNode],
+        value: usize,
+        n: usize,
+        kind: ReduceOp,
+        dtype: DType,
+        acc: (Type, Value),
+        idx: &mut Vec<Value>,
+        vector: bool,
+    ) -> Value {
+        if vector {
             // Four lanes of partial results from the identity (the running `acc`
             // may already hold earlier rows), combined into `acc` after the loop.
             let identity = match kind {
@@ -499,7 +581,7 @@ impl LoopEmitter<'_, '_> {
             let init = self.b.ins().splat(types::F32X4, identity);
             let lanes = self.counted_loop(0, n, 4, &[(types::F32X4, init)], |e, i, carried| {
                 idx.push(i);
-                let x = e.body(idx, 4);
+                let x = e.eval(list, value, idx, 4);
                 idx.pop();
                 vec![e.combine(kind, dtype, carried[0], x)]
             })[0];
@@ -514,18 +596,17 @@ impl LoopEmitter<'_, '_> {
             }
             return self.counted_loop(main, n, 1, &[(acc.0, a)], |e, i, carried| {
                 idx.push(i);
-                let x = e.body(idx, 1);
+                let x = e.eval(list, value, idx, 1);
                 idx.pop();
                 vec![e.combine(kind, dtype, carried[0], x)]
             })[0];
         }
-        let out = self.counted_loop(0, n, 1, &[acc], |e, i, carried| {
+        self.counted_loop(0, n, 1, &[acc], |e, i, carried| {
             idx.push(i);
-            let a = e.reduce_level(idx, level + 1, (acc.0, carried[0]), kind, dtype);
+            let x = e.eval(list, value, idx, 1);
             idx.pop();
-            vec![a]
-        });
-        out[0]
+            vec![e.combine(kind, dtype, carried[0], x)]
+        })[0]
     }
 
     /// One reduction step `acc ⊕ x` (scalars or lanes).
@@ -613,23 +694,29 @@ impl LoopEmitter<'_, '_> {
 
     /// Evaluates the kernel's value at the loop indices `idx` on `lanes` lanes.
     fn body(&mut self, idx: &[Value], lanes: usize) -> Value {
-        let mut vals: Vec<Value> = Vec::with_capacity(self.kernel.exprs.len());
-        for e in &self.kernel.exprs {
-            let v = self.expr(&e.expr, e.dtype, &vals, idx, lanes);
+        let k = self.kernel;
+        self.eval(&k.exprs, k.value, idx, lanes)
+    }
+
+    /// Evaluates expression `value` of `list` at the loop indices `idx`.
+    fn eval(&mut self, list: &[ExprNode], value: usize, idx: &[Value], lanes: usize) -> Value {
+        let mut vals: Vec<Value> = Vec::with_capacity(list.len());
+        for e in list {
+            let v = self.expr(list, &e.expr, e.dtype, &vals, idx, lanes);
             vals.push(v);
         }
-        vals[self.kernel.value]
+        vals[value]
     }
 
     fn expr(
         &mut self,
+        exprs: &[ExprNode],
         expr: &Expr,
         dtype: DType,
         vals: &[Value],
         idx: &[Value],
         lanes: usize,
     ) -> Value {
-        let exprs = &self.kernel.exprs;
         let float = dtype.is_float();
         match expr {
             Expr::Load(a) => {
@@ -706,6 +793,14 @@ impl LoopEmitter<'_, '_> {
                 }
             }
             Expr::Fma(a, b, c) => self.b.ins().fma(vals[*a], vals[*b], vals[*c]),
+            Expr::Row(r) => {
+                let v = self.rows[*r];
+                if lanes == 4 {
+                    self.b.ins().splat(types::F32X4, v)
+                } else {
+                    v
+                }
+            }
             Expr::Cast(x) => self.cast(vals[*x], exprs[*x].dtype, dtype),
             Expr::Random { seed, salt, flat } => {
                 let seed_addr = self.address(seed, idx);

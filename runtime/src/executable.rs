@@ -330,11 +330,13 @@ impl Executable {
                 // Arguments are only read by generated code.
                 BufferKind::Arg(a) => data_ptr(args[*a]) as *mut u8,
                 BufferKind::Const(_) => self.consts[i].as_ref().expect("const buffer").as_mut_ptr(),
-                BufferKind::Temp => {
-                    let off = self.plan.offsets[i].expect("planned");
+                // A temporary no kernel writes (its reduction was fused into its
+                // consumer) has no memory and is never addressed.
+                BufferKind::Temp => match self.plan.offsets[i] {
                     // SAFETY: the plan keeps every temporary inside the arena.
-                    unsafe { self.arena.as_mut_ptr().add(off) }
-                }
+                    Some(off) => unsafe { self.arena.as_mut_ptr().add(off) },
+                    None => std::ptr::null_mut(),
+                },
             })
             .collect();
         // Temporaries that are outputs with a destination live in the destination.

@@ -235,6 +235,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                 let value = b.build(x, &map);
                 Kernel::Loop(LoopKernel {
                     dims,
+                    rows: Vec::new(),
                     reduce: Some(Reduction {
                         kind: *kind,
                         count: axes.len(),
@@ -250,6 +251,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                 let value = b.build(n, &identity(rank));
                 Kernel::Loop(LoopKernel {
                     dims: node.ty.shape.dims().to_vec(),
+                    rows: Vec::new(),
                     reduce: None,
                     exprs: b.exprs,
                     value,
@@ -281,6 +283,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         };
         program.kernels.push(kernel);
     }
+    super::rows::fuse_row_reductions(&mut program);
     Ok(program)
 }
 

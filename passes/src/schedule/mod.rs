@@ -18,8 +18,11 @@
 
 mod build;
 mod print;
+mod rows;
 
-use kiln_ir::{BinaryOp, CmpOp, DType, HostTensor, NodeId, Op, ReduceOp, TensorType, UnaryOp};
+use kiln_ir::{
+    BinaryOp, CmpOp, DType, HostTensor, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp,
+};
 
 pub use build::{ScheduleError, schedule};
 
@@ -83,6 +86,24 @@ pub enum Expr {
         salt: u32,
         flat: Affine,
     },
+    /// The value of the kernel's row reduction `k` (see [`RowReduction`]) for the
+    /// current outer indices.
+    Row(usize),
+}
+
+/// A reduction over the last loop, computed inside the kernel that consumes it,
+/// once per value of the outer loops, before the kernel's own last loop: the max
+/// and the sum of a softmax run in the same kernel as the division, and their
+/// results never go to memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowReduction {
+    pub kind: ReduceOp,
+    /// Length of the reduced (last) loop.
+    pub len: usize,
+    /// Expressions in the kernel's index space, the last index running over `len`;
+    /// they may use earlier row reductions.
+    pub exprs: Vec<ExprNode>,
+    pub value: usize,
 }
 
 /// An expression with its result dtype.
@@ -106,6 +127,8 @@ pub struct Reduction {
 pub struct LoopKernel {
     pub dims: Vec<usize>,
     pub reduce: Option<Reduction>,
+    /// Reductions computed per outer index before the last loop, in order.
+    pub rows: Vec<RowReduction>,
     pub exprs: Vec<ExprNode>,
     pub value: usize,
     pub out: BufferId,
@@ -167,8 +190,10 @@ impl Kernel {
         match self {
             Kernel::Call(k) => k.inputs.iter().map(|i| i.access.buffer).collect(),
             Kernel::Loop(k) => k
-                .exprs
+                .rows
                 .iter()
+                .flat_map(|r| &r.exprs)
+                .chain(&k.exprs)
                 .filter_map(|e| match &e.expr {
                     Expr::Load(a) | Expr::Random { seed: a, .. } => Some(a.buffer),
                     _ => None,

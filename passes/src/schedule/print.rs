@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Access, Affine, BufferKind, Expr, Kernel, KernelProgram};
+use super::{Access, Affine, BufferKind, Expr, ExprNode, Kernel, KernelProgram};
 
 fn affine(f: &mut String, a: &Affine) {
     let _ = write!(f, "{}", a.offset);
@@ -25,6 +25,52 @@ fn access(f: &mut String, a: &Access) {
     f.push(']');
 }
 
+/// Prints a loop body, one expression per line, marking the value.
+fn exprs(f: &mut fmt::Formatter<'_>, list: &[ExprNode], value: usize, indent: &str) -> fmt::Result {
+    for (j, e) in list.iter().enumerate() {
+        let mut s = String::new();
+        match &e.expr {
+            Expr::Load(a) => {
+                s.push_str("load ");
+                access(&mut s, a);
+            }
+            Expr::Const(v) => {
+                let _ = write!(s, "const {v:?}");
+            }
+            Expr::Unary(k, x) => {
+                let _ = write!(s, "{} e{x}", k.name());
+            }
+            Expr::Binary(k, a, b) => {
+                let _ = write!(s, "{} e{a}, e{b}", k.name());
+            }
+            Expr::Compare(k, a, b) => {
+                let _ = write!(s, "{} e{a}, e{b}", k.name());
+            }
+            Expr::Select(c, a, b) => {
+                let _ = write!(s, "select e{c}, e{a}, e{b}");
+            }
+            Expr::Fma(a, b, c) => {
+                let _ = write!(s, "fma e{a}, e{b}, e{c}");
+            }
+            Expr::Cast(x) => {
+                let _ = write!(s, "cast e{x}");
+            }
+            Expr::Random { seed, salt, flat } => {
+                s.push_str("random seed=");
+                access(&mut s, seed);
+                let _ = write!(s, " salt={salt} index=");
+                affine(&mut s, flat);
+            }
+            Expr::Row(r) => {
+                let _ = write!(s, "row{r}");
+            }
+        }
+        let mark = if j == value { "  <- value" } else { "" };
+        writeln!(f, "{indent}e{j}: {} = {s}{mark}", e.dtype)?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for KernelProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = self.plan_memory();
@@ -43,7 +89,7 @@ impl fmt::Display for KernelProgram {
                 BufferKind::Const(_) => "const".to_string(),
                 BufferKind::Temp => match plan.offsets[i] {
                     Some(o) => format!("temp @{o}"),
-                    None => "temp".to_string(),
+                    None => "not stored (fused into its consumer)".to_string(),
                 },
             };
             writeln!(f, "  b{i}: {} {what} (%{})", b.ty, b.node.index())?;
@@ -73,44 +119,12 @@ impl fmt::Display for KernelProgram {
                         None => String::new(),
                     };
                     writeln!(f, "k{i}: b{} = loop [{}]{red} {{", l.out, dims.join(", "))?;
-                    for (j, e) in l.exprs.iter().enumerate() {
-                        let mut s = String::new();
-                        match &e.expr {
-                            Expr::Load(a) => {
-                                s.push_str("load ");
-                                access(&mut s, a);
-                            }
-                            Expr::Const(v) => {
-                                let _ = write!(s, "const {v:?}");
-                            }
-                            Expr::Unary(k, x) => {
-                                let _ = write!(s, "{} e{x}", k.name());
-                            }
-                            Expr::Binary(k, a, b) => {
-                                let _ = write!(s, "{} e{a}, e{b}", k.name());
-                            }
-                            Expr::Compare(k, a, b) => {
-                                let _ = write!(s, "{} e{a}, e{b}", k.name());
-                            }
-                            Expr::Select(c, a, b) => {
-                                let _ = write!(s, "select e{c}, e{a}, e{b}");
-                            }
-                            Expr::Fma(a, b, c) => {
-                                let _ = write!(s, "fma e{a}, e{b}, e{c}");
-                            }
-                            Expr::Cast(x) => {
-                                let _ = write!(s, "cast e{x}");
-                            }
-                            Expr::Random { seed, salt, flat } => {
-                                s.push_str("random seed=");
-                                access(&mut s, seed);
-                                let _ = write!(s, " salt={salt} index=");
-                                affine(&mut s, flat);
-                            }
-                        }
-                        let mark = if j == l.value { "  <- value" } else { "" };
-                        writeln!(f, "  e{j}: {} = {s}{mark}", e.dtype)?;
+                    for (j, row) in l.rows.iter().enumerate() {
+                        writeln!(f, "  row{j} = {} over [{}] {{", row.kind.name(), row.len)?;
+                        exprs(f, &row.exprs, row.value, "    ")?;
+                        writeln!(f, "  }}")?;
                     }
+                    exprs(f, &l.exprs, l.value, "  ")?;
                     writeln!(f, "}}")?;
                 }
             }
