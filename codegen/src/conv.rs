@@ -36,21 +36,53 @@ fn source(o: usize, k: usize, stride: usize, pad: usize, dil: usize, size: usize
         .filter(|&i| i < size)
 }
 
+/// The output columns `lo..hi` whose input column `ox·stride + k·dil - pad` lies
+/// inside `0..size`.
+fn valid_range(
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    size: usize,
+    out: usize,
+) -> (usize, usize) {
+    let shift = k * dil;
+    // ox·stride + shift >= pad  and  ox·stride + shift < pad + size
+    let lo = pad.saturating_sub(shift).div_ceil(stride);
+    let hi = (pad + size).saturating_sub(shift).div_ceil(stride);
+    (lo.min(out), hi.clamp(lo.min(out), out))
+}
+
 /// Unfolds image `x` (`[c, h, w]`) into `cols` (`[c·kh·kw, oh·ow]`), zero-padded.
+/// Each output row is a zero prefix, a (strided) copy of one input row, and a zero
+/// suffix, so the work is a few `memcpy`s per row rather than a bounds check per
+/// element.
 fn im2col(x: &[f32], s: &ConvShape, a: &Conv2dAttrs, cols: &mut [f32]) {
     let mut r = 0;
     for c in 0..s.c {
         for i in 0..s.kh {
             for j in 0..s.kw {
                 let row = &mut cols[r * s.cols()..][..s.cols()];
+                let (lo, hi) = valid_range(j, a.stride[1], a.padding[1], a.dilation[1], s.w, s.ow);
                 for oy in 0..s.oh {
-                    let y = source(oy, i, a.stride[0], a.padding[0], a.dilation[0], s.h);
-                    for ox in 0..s.ow {
-                        let xx = source(ox, j, a.stride[1], a.padding[1], a.dilation[1], s.w);
-                        row[oy * s.ow + ox] = match (y, xx) {
-                            (Some(y), Some(xx)) => x[(c * s.h + y) * s.w + xx],
-                            _ => 0.0,
-                        };
+                    let out = &mut row[oy * s.ow..][..s.ow];
+                    let Some(y) = source(oy, i, a.stride[0], a.padding[0], a.dilation[0], s.h)
+                    else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if lo < hi {
+                        let start = lo * a.stride[1] + j * a.dilation[1] - a.padding[1];
+                        let src = &x[(c * s.h + y) * s.w..][..s.w];
+                        if a.stride[1] == 1 {
+                            out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                        } else {
+                            for (k, o) in out[lo..hi].iter_mut().enumerate() {
+                                *o = src[start + k * a.stride[1]];
+                            }
+                        }
                     }
                 }
                 r += 1;
@@ -66,16 +98,18 @@ fn col2im(cols: &[f32], s: &ConvShape, a: &Conv2dAttrs, x: &mut [f32]) {
         for i in 0..s.kh {
             for j in 0..s.kw {
                 let row = &cols[r * s.cols()..][..s.cols()];
-                for oy in 0..s.oh {
-                    let Some(y) = source(oy, i, a.stride[0], a.padding[0], a.dilation[0], s.h)
-                    else {
-                        continue;
-                    };
-                    for ox in 0..s.ow {
-                        if let Some(xx) =
-                            source(ox, j, a.stride[1], a.padding[1], a.dilation[1], s.w)
-                        {
-                            x[(c * s.h + y) * s.w + xx] += row[oy * s.ow + ox];
+                let (lo, hi) = valid_range(j, a.stride[1], a.padding[1], a.dilation[1], s.w, s.ow);
+                if lo < hi {
+                    let start = lo * a.stride[1] + j * a.dilation[1] - a.padding[1];
+                    for oy in 0..s.oh {
+                        let Some(y) = source(oy, i, a.stride[0], a.padding[0], a.dilation[0], s.h)
+                        else {
+                            continue;
+                        };
+                        let dst = &mut x[(c * s.h + y) * s.w..][..s.w];
+                        let src = &row[oy * s.ow + lo..oy * s.ow + hi];
+                        for (k, &v) in src.iter().enumerate() {
+                            dst[start + k * a.stride[1]] += v;
                         }
                     }
                 }
