@@ -245,44 +245,36 @@ pub fn conv2d_weight_grad(
     }
 }
 
+/// The input range a pooling window at output position `o` covers along one axis,
+/// clipped to the image (`0..size`).
+fn window(o: usize, kernel: usize, stride: usize, pad: usize, size: usize) -> (usize, usize) {
+    let start = o * stride;
+    let lo = start.max(pad) - pad;
+    let hi = (start + kernel).saturating_sub(pad).min(size);
+    (lo, hi.max(lo))
+}
+
 /// Max or average pooling of `x` (`s` with `c` channels, kernel `p.kernel`) into `y`.
 pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
     for plane in 0..s.n * s.c {
         let xp = &x[plane * s.h * s.w..][..s.h * s.w];
+        let yp = &mut y[plane * s.oh * s.ow..][..s.oh * s.ow];
         for oy in 0..s.oh {
+            let (y0, y1) = window(oy, p.kernel[0], p.stride[0], p.padding[0], s.h);
             for ox in 0..s.ow {
-                let mut acc = if p.kind == PoolKind::Max {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                };
-                for i in 0..p.kernel[0] {
-                    let Some(yy) = source(oy, i, p.stride[0], p.padding[0], 1, s.h) else {
-                        continue;
-                    };
-                    for j in 0..p.kernel[1] {
-                        let Some(xx) = source(ox, j, p.stride[1], p.padding[1], 1, s.w) else {
-                            continue;
-                        };
-                        let v = xp[yy * s.w + xx];
-                        acc = match p.kind {
-                            // NaN wins, as in the interpreter.
-                            PoolKind::Max => {
-                                if v > acc || v.is_nan() && !acc.is_nan() {
-                                    v
-                                } else {
-                                    acc
-                                }
-                            }
-                            PoolKind::Avg => acc + v,
-                        };
-                    }
-                }
-                y[(plane * s.oh + oy) * s.ow + ox] = if p.kind == PoolKind::Avg {
-                    acc / area
-                } else {
-                    acc
+                let (x0, x1) = window(ox, p.kernel[1], p.stride[1], p.padding[1], s.w);
+                let rows = (y0..y1).map(|yy| &xp[yy * s.w + x0..yy * s.w + x1]);
+                yp[oy * s.ow + ox] = match p.kind {
+                    // `f32::max` would drop NaN; the first NaN wins, as in the interpreter.
+                    PoolKind::Max => rows.flatten().fold(f32::NEG_INFINITY, |m, &v| {
+                        if v > m || (v.is_nan() && !m.is_nan()) {
+                            v
+                        } else {
+                            m
+                        }
+                    }),
+                    PoolKind::Avg => rows.flatten().sum::<f32>() / area,
                 };
             }
         }
@@ -298,36 +290,38 @@ pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Poo
     for plane in 0..s.n * s.c {
         let xp = &x[plane * s.h * s.w..][..s.h * s.w];
         let dxp = &mut dx[plane * s.h * s.w..][..s.h * s.w];
+        let dyp = &dy[plane * s.oh * s.ow..][..s.oh * s.ow];
         for oy in 0..s.oh {
+            let (y0, y1) = window(oy, p.kernel[0], p.stride[0], p.padding[0], s.h);
             for ox in 0..s.ow {
-                let g = dy[(plane * s.oh + oy) * s.ow + ox];
-                let mut best: Option<(usize, f32)> = None;
-                for i in 0..p.kernel[0] {
-                    let Some(yy) = source(oy, i, p.stride[0], p.padding[0], 1, s.h) else {
-                        continue;
-                    };
-                    for j in 0..p.kernel[1] {
-                        let Some(xx) = source(ox, j, p.stride[1], p.padding[1], 1, s.w) else {
-                            continue;
-                        };
-                        let at = yy * s.w + xx;
-                        match p.kind {
-                            PoolKind::Avg => dxp[at] += g / area,
-                            PoolKind::Max => {
-                                let v = xp[at];
+                let (x0, x1) = window(ox, p.kernel[1], p.stride[1], p.padding[1], s.w);
+                let g = dyp[oy * s.ow + ox];
+                match p.kind {
+                    PoolKind::Avg => {
+                        for yy in y0..y1 {
+                            for v in &mut dxp[yy * s.w + x0..yy * s.w + x1] {
+                                *v += g / area;
+                            }
+                        }
+                    }
+                    PoolKind::Max => {
+                        let mut best: Option<(usize, f32)> = None;
+                        for yy in y0..y1 {
+                            for xx in x0..x1 {
+                                let v = xp[yy * s.w + xx];
                                 let better = match best {
                                     None => true,
                                     Some((_, b)) => !b.is_nan() && (v > b || v.is_nan()),
                                 };
                                 if better {
-                                    best = Some((at, v));
+                                    best = Some((yy * s.w + xx, v));
                                 }
                             }
                         }
+                        if let Some((at, _)) = best {
+                            dxp[at] += g;
+                        }
                     }
-                }
-                if let Some((at, _)) = best {
-                    dxp[at] += g;
                 }
             }
         }
