@@ -47,7 +47,11 @@ fn softmax_is_one_kernel() {
     };
     assert_eq!(k.rows.len(), 2, "{p}");
     let output_bytes = (4 * 10 * 4usize).div_ceil(64) * 64;
-    assert_eq!(p.plan_memory().arena_bytes, output_bytes, "only the output is stored: {p}");
+    assert_eq!(
+        p.plan_memory().arena_bytes,
+        output_bytes,
+        "only the output is stored: {p}"
+    );
     insta::assert_snapshot!(p.to_string());
 }
 
