@@ -12,9 +12,15 @@ pub enum JitError {
     #[error("building the graph for ({signature}) failed: {message}")]
     Build { signature: String, message: String },
     #[error(transparent)]
-    Compile(#[from] CompileError),
+    Compile(Box<CompileError>),
     #[error(transparent)]
     Run(#[from] RunError),
+}
+
+impl From<CompileError> for JitError {
+    fn from(e: CompileError) -> Self {
+        JitError::Compile(Box::new(e))
+    }
 }
 
 /// Compiles `build(types)` once per distinct list of argument types and runs it.

@@ -21,11 +21,17 @@ pub enum TrainError {
     #[error("output name `{0}` clashes with a parameter or optimizer state of the step")]
     OutputName(String),
     #[error(transparent)]
-    Compile(#[from] CompileError),
+    Compile(Box<CompileError>),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("the loss is NaN or infinite ({0}); lower the learning rate or check the data")]
     NonFiniteLoss(f64),
+}
+
+impl From<CompileError> for TrainError {
+    fn from(e: CompileError) -> Self {
+        TrainError::Compile(Box::new(e))
+    }
 }
 
 /// One training step compiled into a single graph.

@@ -203,7 +203,8 @@ fn l2_penalty_in_the_loss_equals_sgd_weight_decay() {
     let g = GraphBuilder::new("penalized");
     let c = g.input("c", DType::F32, [5]);
     let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
-    let loss = (&c * &p.square()).sum_all() * 0.5 + loss::l2_penalty(&[p.clone()]) * 0.025;
+    let loss =
+        (&c * &p.square()).sum_all() * 0.5 + loss::l2_penalty(std::slice::from_ref(&p)) * 0.025;
     let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
     let cv = HostTensor::from_f32([5], C.to_vec()).unwrap();
     let mut got = Vec::new();
@@ -219,7 +220,7 @@ fn l2_penalty_in_the_loss_equals_sgd_weight_decay() {
     // And the L1 penalty's gradient is λ·sign(p).
     let g = GraphBuilder::new("l1");
     let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
-    let loss = loss::l1_penalty(&[p.clone()]) * 0.5;
+    let loss = loss::l1_penalty(std::slice::from_ref(&p)) * 0.5;
     let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
     step.run_interpreted(&[]).unwrap();
     let after = step.params().get("p").unwrap().to_f64_vec();

@@ -203,7 +203,7 @@ pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
         b,
         z,
         &[
-            -3.333_328_2e-1,
+            -3.333_328e-1,
             1.333_144_2e-1,
             -5.373_971_6e-2,
             2.063_908_8e-2,

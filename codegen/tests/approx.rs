@@ -50,8 +50,7 @@ fn compile(f: fn(&mut FunctionBuilder, Value) -> Value) -> (JITModule, Kernel) {
                 b.ins().iconst(types::I64, 0)
             } else {
                 // The tail starts where the vector loop stopped.
-                let r = b.ins().band_imm_u(n, !3i64 as u64 as i64);
-                r
+                b.ins().band_imm_u(n, !3i64 as u64 as i64)
             };
             b.ins().jump(head, &[start.into()]);
             b.switch_to_block(head);
@@ -117,7 +116,7 @@ fn inputs() -> Vec<f32> {
         9.0,
         17.4,
     ]);
-    if v.len() % 4 == 0 {
+    if v.len().is_multiple_of(4) {
         v.push(0.5);
     }
     v

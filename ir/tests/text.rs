@@ -552,7 +552,7 @@ const FAMILIES: usize = 27;
 fn random_graph(seed: u64) -> Graph {
     let mut builder = Gen {
         rng: Rng(seed | 1),
-        g: Graph::new(if seed % 3 == 0 {
+        g: Graph::new(if seed.is_multiple_of(3) {
             "random graph"
         } else {
             "random"

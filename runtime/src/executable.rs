@@ -14,11 +14,23 @@ use crate::buffer::AlignedBuffer;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
     #[error(transparent)]
-    Optimize(#[from] OptimizeError),
+    Optimize(Box<OptimizeError>),
     #[error(transparent)]
-    Schedule(#[from] ScheduleError),
+    Schedule(Box<ScheduleError>),
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+}
+
+impl From<OptimizeError> for CompileError {
+    fn from(e: OptimizeError) -> Self {
+        CompileError::Optimize(Box::new(e))
+    }
+}
+
+impl From<ScheduleError> for CompileError {
+    fn from(e: ScheduleError) -> Self {
+        CompileError::Schedule(Box::new(e))
+    }
 }
 
 /// Why a call failed. Argument problems are found before any generated code runs.

@@ -253,9 +253,8 @@ impl Parser {
 
     fn uint(&mut self) -> Result<usize, ParseError> {
         match self.peek().clone() {
-            Tok::Num(s) => s.parse().map(|v| {
+            Tok::Num(s) => s.parse().inspect(|_| {
                 self.next();
-                v
             }),
             _ => return Err(self.expected("a non-negative integer")),
         }
