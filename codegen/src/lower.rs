@@ -274,7 +274,10 @@ fn define(module: &mut JITModule, id: FuncId, ctx: &mut Context) -> Result<(), C
 /// partial results and combines the lanes at the end (float sums are reassociated,
 /// as in every vectorizing compiler; max and min are unaffected).
 fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
-    if program.buffers[k.out].ty.dtype != DType::F32 {
+    let stores_f32 = std::iter::once(k.out)
+        .chain(k.also.iter().map(|&(_, b)| b))
+        .all(|b| program.buffers[b].ty.dtype == DType::F32);
+    if !stores_f32 {
         return false;
     }
     let last = k.dims.len().wrapping_sub(1);
@@ -341,6 +344,7 @@ fn emit_loop_kernel(
     let mut bases = HashMap::new();
     let mut touched: Vec<usize> = Kernel::Loop(kernel.clone()).reads();
     touched.push(kernel.out);
+    touched.extend(kernel.also.iter().map(|&(_, b)| b));
     for buf in touched {
         if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(buf) {
             let addr = b
@@ -422,10 +426,7 @@ impl LoopEmitter<'_, '_> {
         if level == outer {
             match k.reduce {
                 Some(_) => self.reduction(idx),
-                None => {
-                    let v = self.body(idx, 1);
-                    self.store(idx, v);
-                }
+                None => self.body_and_stores(idx, 1),
             }
             return;
         }
@@ -435,16 +436,14 @@ impl LoopEmitter<'_, '_> {
             let main = n - n % 4;
             self.counted_loop(0, n, 4, &[], |e, i, _| {
                 idx.push(i);
-                let v = e.body(idx, 4);
-                e.store(idx, v);
+                e.body_and_stores(idx, 4);
                 idx.pop();
                 vec![]
             });
             if main < n {
                 self.counted_loop(main, n, 1, &[], |e, i, _| {
                     idx.push(i);
-                    let v = e.body(idx, 1);
-                    e.store(idx, v);
+                    e.body_and_stores(idx, 1);
                     idx.pop();
                     vec![]
                 });
@@ -646,14 +645,30 @@ impl LoopEmitter<'_, '_> {
         self.b.ins().iadd(self.bases[&a.buffer], bytes)
     }
 
+    /// Evaluates an elementwise kernel's body and stores its value and every extra
+    /// value (`also`) at the current index.
+    fn body_and_stores(&mut self, idx: &[Value], lanes: usize) {
+        let k = self.kernel;
+        let vals = self.eval_all(&k.exprs, idx, lanes);
+        self.store_to(k.out, idx, vals[k.value]);
+        for &(v, buffer) in &k.also {
+            self.store_to(buffer, idx, vals[v]);
+        }
+    }
+
     fn store(&mut self, idx: &[Value], v: Value) {
+        self.store_to(self.kernel.out, idx, v);
+    }
+
+    /// Stores `v` to `buffer` at the flat index of the output loops.
+    fn store_to(&mut self, buffer: usize, idx: &[Value], v: Value) {
         let k = self.kernel;
         let outer = k.outer_dims();
         let strides = kiln_ir::Shape::new(outer.to_vec()).strides();
         let mut all = strides;
         all.resize(k.dims.len(), 0);
         let a = Access {
-            buffer: k.out,
+            buffer,
             offset: 0,
             strides: all,
         };
@@ -700,12 +715,17 @@ impl LoopEmitter<'_, '_> {
 
     /// Evaluates expression `value` of `list` at the loop indices `idx`.
     fn eval(&mut self, list: &[ExprNode], value: usize, idx: &[Value], lanes: usize) -> Value {
+        self.eval_all(list, idx, lanes)[value]
+    }
+
+    /// Evaluates every expression of `list` at the loop indices `idx`.
+    fn eval_all(&mut self, list: &[ExprNode], idx: &[Value], lanes: usize) -> Vec<Value> {
         let mut vals: Vec<Value> = Vec::with_capacity(list.len());
         for e in list {
             let v = self.expr(list, &e.expr, e.dtype, &vals, idx, lanes);
             vals.push(v);
         }
-        vals[value]
+        vals
     }
 
     fn expr(

@@ -69,3 +69,47 @@ fn views_feeding_a_matmul_are_strides_not_copies() {
     assert_eq!(p.kernels.len(), 2, "{p}");
     insta::assert_snapshot!(p.to_string());
 }
+
+/// An optimizer-style update: three results over the same loops in one kernel.
+pub fn update_graph() -> Graph {
+    let mut g = Graph::new("update");
+    let t = TensorType::new(DType::F32, [6, 5]);
+    let p = g.param("p", t.clone()).unwrap();
+    let m = g.param("m", t.clone()).unwrap();
+    let grad = g.input("g", t.clone()).unwrap();
+    let c = |g: &mut Graph, v: f64| {
+        let s = g.constant(kiln_ir::HostTensor::scalar(DType::F32, v));
+        g.add(Op::Broadcast(Shape::from([6, 5])), &[s]).unwrap()
+    };
+    let mul =
+        |g: &mut Graph, a: NodeId, b: NodeId| g.add(Op::Binary(BinaryOp::Mul), &[a, b]).unwrap();
+    let (k9, k1) = (c(&mut g, 0.9), c(&mut g, 0.1));
+    let a = mul(&mut g, m, k9);
+    let b = mul(&mut g, grad, k1);
+    let m2 = g.add(Op::Binary(BinaryOp::Add), &[a, b]).unwrap();
+    let lr = c(&mut g, 0.01);
+    let step = mul(&mut g, m2, lr);
+    let p2 = g.add(Op::Binary(BinaryOp::Sub), &[p, step]).unwrap();
+    let sq = mul(&mut g, grad, grad);
+    g.output(p2, Some("p"));
+    g.output(m2, Some("m"));
+    g.output(sq, Some("g2"));
+    g
+}
+
+#[test]
+fn an_update_is_one_pass_storing_every_result() {
+    let p = schedule(&update_graph()).unwrap();
+    assert_eq!(p.kernels.len(), 2, "{p}");
+    let stores: usize = p.kernels.iter().map(|k| k.writes().len()).sum();
+    assert_eq!(stores, 3, "{p}");
+    let Kernel::Loop(k) = &p.kernels[0] else {
+        panic!("{p}")
+    };
+    assert_eq!(
+        k.also.len(),
+        1,
+        "the new momentum is stored by the parameter's loop: {p}"
+    );
+    insta::assert_snapshot!(p.to_string());
+}

@@ -243,6 +243,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                     exprs: b.exprs,
                     value,
                     out,
+                    also: Vec::new(),
                 })
             }
             op if is_loop_op(op) || matches!(op, Op::Const(_)) => {
@@ -256,6 +257,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                     exprs: b.exprs,
                     value,
                     out,
+                    also: Vec::new(),
                 })
             }
             op => {
@@ -284,6 +286,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         program.kernels.push(kernel);
     }
     super::rows::fuse_row_reductions(&mut program);
+    super::merge::merge_elementwise(&mut program);
     Ok(program)
 }
 

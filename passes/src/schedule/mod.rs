@@ -17,6 +17,7 @@
 //! arena by liveness ([`KernelProgram::plan_memory`]), so memory is reused.
 
 mod build;
+mod merge;
 mod print;
 mod rows;
 
@@ -132,6 +133,10 @@ pub struct LoopKernel {
     pub exprs: Vec<ExprNode>,
     pub value: usize,
     pub out: BufferId,
+    /// Further values stored at the same index (elementwise kernels only): a
+    /// kernel that absorbed another elementwise kernel over the same loops keeps
+    /// writing that kernel's result (see `merge`).
+    pub also: Vec<(usize, BufferId)>,
 }
 
 impl LoopKernel {
@@ -182,6 +187,16 @@ impl Kernel {
         match self {
             Kernel::Loop(k) => k.out,
             Kernel::Call(k) => k.out,
+        }
+    }
+
+    /// Every buffer the kernel writes.
+    pub fn writes(&self) -> Vec<BufferId> {
+        match self {
+            Kernel::Loop(k) => std::iter::once(k.out)
+                .chain(k.also.iter().map(|&(_, b)| b))
+                .collect(),
+            Kernel::Call(k) => vec![k.out],
         }
     }
 
@@ -254,8 +269,12 @@ impl KernelProgram {
         let mut live: Vec<(usize, usize, usize)> = Vec::new();
         let mut arena = 0;
         let mut unshared = 0;
-        for (k, kernel) in self.kernels.iter().enumerate() {
-            let b = kernel.out();
+        for (k, b) in self
+            .kernels
+            .iter()
+            .enumerate()
+            .flat_map(|(k, kernel)| kernel.writes().into_iter().map(move |b| (k, b)))
+        {
             if self.buffers[b].kind != BufferKind::Temp {
                 continue;
             }

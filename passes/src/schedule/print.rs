@@ -125,6 +125,9 @@ impl fmt::Display for KernelProgram {
                         writeln!(f, "  }}")?;
                     }
                     exprs(f, &l.exprs, l.value, "  ")?;
+                    for (v, b) in &l.also {
+                        writeln!(f, "  also b{b} = e{v}")?;
+                    }
                     writeln!(f, "}}")?;
                 }
             }

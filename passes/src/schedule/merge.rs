@@ -1,0 +1,116 @@
+//! Horizontal fusion: an elementwise kernel whose result a later elementwise kernel
+//! over the same loops reads element by element joins that kernel, which then
+//! stores both results in one pass. An optimizer update — new momentum, new second
+//! moment, new parameter — becomes one loop that reads the gradient once.
+
+use super::{Expr, ExprNode, Kernel, KernelProgram, Shape};
+
+/// Merges kernels until nothing more merges.
+pub(super) fn merge_elementwise(p: &mut KernelProgram) {
+    while let Some((pi, ki)) = candidate(p) {
+        let Kernel::Loop(prev) = p.kernels.remove(pi) else {
+            unreachable!("candidates are loops")
+        };
+        let Kernel::Loop(k) = &mut p.kernels[ki - 1] else {
+            unreachable!("candidates are loops")
+        };
+        let shift = prev.exprs.len();
+        let mut exprs = prev.exprs;
+        for node in k.exprs.drain(..) {
+            let remap = |i: usize| i + shift;
+            let expr = match node.expr {
+                Expr::Load(a) if a.buffer == prev.out => {
+                    // Same index, so the value is `prev`'s own (`dedup` folds the copy).
+                    exprs.push(exprs[prev.value].clone());
+                    continue;
+                }
+                Expr::Unary(u, x) => Expr::Unary(u, remap(x)),
+                Expr::Binary(b, x, y) => Expr::Binary(b, remap(x), remap(y)),
+                Expr::Compare(c, x, y) => Expr::Compare(c, remap(x), remap(y)),
+                Expr::Select(c, x, y) => Expr::Select(remap(c), remap(x), remap(y)),
+                Expr::Fma(x, y, z) => Expr::Fma(remap(x), remap(y), remap(z)),
+                Expr::Cast(x) => Expr::Cast(remap(x)),
+                e @ (Expr::Load(_) | Expr::Const(_) | Expr::Random { .. } | Expr::Row(_)) => e,
+            };
+            exprs.push(ExprNode {
+                expr,
+                dtype: node.dtype,
+            });
+        }
+        k.value += shift;
+        for (v, _) in &mut k.also {
+            *v += shift;
+        }
+        k.also.push((prev.value, prev.out));
+        k.also.extend(prev.also);
+        k.exprs = dedup(exprs, &mut k.value, &mut k.also);
+    }
+}
+
+/// Removes repeated expressions (both kernels load the same gradient, say).
+fn dedup(list: Vec<ExprNode>, value: &mut usize, also: &mut [(usize, usize)]) -> Vec<ExprNode> {
+    let mut out: Vec<ExprNode> = Vec::with_capacity(list.len());
+    let mut map = Vec::with_capacity(list.len());
+    for node in list {
+        let m = |i: usize| map[i];
+        let expr = match node.expr {
+            Expr::Unary(u, x) => Expr::Unary(u, m(x)),
+            Expr::Binary(b, x, y) => Expr::Binary(b, m(x), m(y)),
+            Expr::Compare(c, x, y) => Expr::Compare(c, m(x), m(y)),
+            Expr::Select(c, x, y) => Expr::Select(m(c), m(x), m(y)),
+            Expr::Fma(x, y, z) => Expr::Fma(m(x), m(y), m(z)),
+            Expr::Cast(x) => Expr::Cast(m(x)),
+            e => e,
+        };
+        let node = ExprNode {
+            expr,
+            dtype: node.dtype,
+        };
+        match out.iter().position(|e| *e == node) {
+            Some(i) => map.push(i),
+            None => {
+                out.push(node);
+                map.push(out.len() - 1);
+            }
+        }
+    }
+    *value = map[*value];
+    for (v, _) in also.iter_mut() {
+        *v = map[*v];
+    }
+    out
+}
+
+/// An elementwise kernel `pi` and a later one `ki` over the same loops that reads
+/// `pi`'s result only at its own index, with no kernel in between reading it.
+fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
+    for (pi, first) in p.kernels.iter().enumerate() {
+        let Kernel::Loop(prev) = first else { continue };
+        if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
+            continue;
+        }
+        let b = prev.out;
+        let identity = Shape::new(prev.dims.clone()).strides();
+        for ki in pi + 1..p.kernels.len() {
+            let reads = p.kernels[ki].reads().contains(&b);
+            if !reads {
+                continue;
+            }
+            let Kernel::Loop(k) = &p.kernels[ki] else {
+                break;
+            };
+            let same_loops = k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims;
+            let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
+                Expr::Load(a) if a.buffer == b => a.offset == 0 && a.strides == identity,
+                Expr::Random { seed, .. } => seed.buffer != b,
+                _ => true,
+            });
+            if same_loops && elementwise_read {
+                return Some((pi, ki));
+            }
+            // The first reader decides: a kernel in between needs `prev` first.
+            break;
+        }
+    }
+    None
+}
