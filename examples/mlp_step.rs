@@ -1,6 +1,6 @@
 //! Builds the training step of a small MLP classifier (forward, backward and Adam
 //! update in one graph), prints that graph in kiln's text format, then trains it
-//! through the reference interpreter and prints the loss falling.
+//! (compiled to native code on the first step) and prints the loss falling.
 //!
 //! The data: 4 classes of 16-dimensional points scattered around random centres.
 //!
@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let xs = HostTensor::from_f32([BATCH, FEATURES], xs)?;
         let ys_t = HostTensor::from_i32([BATCH], ys.clone())?;
-        let out = step.run_interpreted(&[("x", &xs), ("labels", &ys_t)])?;
+        let out = step.run(&[("x", &xs), ("labels", &ys_t)])?;
         if i % 10 == 0 {
             let logits = out.outputs[0].as_f32().expect("f32 logits");
             let correct = ys
