@@ -135,40 +135,32 @@ impl ParamStore {
     /// Replaces the value of parameter `name`; the new value must have the same
     /// type (checkpoint loading, training updates).
     pub fn set(&mut self, name: &str, value: HostTensor) -> Result<(), ArgError> {
+        *self.slot(name, &value)? = value;
+        Ok(())
+    }
+
+    /// The value of `name`, if `like` has its type.
+    fn slot(&mut self, name: &str, like: &HostTensor) -> Result<&mut HostTensor, ArgError> {
         let slot = self
             .entries
             .iter_mut()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v)
             .ok_or_else(|| ArgError::Unknown(name.to_string()))?;
-        if slot.ty() != value.ty() {
+        if slot.ty() != like.ty() {
             return Err(ArgError::Type {
                 name: name.to_string(),
                 expected: slot.ty(),
-                got: value.ty(),
+                got: like.ty(),
             });
         }
-        *slot = value;
-        Ok(())
+        Ok(slot)
     }
 
     /// Exchanges the value of parameter `name` with `value` (same type required):
     /// how a training loop installs a step's results without copying them.
     pub fn swap(&mut self, name: &str, value: &mut HostTensor) -> Result<(), ArgError> {
-        let slot = self
-            .entries
-            .iter_mut()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| ArgError::Unknown(name.to_string()))?;
-        if slot.ty() != value.ty() {
-            return Err(ArgError::Type {
-                name: name.to_string(),
-                expected: slot.ty(),
-                got: value.ty(),
-            });
-        }
-        std::mem::swap(slot, value);
+        std::mem::swap(self.slot(name, value)?, value);
         Ok(())
     }
 
