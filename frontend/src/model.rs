@@ -135,7 +135,8 @@ impl ParamStore {
     /// Replaces the value of parameter `name`; the new value must have the same
     /// type (checkpoint loading, training updates).
     pub fn set(&mut self, name: &str, value: HostTensor) -> Result<(), ArgError> {
-        *self.slot(name, &value)? = value;
+        let slot = self.slot(name, &value)?;
+        *slot = value;
         Ok(())
     }
 
