@@ -15,7 +15,7 @@ pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
-pub use kiln_runtime::{CompileError, Executable, RunError};
+pub use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
 pub use train::{StepOutput, TrainError, TrainStep};
 
 /// Compiles `graph` to native code (for inference, or any graph built by hand).
@@ -39,6 +39,6 @@ pub fn compile(graph: &ir::Graph) -> Result<Executable, CompileError> {
 
 /// Everything a training script needs: `use kiln::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Executable, StepOutput, TrainError, TrainStep};
+    pub use crate::{CompileOptions, Executable, StepOutput, TrainError, TrainStep};
     pub use kiln_frontend::prelude::*;
 }

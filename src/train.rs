@@ -5,7 +5,7 @@ use kiln_frontend::{ArgError, BuildError, GraphBuilder, ParamStore, Tensor};
 use kiln_ir::interp::{self, EvalError};
 use kiln_ir::{Graph, HostTensor};
 use kiln_passes::AutodiffError;
-use kiln_runtime::{CompileError, Executable, RunError};
+use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
 
 /// Why a training step could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +187,14 @@ impl TrainStep {
         if self.compiled.is_none() {
             self.compiled = Some(Executable::compile(&self.graph)?);
         }
+        Ok(self.compiled.as_ref().expect("compiled above"))
+    }
+
+    /// Compiles (again) with `options`, e.g. `threads: 1` for a single-threaded
+    /// step. The parameters are kept.
+    pub fn compile_with(&mut self, options: &CompileOptions) -> Result<&Executable, TrainError> {
+        self.compiled = Some(Executable::compile_with(&self.graph, options)?);
+        self.spares.clear();
         Ok(self.compiled.as_ref().expect("compiled above"))
     }
 

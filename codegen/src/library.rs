@@ -30,18 +30,25 @@ pub struct CallContext {
     pub error: Option<String>,
     /// Reused working memory (im2col columns), so calls do not allocate once warm.
     pub scratch: Vec<f32>,
+    /// Worker threads for large GEMMs (`None`: run on the calling thread).
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl CallContext {
-    /// A context for `calls`.
+    /// A context for `calls`, running single-threaded.
     pub fn new(calls: Vec<CallDesc>) -> Self {
         CallContext {
             calls,
             error: None,
             scratch: Vec::new(),
+            pool: None,
         }
     }
 }
+
+/// Below this many multiply-adds a GEMM stays on one thread: waking the pool costs
+/// tens of microseconds, more than W2's batch-64 layers (6.4M) gain from it.
+const PARALLEL_GEMM_MIN: usize = 8 << 20;
 
 /// Copies the operand `input` (a strided view of the buffer at `base`) into a
 /// host tensor.
@@ -133,7 +140,12 @@ unsafe fn write(ptr: *mut u8, t: &HostTensor) {
 /// # Safety
 /// The table must hold the buffers the descriptor addresses; `out` must not alias
 /// the operands.
-unsafe fn gemm(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, epilogue: Option<bool>) {
+unsafe fn gemm(
+    desc: &CallDesc,
+    ptr: &dyn Fn(usize) -> *mut u8,
+    epilogue: Option<bool>,
+    pool: Option<&rayon::ThreadPool>,
+) {
     let (a, b) = (&desc.inputs[0], &desc.inputs[1]);
     let out_ty = &desc.out.1;
     let r = a.ty.shape.rank();
@@ -151,6 +163,79 @@ unsafe fn gemm(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, epilogue: Option
         let oa = a.access.offset + idx.iter().zip(sa).map(|(i, s)| i * s).sum::<usize>();
         let ob = b.access.offset + idx.iter().zip(sb).map(|(i, s)| i * s).sum::<usize>();
         let oc = p * m * n;
+        // Large products split their rows across the pool; each output element is
+        // still summed by one thread in the same order, so results do not depend
+        // on the thread count.
+        if let Some(pool) = pool
+            .filter(|pl| pl.current_num_threads() > 1 && m * n * k >= PARALLEL_GEMM_MIN && m >= 8)
+        {
+            let parts = pool.current_num_threads().min(m / 4).max(1);
+            let rows = m.div_ceil(parts);
+            let (pa, pb, pc) = (
+                ptr(a.access.buffer) as usize,
+                ptr(b.access.buffer) as usize,
+                ptr(desc.out.0) as usize,
+            );
+            let (ra, ca, rb, cb) = (sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]);
+            let dtype = out_ty.dtype;
+            pool.scope(|scope| {
+                for part in 0..parts {
+                    let (r0, r1) = (part * rows, ((part + 1) * rows).min(m));
+                    if r0 >= r1 {
+                        continue;
+                    }
+                    scope.spawn(move |_| {
+                        // SAFETY: each part writes its own rows of the output; the
+                        // operands are only read.
+                        unsafe {
+                            match dtype {
+                                DType::F32 => matrixmultiply::sgemm(
+                                    r1 - r0,
+                                    k,
+                                    n,
+                                    1.0,
+                                    (pa as *const f32).add(oa + r0 * ra),
+                                    s(ra),
+                                    s(ca),
+                                    (pb as *const f32).add(ob),
+                                    s(rb),
+                                    s(cb),
+                                    0.0,
+                                    (pc as *mut f32).add(oc + r0 * n),
+                                    s(n),
+                                    1,
+                                ),
+                                DType::F64 => matrixmultiply::dgemm(
+                                    r1 - r0,
+                                    k,
+                                    n,
+                                    1.0,
+                                    (pa as *const f64).add(oa + r0 * ra),
+                                    s(ra),
+                                    s(ca),
+                                    (pb as *const f64).add(ob),
+                                    s(rb),
+                                    s(cb),
+                                    0.0,
+                                    (pc as *mut f64).add(oc + r0 * n),
+                                    s(n),
+                                    1,
+                                ),
+                                _ => unreachable!("gemm is only used for floats"),
+                            }
+                        }
+                    });
+                }
+            });
+            for d in (0..idx.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < batch_dims[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+            continue;
+        }
         // SAFETY: offsets and strides stay inside the operand buffers (they come from
         // the scheduler's affine maps over the operand shapes); `out` is contiguous.
         unsafe {
@@ -467,7 +552,12 @@ impl PadValue for u8 {
     }
 }
 
-fn run_call(desc: &CallDesc, bufs: *const *mut u8, scratch: &mut Vec<f32>) -> Result<(), String> {
+fn run_call(
+    desc: &CallDesc,
+    bufs: *const *mut u8,
+    scratch: &mut Vec<f32>,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
@@ -486,7 +576,7 @@ fn run_call(desc: &CallDesc, bufs: *const *mut u8, scratch: &mut Vec<f32>) -> Re
         && desc.out.1.dtype.is_float()
     {
         // SAFETY: as above; outputs never alias inputs.
-        unsafe { gemm(desc, &ptr, epilogue) };
+        unsafe { gemm(desc, &ptr, epilogue, pool) };
         return Ok(());
     }
     // SAFETY: as above.
@@ -515,10 +605,13 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
         calls,
         error,
         scratch,
+        pool,
     } = ctx;
     let desc = &calls[index as usize];
-    let result = catch_unwind(AssertUnwindSafe(|| run_call(desc, bufs, scratch)))
-        .unwrap_or_else(|_| Err(format!("library routine `{}` panicked", desc.op.mnemonic())));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        run_call(desc, bufs, scratch, pool.as_deref())
+    }))
+    .unwrap_or_else(|_| Err(format!("library routine `{}` panicked", desc.op.mnemonic())));
     match result {
         Ok(()) => 0,
         Err(e) => {

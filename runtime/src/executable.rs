@@ -1,5 +1,7 @@
 //! A compiled graph and its checked call API.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kiln_codegen::library::CallContext;
@@ -33,6 +35,31 @@ impl From<ScheduleError> for CompileError {
     }
 }
 
+/// The shared worker pool for `threads` threads (`None` for one thread): built once
+/// per thread count, so many executables do not multiply threads.
+fn thread_pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    if threads <= 1 {
+        return None;
+    }
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&threads) {
+        return Some(p.clone());
+    }
+    // A pool that cannot start (no threads available) degrades to one thread.
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok()?,
+    );
+    pools.insert(threads, pool.clone());
+    Some(pool)
+}
+
 /// Why a call failed. Argument problems are found before any generated code runs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
@@ -63,6 +90,8 @@ pub enum RunError {
 pub struct CompileOptions {
     /// Run the egg optimizer before scheduling (on by default).
     pub optimize: bool,
+    /// Threads for large kernels (GEMMs): all cores by default, 1 for none.
+    pub threads: usize,
     /// Its limits.
     pub optimizer: OptimizeConfig,
 }
@@ -71,6 +100,7 @@ impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             optimize: true,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             optimizer: OptimizeConfig::default(),
         }
     }
@@ -212,7 +242,8 @@ impl Executable {
                 (n.name.clone().unwrap_or_default(), n.ty.clone())
             })
             .collect();
-        let ctx = CallContext::new(compiled.calls.clone());
+        let mut ctx = CallContext::new(compiled.calls.clone());
+        ctx.pool = thread_pool(options.threads);
         Ok(Executable {
             args,
             program,
