@@ -170,15 +170,18 @@ fn agree(g: &Graph, values: &[HostTensor], options: &CompileOptions) -> Result<(
     let want = interp::run(g, values).map_err(|e| e.to_string())?;
     let mut exe = Executable::compile_with(g, options).map_err(|e| format!("compile: {e}"))?;
     let got = exe.run(values).map_err(|e| format!("run: {e}"))?;
+    // The last output is the sum of the first: its rounding error scales with the
+    // magnitudes summed (the JIT sums in another order), not with the result.
+    let summed: f64 = want[0].to_f64_vec().iter().map(|v| v.abs()).sum();
     for (o, (a, b)) in got.iter().zip(&want).enumerate() {
         for i in 0..b.numel() {
             let (x, y) = (a.get_f64(i), b.get_f64(i));
-            let scale = if o == got.len() - 1 {
-                b.numel() as f64
+            let tol = if o == got.len() - 1 {
+                1e-5 * summed + 1e-4 * (1.0 + y.abs())
             } else {
-                1.0
+                1e-4 * (1.0 + y.abs())
             };
-            if !(x - y).abs().le(&(1e-4 * scale * (1.0 + y.abs()))) {
+            if !(x - y).abs().le(&tol) {
                 return Err(format!(
                     "output {o}[{i}]: jit {x}, interpreter {y}\n{g}\n{}",
                     exe.program()
@@ -190,12 +193,28 @@ fn agree(g: &Graph, values: &[HostTensor], options: &CompileOptions) -> Result<(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6b69_6c6e_0001), ..ProptestConfig::default() })]
 
     #[test]
     fn random_fused_graphs_match_the_interpreter(seed in any::<u64>()) {
         let (g, values) = random_graph(seed);
         agree(&g, &values, &CompileOptions::unoptimized()).map_err(TestCaseError::fail)?;
         agree(&g, &values, &CompileOptions::default()).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Seeds that once exposed bugs: a reduction summed in another order than the
+/// interpreter's (tolerance), and a merged kernel moved after a reader of one of
+/// its results.
+#[test]
+fn former_failures_stay_fixed() {
+    for seed in [
+        15902196212819812704,
+        13940974989318872940,
+        3185131290368437802,
+    ] {
+        let (g, values) = random_graph(seed);
+        agree(&g, &values, &CompileOptions::unoptimized()).unwrap();
+        agree(&g, &values, &CompileOptions::default()).unwrap();
     }
 }

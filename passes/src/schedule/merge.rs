@@ -15,13 +15,22 @@ pub(super) fn merge_elementwise(p: &mut KernelProgram) {
             unreachable!("candidates are loops")
         };
         let shift = prev.exprs.len();
+        // Every buffer `prev` writes, with the expression that computes it.
+        let written: Vec<(usize, usize)> = std::iter::once((prev.value, prev.out))
+            .chain(prev.also.iter().copied())
+            .collect();
         let mut exprs = prev.exprs;
         for node in k.exprs.drain(..) {
             let remap = |i: usize| i + shift;
             let expr = match node.expr {
-                Expr::Load(a) if a.buffer == prev.out => {
+                Expr::Load(a) if written.iter().any(|&(_, b)| b == a.buffer) => {
                     // Same index, so the value is `prev`'s own (`dedup` folds the copy).
-                    exprs.push(exprs[prev.value].clone());
+                    let (v, _) = written
+                        .iter()
+                        .copied()
+                        .find(|&(_, b)| b == a.buffer)
+                        .expect("checked");
+                    exprs.push(exprs[v].clone());
                     continue;
                 }
                 Expr::Unary(u, x) => Expr::Unary(u, remap(x)),
@@ -41,8 +50,7 @@ pub(super) fn merge_elementwise(p: &mut KernelProgram) {
         for (v, _) in &mut k.also {
             *v += shift;
         }
-        k.also.push((prev.value, prev.out));
-        k.also.extend(prev.also);
+        k.also.extend(written);
         k.exprs = dedup(exprs, &mut k.value, &mut k.also);
     }
 }
@@ -82,17 +90,19 @@ fn dedup(list: Vec<ExprNode>, value: &mut usize, also: &mut [(usize, usize)]) ->
 }
 
 /// An elementwise kernel `pi` and a later one `ki` over the same loops that reads
-/// `pi`'s result only at its own index, with no kernel in between reading it.
+/// `pi`'s results only at their own index, with no kernel in between reading any of
+/// them (once merged, they are written later).
 fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
     for (pi, first) in p.kernels.iter().enumerate() {
         let Kernel::Loop(prev) = first else { continue };
         if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
             continue;
         }
-        let b = prev.out;
+        // `prev` may already carry the results of kernels merged into it.
+        let written = first.writes();
         let identity = Shape::new(prev.dims.clone()).strides();
         for ki in pi + 1..p.kernels.len() {
-            let reads = p.kernels[ki].reads().contains(&b);
+            let reads = p.kernels[ki].reads().iter().any(|b| written.contains(b));
             if !reads {
                 continue;
             }
@@ -101,8 +111,10 @@ fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
             };
             let same_loops = k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims;
             let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
-                Expr::Load(a) if a.buffer == b => a.offset == 0 && a.strides == identity,
-                Expr::Random { seed, .. } => seed.buffer != b,
+                Expr::Load(a) if written.contains(&a.buffer) => {
+                    a.offset == 0 && a.strides == identity
+                }
+                Expr::Random { seed, .. } => !written.contains(&seed.buffer),
                 _ => true,
             });
             if same_loops && elementwise_read {
