@@ -108,3 +108,19 @@ fn compiled_steps_check_their_inputs() {
     let e = step.run(&[("x", &ys), ("y", &ys), ("z", &ys)]).unwrap_err();
     assert!(e.to_string().contains("`z`"), "{e}");
 }
+
+#[test]
+fn nan_in_the_data_is_an_error_and_leaves_the_model_unchanged() {
+    let mut step = linear_regression(0.01);
+    let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).unwrap();
+    let good = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).unwrap();
+    step.run(&[("x", &good), ("y", &ys)]).unwrap();
+    let before = step.params().clone();
+    let bad = HostTensor::from_f32([3], vec![1.0, f32::NAN, 5.0]).unwrap();
+    let e = step.run(&[("x", &bad), ("y", &ys)]).unwrap_err();
+    assert!(matches!(e, TrainError::NonFiniteLoss(_)), "{e}");
+    assert!(e.to_string().contains("NaN or infinite"), "{e}");
+    assert_eq!(step.params(), &before);
+    // Training goes on from the same values.
+    step.run(&[("x", &good), ("y", &ys)]).unwrap();
+}
