@@ -305,22 +305,21 @@ pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Poo
                         }
                     }
                     PoolKind::Max => {
-                        let mut best: Option<(usize, f32)> = None;
+                        if y0 == y1 || x0 == x1 {
+                            continue;
+                        }
+                        // The first maximum in row-major order; the first NaN wins
+                        // (`v > b` is false against NaN, so nothing replaces it).
+                        let (mut at, mut b) = (y0 * s.w + x0, xp[y0 * s.w + x0]);
                         for yy in y0..y1 {
                             for xx in x0..x1 {
                                 let v = xp[yy * s.w + xx];
-                                let better = match best {
-                                    None => true,
-                                    Some((_, b)) => !b.is_nan() && (v > b || v.is_nan()),
-                                };
-                                if better {
-                                    best = Some((yy * s.w + xx, v));
+                                if v > b || (v.is_nan() && !b.is_nan()) {
+                                    (at, b) = (yy * s.w + xx, v);
                                 }
                             }
                         }
-                        if let Some((at, _)) = best {
-                            dxp[at] += g;
-                        }
+                        dxp[at] += g;
                     }
                 }
             }
