@@ -264,17 +264,34 @@ pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
             let (y0, y1) = window(oy, p.kernel[0], p.stride[0], p.padding[0], s.h);
             for ox in 0..s.ow {
                 let (x0, x1) = window(ox, p.kernel[1], p.stride[1], p.padding[1], s.w);
-                let rows = (y0..y1).map(|yy| &xp[yy * s.w + x0..yy * s.w + x1]);
-                yp[oy * s.ow + ox] = match p.kind {
-                    // `f32::max` would drop NaN; the first NaN wins, as in the interpreter.
-                    PoolKind::Max => rows.flatten().fold(f32::NEG_INFINITY, |m, &v| {
-                        if v > m || (v.is_nan() && !m.is_nan()) {
-                            v
-                        } else {
-                            m
+                let mut acc = if p.kind == PoolKind::Max {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                };
+                for yy in y0..y1 {
+                    let row = &xp[yy * s.w..][x0..x1];
+                    match p.kind {
+                        // `f32::max` would drop NaN; the first NaN wins, as in the
+                        // interpreter (`v > acc` is false against NaN).
+                        PoolKind::Max => {
+                            for &v in row {
+                                if v > acc || (v.is_nan() && !acc.is_nan()) {
+                                    acc = v;
+                                }
+                            }
                         }
-                    }),
-                    PoolKind::Avg => rows.flatten().sum::<f32>() / area,
+                        PoolKind::Avg => {
+                            for &v in row {
+                                acc += v;
+                            }
+                        }
+                    }
+                }
+                yp[oy * s.ow + ox] = if p.kind == PoolKind::Avg {
+                    acc / area
+                } else {
+                    acc
                 };
             }
         }
