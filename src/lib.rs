@@ -6,15 +6,19 @@
 //! [`frontend`] (the DSL), [`passes`] (autodiff and graph transforms), [`codegen`]
 //! and [`runtime`].
 
+pub mod checkpoint;
+mod fit;
 mod jit;
 mod train;
 
+pub use fit::{EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, Progress};
 pub use jit::{Jit, JitError};
 pub use kiln_codegen as codegen;
 pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
+pub use kiln_runtime::data;
 pub use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
 pub use train::{StepOutput, TrainError, TrainStep};
 
@@ -39,6 +43,9 @@ pub fn compile(graph: &ir::Graph) -> Result<Executable, CompileError> {
 
 /// Everything a training script needs: `use kiln::prelude::*;`.
 pub mod prelude {
-    pub use crate::{CompileOptions, Executable, StepOutput, TrainError, TrainStep};
+    pub use crate::data::Dataset;
+    pub use crate::{
+        CompileOptions, Evaluator, Executable, Fit, Progress, StepOutput, TrainError, TrainStep,
+    };
     pub use kiln_frontend::prelude::*;
 }

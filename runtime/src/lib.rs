@@ -1,7 +1,9 @@
 //! kiln-runtime: compiled graphs ([`Executable`]) with a checked call API, and
-//! aligned buffers.
+//! aligned buffers; data sets and readers ([`data`]); checkpoints ([`checkpoint`]).
 
 mod buffer;
+pub mod checkpoint;
+pub mod data;
 mod executable;
 
 pub use buffer::{ALIGN, AlignedBuffer};

@@ -1,0 +1,149 @@
+//! End to end on real data: the digits MLP trained with `Fit` from the shipped CSV
+//! file, evaluated, checkpointed and restored.
+
+use std::path::PathBuf;
+
+use kiln::checkpoint::{CheckpointError, Mismatch};
+use kiln::data::{CsvOptions, read_csv};
+use kiln::prelude::*;
+
+const BATCH: usize = 32;
+
+fn mlp(g: &GraphBuilder, x: &Tensor, hidden: usize) -> Tensor {
+    let mut rng = Rng::seed(3);
+    let fc1 = nn::Linear::new(g, "fc1", 64, hidden, &mut rng);
+    let fc2 = nn::Linear::new(g, "fc2", hidden, 64, &mut rng);
+    let fc3 = nn::Linear::new(g, "fc3", 64, 10, &mut rng);
+    fc3.forward(&fc2.forward(&fc1.forward(x).relu()).relu())
+}
+
+fn step(hidden: usize) -> TrainStep {
+    let g = GraphBuilder::new("digits");
+    let x = g.input("x", DType::F32, [BATCH, 64]);
+    let labels = g.input("labels", DType::I32, [BATCH]);
+    let logits = mlp(&g, &x, hidden);
+    let loss = loss::cross_entropy(&logits, &labels);
+    TrainStep::with_outputs(&loss, &Adam::new(3e-3), &[("logits", &logits)]).unwrap()
+}
+
+fn evaluator() -> Evaluator<'static> {
+    Evaluator::new(|batch| {
+        let g = GraphBuilder::new("digits_eval");
+        let x = g.input("x", DType::F32, [batch, 64]);
+        let logits = mlp(&g, &x, 128);
+        g.build(&[("logits", &logits)]).map(|m| m.graph)
+    })
+}
+
+fn digits() -> (Dataset, Dataset) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
+    let data = read_csv(path, &CsvOptions::default())
+        .unwrap()
+        .map_features(|p| p / 16.0);
+    assert_eq!((data.len(), data.dim(), data.num_classes()), (1797, 64, 10));
+    data.split(0.8, 3)
+}
+
+fn temp_path(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("kiln-digits-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("digits.safetensors")
+}
+
+#[test]
+fn digits_mlp_reaches_95_percent_and_survives_a_checkpoint() {
+    let (train, test) = digits();
+    let mut step = step(128);
+    let mut eval = evaluator().max_batch(256); // 359 = 256 + 103: two specializations
+    let history = Fit::new(20, BATCH)
+        .seed(3)
+        .progress(Progress::Silent)
+        .run(&mut step, &train, Some((&mut eval, &test)))
+        .unwrap();
+    assert_eq!(history.len(), 20);
+    let last = history.last().unwrap();
+    let result = last.eval.unwrap();
+    assert_eq!(result.samples, test.len());
+    println!(
+        "digits test accuracy after 20 epochs: {:.4}",
+        result.accuracy
+    );
+    assert!(result.accuracy >= 0.95, "test accuracy {}", result.accuracy);
+    assert!(last.loss < history[0].loss / 5.0, "{history:?}");
+    assert!(last.train_accuracy.unwrap() > 0.97, "{last:?}");
+    assert!(last.samples_per_sec > 0.0);
+
+    // Save, restore into a fresh step: bit-identical values, the same accuracy.
+    let path = temp_path("ok");
+    step.save_checkpoint(&path).unwrap();
+    let mut restored = self::step(128);
+    assert_ne!(restored.params(), step.params());
+    restored.load_checkpoint(&path).unwrap();
+    for (name, value) in step.params() {
+        let got = restored.params().get(name).unwrap();
+        let (a, b) = (value.as_f32().unwrap(), got.as_f32().unwrap());
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name}"
+        );
+    }
+    assert_eq!(eval.evaluate(restored.params(), &test).unwrap(), result);
+
+    // The optimizer state came along: both continue identically.
+    let batch = train.batches(BATCH).next().unwrap();
+    let inputs = [("x", &batch.x), ("labels", &batch.labels)];
+    assert_eq!(
+        step.run(&inputs).unwrap().loss,
+        restored.run(&inputs).unwrap().loss
+    );
+    assert_eq!(step.params(), restored.params());
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn loading_a_checkpoint_of_another_model_lists_every_mismatch() {
+    let path = temp_path("mismatch");
+    step(32).save_checkpoint(&path).unwrap();
+    let mut target = step(128);
+    let before = target.params().clone();
+    let e = target.load_checkpoint(&path).unwrap_err();
+    let CheckpointError::Mismatch { mismatches, .. } = &e else {
+        panic!("{e:?}");
+    };
+    // fc1.weight, fc1.bias, fc2.weight and their two Adam moments each.
+    assert_eq!(mismatches.len(), 9, "{e}");
+    assert!(
+        mismatches
+            .iter()
+            .all(|m| matches!(m, Mismatch::Type { .. }))
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("`fc1.weight` is f32[128,64] in the model but f32[32,64] in the checkpoint"),
+        "{text}"
+    );
+    assert_eq!(target.params(), &before, "nothing was loaded");
+
+    // A truncated file.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = target.load_checkpoint(&path).unwrap_err();
+    assert!(matches!(e, CheckpointError::Format { .. }), "{e:?}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn fit_refuses_a_training_set_smaller_than_a_batch() {
+    let (_, test) = digits();
+    let tiny = test.select(&[0, 1, 2]);
+    let e = Fit::new(1, BATCH)
+        .progress(Progress::Silent)
+        .run(&mut step(16), &tiny, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("fewer than one batch"), "{e}");
+}
