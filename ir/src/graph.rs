@@ -139,6 +139,12 @@ impl Graph {
         if self.arg(name).is_some() {
             return Err(GraphError::DuplicateName(name.to_string()));
         }
+        ty.check_size().map_err(|message| GraphError::Type {
+            node: None,
+            op: op.mnemonic().to_string(),
+            operands: vec![],
+            source: TypeError::Shape(message),
+        })?;
         let id = self.graph.add_node(Node {
             op,
             ty,

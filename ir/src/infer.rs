@@ -83,8 +83,9 @@ pub fn window_out(
     if kernel == 0 || stride == 0 || dilation == 0 {
         return None;
     }
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * pad;
+    // Checked: attributes come from users and files, and may be absurd.
+    let span = dilation.checked_mul(kernel - 1)?.checked_add(1)?;
+    let padded = pad.checked_mul(2)?.checked_add(input)?;
     if padded < span {
         return None;
     }
@@ -144,8 +145,15 @@ fn per_axis(name: &str, v: &[usize], rank: usize) -> Result<(), TypeError> {
     Ok(())
 }
 
-/// The output type of `op` applied to operands of types `ops`.
+/// The output type of `op` applied to operands of types `ops`; also rejects
+/// results too large to address (see [`TensorType::check_size`]).
 pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
+    let ty = infer_unchecked(op, ops)?;
+    ty.check_size().map_err(TypeError::Shape)?;
+    Ok(ty)
+}
+
+fn infer_unchecked(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
     match op {
         Op::Input => Err(TypeError::Leaf("input")),
         Op::Param => Err(TypeError::Leaf("param")),
@@ -289,7 +297,7 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
             if *axis >= first.shape.rank() {
                 return attr_err(format!("axis {axis} out of range for {first}"));
             }
-            let mut total = 0;
+            let mut total: usize = 0;
             for (i, t) in ops.iter().enumerate() {
                 let same_other_dims = t.shape.rank() == first.shape.rank()
                     && (0..first.shape.rank())
@@ -299,7 +307,10 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
                         "operand {i} is {t}, which cannot be joined with {first} along axis {axis}"
                     ));
                 }
-                total += t.shape.dim(*axis);
+                total = match total.checked_add(t.shape.dim(*axis)) {
+                    Some(t) => t,
+                    None => return shape_err(format!("concatenating along axis {axis} overflows")),
+                };
             }
             let mut dims = first.shape.dims().to_vec();
             dims[*axis] = total;
@@ -310,7 +321,9 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
             let x = &ops[0].shape;
             per_axis("low", low, x.rank())?;
             per_axis("high", high, x.rank())?;
-            let dims: Vec<usize> = (0..x.rank()).map(|i| x.dim(i) + low[i] + high[i]).collect();
+            let dims: Vec<usize> = (0..x.rank())
+                .map(|i| x.dim(i).saturating_add(low[i]).saturating_add(high[i]))
+                .collect();
             Ok(TensorType::new(ops[0].dtype, dims))
         }
         Op::Reduce { axes, keepdims, .. } => {
@@ -412,16 +425,26 @@ pub fn infer(op: &Op, ops: &[&TensorType]) -> Result<TensorType, TypeError> {
                         "output_padding {output_padding:?} must be smaller than stride or dilation"
                     ));
                 }
-                let full = (y.shape.dim(2 + i).max(1) - 1) * c.stride[i]
-                    + c.dilation[i] * (w.shape.dim(2 + i).max(1) - 1)
-                    + output_padding[i]
-                    + 1;
-                if y.shape.dim(2 + i) == 0 || w.shape.dim(2 + i) == 0 || full <= 2 * c.padding[i] {
+                let full = (y.shape.dim(2 + i).max(1) - 1)
+                    .checked_mul(c.stride[i])
+                    .and_then(|a| {
+                        c.dilation[i]
+                            .checked_mul(w.shape.dim(2 + i).max(1) - 1)
+                            .and_then(|b| a.checked_add(b))
+                    })
+                    .and_then(|a| a.checked_add(output_padding[i] + 1));
+                let two_pad = c.padding[i].checked_mul(2);
+                let (Some(full), Some(two_pad)) = (full, two_pad) else {
+                    return attr_err(format!(
+                        "conv_transpose2d of {y} with {w}: attributes overflow"
+                    ));
+                };
+                if y.shape.dim(2 + i) == 0 || w.shape.dim(2 + i) == 0 || full <= two_pad {
                     return shape_err(format!(
                         "conv_transpose2d of {y} with {w} has an empty output"
                     ));
                 }
-                out[i] = full - 2 * c.padding[i];
+                out[i] = full - two_pad;
             }
             Ok(TensorType::new(
                 y.dtype,

@@ -28,5 +28,5 @@ pub use op::{
     AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Op, Pool2dAttrs, PoolKind, ReduceOp,
     UnaryOp,
 };
-pub use shape::{Shape, TensorType};
+pub use shape::{MAX_ELEMENTS, Shape, TensorType};
 pub use tensor::{DataLenMismatch, HostTensor, TensorData};

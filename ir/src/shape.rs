@@ -27,9 +27,11 @@ impl Shape {
         self.0.len()
     }
 
-    /// Number of elements (1 for a scalar, 0 if any dimension is 0).
+    /// Number of elements (1 for a scalar, 0 if any dimension is 0). Saturates at
+    /// `usize::MAX` instead of overflowing; graphs reject types above
+    /// [`MAX_ELEMENTS`], so within a valid graph the count is exact.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// Row-major strides in elements.
@@ -88,6 +90,10 @@ impl From<&Shape> for Shape {
     }
 }
 
+/// The largest element count of any tensor type in a graph (2^48): every byte
+/// offset into such a tensor fits comfortably in an `isize`.
+pub const MAX_ELEMENTS: usize = 1 << 48;
+
 /// The type of a tensor value: element type and static shape, printed `f32[64,128]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorType {
@@ -103,9 +109,18 @@ impl TensorType {
         }
     }
 
-    /// Size of a dense buffer holding a value of this type.
+    /// Size of a dense buffer holding a value of this type (saturating).
     pub fn size_bytes(&self) -> usize {
-        self.shape.numel() * self.dtype.size_bytes()
+        self.shape.numel().saturating_mul(self.dtype.size_bytes())
+    }
+
+    /// `Err` naming the type if a value of it could not be addressed: more than
+    /// [`MAX_ELEMENTS`] elements.
+    pub fn check_size(&self) -> Result<(), String> {
+        if self.shape.numel() > MAX_ELEMENTS {
+            return Err(format!("{self} has more than {MAX_ELEMENTS} elements"));
+        }
+        Ok(())
     }
 }
 

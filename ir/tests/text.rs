@@ -660,3 +660,40 @@ fn random_graphs_are_substantial() {
     let big = sizes.iter().filter(|&&n| n >= 12).count();
     assert!(big >= 40, "{sizes:?}");
 }
+
+/// Absurd sizes and attributes (overflowing windows, paddings, concatenations,
+/// element counts) are parse errors, never panics or giant allocations.
+#[test]
+fn absurd_numbers_are_errors_not_panics() {
+    let templates = [
+        "fn f(x: f32[2,2,5,6], w: f32[3,2,2,2]) -> () {\n  %2 = conv2d %0, %1 stride=[A,1] padding=[B,0] dilation=[C,1] : f32[2,3,4,5]\n  return\n}",
+        "fn f(x: f32[1,3,3,4], w: f32[3,2,2,3]) -> () {\n  %2 = conv_transpose2d %0, %1 stride=[A,1] padding=[B,0] dilation=[C,1] output_padding=[0,0] : f32[2,3,4,5]\n  return\n}",
+        "fn f(x: f32[1,2,5,4]) -> () {\n  %1 = max_pool2d %0 kernel=[A,2] stride=[B,1] padding=[C,0] : f32[2]\n  return\n}",
+        "fn f(x: f32[2]) -> () {\n  %1 = pad %0 low=[A] high=[B] value=0.0 : f32[2]\n  return\n}",
+        "fn f(x: f32[2]) -> () {\n  %1 = reshape %0 shape=[A,B,C] : f32[2]\n  return\n}",
+        "fn f(x: f32[A,B]) -> () {\n  %1 = concat %0, %0 axis=0 : f32[2]\n  return\n}",
+        "fn f(x: f32[2]) -> () {\n  %1 = const 1.0 : f32[A,B]\n  return\n}",
+        "fn f(x: i32[]) -> () {\n  %1 = random_uniform %0 shape=[A,B] dtype=f32 salt=C : f32[2]\n  return\n}",
+    ];
+    let numbers = [
+        "0",
+        "1",
+        "4294967296",
+        "9223372036854775807",
+        "18446744073709551615",
+        "3037000500",
+    ];
+    let mut errors = 0;
+    for t in templates {
+        for a in numbers {
+            for b in numbers {
+                for c in numbers {
+                    let src = t.replace('A', a).replace('B', b).replace('C', c);
+                    errors += parse(&src).is_err() as usize;
+                }
+            }
+        }
+    }
+    // Nearly every combination is invalid; none may panic (reaching here is the test).
+    assert!(errors > templates.len() * 150, "{errors}");
+}

@@ -371,8 +371,17 @@ fn leak(p: &str) -> &'static str {
         .expect("known punctuation")
 }
 
+/// The largest literal the parser materializes (1 GiB of f32): a splat of an
+/// absurd shape must be an error, not an allocation failure.
+const MAX_LITERAL: usize = 1 << 28;
+
 fn literal_tensor(values: &[Scalar], ty: &TensorType) -> Result<HostTensor, String> {
     let n = ty.shape.numel();
+    if n > MAX_LITERAL {
+        return Err(format!(
+            "a literal of type {ty} would have more than {MAX_LITERAL} elements"
+        ));
+    }
     if values.len() != 1 && values.len() != n {
         return Err(format!(
             "a literal of type {ty} needs 1 or {n} values, got {}",
