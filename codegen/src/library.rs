@@ -157,123 +157,53 @@ unsafe fn gemm(
     let batch_dims = &out_ty.shape.dims()[..r - 2];
     let batches: usize = batch_dims.iter().product();
     let (sa, sb) = (&a.access.strides, &b.access.strides);
-    let s = |v: usize| v as isize;
+    let (pa, pb, pc) = (
+        ptr(a.access.buffer) as usize,
+        ptr(b.access.buffer) as usize,
+        ptr(desc.out.0) as usize,
+    );
+    let (ra, ca, rb, cb) = (sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]);
+    let dtype = out_ty.dtype;
+    // Rows `r0..r1` of one batch entry's product.
+    let rows_of = move |oa: usize, ob: usize, oc: usize, r0: usize, r1: usize| {
+        let geometry = GemmRows {
+            m: r1 - r0,
+            k,
+            n,
+            ra,
+            ca,
+            rb,
+            cb,
+        };
+        // SAFETY: offsets and strides stay inside the operand buffers (they come
+        // from the scheduler's affine maps over the operand shapes); each call
+        // writes its own rows of the contiguous output.
+        unsafe { gemm_rows(dtype, &geometry, pa, oa + r0 * ra, pb, ob, pc, oc + r0 * n) }
+    };
+    // Large products split their rows across the pool; each output element is still
+    // summed by one thread in the same order, so results do not depend on the
+    // thread count.
+    let split =
+        pool.filter(|pl| pl.current_num_threads() > 1 && m * n * k >= PARALLEL_GEMM_MIN && m >= 8);
     let mut idx = vec![0usize; r - 2];
     for p in 0..batches {
         let oa = a.access.offset + idx.iter().zip(sa).map(|(i, s)| i * s).sum::<usize>();
         let ob = b.access.offset + idx.iter().zip(sb).map(|(i, s)| i * s).sum::<usize>();
         let oc = p * m * n;
-        // Large products split their rows across the pool; each output element is
-        // still summed by one thread in the same order, so results do not depend
-        // on the thread count.
-        if let Some(pool) = pool
-            .filter(|pl| pl.current_num_threads() > 1 && m * n * k >= PARALLEL_GEMM_MIN && m >= 8)
-        {
-            let parts = pool.current_num_threads().min(m / 4).max(1);
-            let rows = m.div_ceil(parts);
-            let (pa, pb, pc) = (
-                ptr(a.access.buffer) as usize,
-                ptr(b.access.buffer) as usize,
-                ptr(desc.out.0) as usize,
-            );
-            let (ra, ca, rb, cb) = (sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]);
-            let dtype = out_ty.dtype;
-            pool.scope(|scope| {
-                for part in 0..parts {
-                    let (r0, r1) = (part * rows, ((part + 1) * rows).min(m));
-                    if r0 >= r1 {
-                        continue;
-                    }
-                    scope.spawn(move |_| {
-                        // SAFETY: each part writes its own rows of the output; the
-                        // operands are only read.
-                        unsafe {
-                            match dtype {
-                                DType::F32 => matrixmultiply::sgemm(
-                                    r1 - r0,
-                                    k,
-                                    n,
-                                    1.0,
-                                    (pa as *const f32).add(oa + r0 * ra),
-                                    s(ra),
-                                    s(ca),
-                                    (pb as *const f32).add(ob),
-                                    s(rb),
-                                    s(cb),
-                                    0.0,
-                                    (pc as *mut f32).add(oc + r0 * n),
-                                    s(n),
-                                    1,
-                                ),
-                                DType::F64 => matrixmultiply::dgemm(
-                                    r1 - r0,
-                                    k,
-                                    n,
-                                    1.0,
-                                    (pa as *const f64).add(oa + r0 * ra),
-                                    s(ra),
-                                    s(ca),
-                                    (pb as *const f64).add(ob),
-                                    s(rb),
-                                    s(cb),
-                                    0.0,
-                                    (pc as *mut f64).add(oc + r0 * n),
-                                    s(n),
-                                    1,
-                                ),
-                                _ => unreachable!("gemm is only used for floats"),
-                            }
+        match split {
+            Some(pool) => {
+                let parts = pool.current_num_threads().min(m / 4).max(1);
+                let rows = m.div_ceil(parts);
+                pool.scope(|scope| {
+                    for part in 0..parts {
+                        let (r0, r1) = (part * rows, ((part + 1) * rows).min(m));
+                        if r0 < r1 {
+                            scope.spawn(move |_| rows_of(oa, ob, oc, r0, r1));
                         }
-                    });
-                }
-            });
-            for d in (0..idx.len()).rev() {
-                idx[d] += 1;
-                if idx[d] < batch_dims[d] {
-                    break;
-                }
-                idx[d] = 0;
+                    }
+                });
             }
-            continue;
-        }
-        // SAFETY: offsets and strides stay inside the operand buffers (they come from
-        // the scheduler's affine maps over the operand shapes); `out` is contiguous.
-        unsafe {
-            match out_ty.dtype {
-                DType::F32 => matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    (ptr(a.access.buffer) as *const f32).add(oa),
-                    s(sa[r - 2]),
-                    s(sa[r - 1]),
-                    (ptr(b.access.buffer) as *const f32).add(ob),
-                    s(sb[r - 2]),
-                    s(sb[r - 1]),
-                    0.0,
-                    (ptr(desc.out.0) as *mut f32).add(oc),
-                    s(n),
-                    1,
-                ),
-                DType::F64 => matrixmultiply::dgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    (ptr(a.access.buffer) as *const f64).add(oa),
-                    s(sa[r - 2]),
-                    s(sa[r - 1]),
-                    (ptr(b.access.buffer) as *const f64).add(ob),
-                    s(sb[r - 2]),
-                    s(sb[r - 1]),
-                    0.0,
-                    (ptr(desc.out.0) as *mut f64).add(oc),
-                    s(n),
-                    1,
-                ),
-                _ => unreachable!("gemm is only used for floats"),
-            }
+            None => rows_of(oa, ob, oc, 0, m),
         }
         for d in (0..idx.len()).rev() {
             idx[d] += 1;
@@ -306,6 +236,86 @@ unsafe fn gemm(
                 ),
                 _ => unreachable!("gemm is only used for floats"),
             }
+        }
+    }
+}
+
+/// Shape and strides of one row block of a GEMM: `[m, k] x [k, n]`, `a` and `b` read
+/// with row/column strides `ra, ca` and `rb, cb`, the output contiguous `[m, n]`.
+#[derive(Clone, Copy)]
+struct GemmRows {
+    m: usize,
+    k: usize,
+    n: usize,
+    ra: usize,
+    ca: usize,
+    rb: usize,
+    cb: usize,
+}
+
+/// `c = a · b` for one row block, in f32 or f64. Addresses are passed as integers so
+/// the closure that calls this can move between threads.
+///
+/// # Safety
+/// `a + oa`, `b + ob` and `c + oc` must address buffers of `dtype` that the
+/// geometry stays inside, and no other thread may write the output rows.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rows(
+    dtype: DType,
+    g: &GemmRows,
+    a: usize,
+    oa: usize,
+    b: usize,
+    ob: usize,
+    c: usize,
+    oc: usize,
+) {
+    let s = |v: usize| v as isize;
+    let GemmRows {
+        m,
+        k,
+        n,
+        ra,
+        ca,
+        rb,
+        cb,
+    } = *g;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match dtype {
+            DType::F32 => matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                (a as *const f32).add(oa),
+                s(ra),
+                s(ca),
+                (b as *const f32).add(ob),
+                s(rb),
+                s(cb),
+                0.0,
+                (c as *mut f32).add(oc),
+                s(n),
+                1,
+            ),
+            DType::F64 => matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                (a as *const f64).add(oa),
+                s(ra),
+                s(ca),
+                (b as *const f64).add(ob),
+                s(rb),
+                s(cb),
+                0.0,
+                (c as *mut f64).add(oc),
+                s(n),
+                1,
+            ),
+            _ => unreachable!("gemm is only used for floats"),
         }
     }
 }
