@@ -13,17 +13,14 @@ use std::time::{Duration, Instant};
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
-    types,
+    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value, types,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
-use kiln_passes::schedule::{
-    Access, Affine, BufferKind, Expr, ExprNode, Kernel, KernelProgram, LoopKernel,
-};
+use kiln_passes::schedule::{Access, Affine, Expr, ExprNode, Kernel, KernelProgram, LoopKernel};
 
 use crate::approx;
 use crate::library::{self, CallContext, CallDesc};
@@ -1001,20 +998,4 @@ fn fmix32(mut h: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^ (h >> 16)
-}
-
-/// Signature helper kept for symmetry with the entry point (unused externally).
-#[allow(dead_code)]
-fn signature(module: &JITModule, params: usize) -> Signature {
-    let mut sig = module.make_signature();
-    for _ in 0..params {
-        sig.params
-            .push(AbiParam::new(module.target_config().pointer_type()));
-    }
-    sig
-}
-
-#[allow(dead_code)]
-fn is_const(kind: &BufferKind) -> bool {
-    matches!(kind, BufferKind::Const(_))
 }
