@@ -81,7 +81,7 @@ pub fn to_dot(graph: &Graph) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BinaryOp, DType, TensorType};
+    use crate::{BinaryOp, DType, HostTensor, TensorType, UnaryOp};
 
     #[test]
     fn dot_has_nodes_edges_and_escaped_labels() {
@@ -108,5 +108,58 @@ mod tests {
             "{dot}"
         );
         assert_eq!(dot.matches(" -> ").count(), 3);
+    }
+
+    #[test]
+    fn dot_numbers_nodes_like_the_text_format() {
+        // Built out of canonical order: the constant comes before the arguments, so
+        // both formats renumber it after them.
+        let mut g = Graph::new("order");
+        let c = g.constant(HostTensor::from_f32([2], vec![1.5, -2.0]).unwrap());
+        let w = g.param("w", TensorType::new(DType::F32, [2])).unwrap();
+        let x = g.input("x", TensorType::new(DType::F32, [2])).unwrap();
+        let m = g.add(Op::Binary(BinaryOp::Mul), &[c, x]).unwrap();
+        let r = g.add(Op::Unary(UnaryOp::Relu), &[m]).unwrap();
+        let s = g.add(Op::Binary(BinaryOp::Add), &[r, w]).unwrap();
+        g.output(s, None);
+        g.output(r, Some("act"));
+        let text = crate::text::print(&g);
+        assert!(text.contains("%3 = mul %2, %1"), "{text}");
+        let dot = to_dot(&g);
+        // One DOT node per graph node plus one marker per output, one edge per
+        // operand plus one per output.
+        let decls = dot
+            .lines()
+            .filter(|l| l.contains("[label=") && !l.contains(" -> "));
+        assert_eq!(decls.count(), 6 + 2, "{dot}");
+        assert_eq!(dot.matches(" -> ").count(), 5 + 2, "{dot}");
+        assert!(
+            dot.contains("n0 [label=\"%0 param @w\\nf32[2]\", shape=box, style=rounded]"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("n1 [label=\"%1 input @x\\nf32[2]\", shape=ellipse]"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("n2 [label=\"%2 const f32[2] [1.5, -2.0]\\nf32[2]\", shape=plaintext]"),
+            "{dot}"
+        );
+        // Two-operand edges carry their position, one-operand edges do not.
+        assert!(
+            dot.contains("n2 -> n3 [label=\"0\"];") && dot.contains("n1 -> n3 [label=\"1\"];"),
+            "{dot}"
+        );
+        assert!(dot.contains("  n3 -> n4;\n"), "{dot}");
+        assert!(
+            dot.contains("n4 [label=\"%4 relu\\nf32[2]\", shape=box, peripheries=2]"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("n5 -> out0 [style=dashed]") && dot.contains("n4 -> out1 [style=dashed]"),
+            "{dot}"
+        );
+        assert!(dot.contains("out1 [label=\"output 1: act\""), "{dot}");
+        assert!(dot.trim_end().ends_with('}'));
     }
 }

@@ -17,7 +17,8 @@
 //!   attributes come from [`crate::Op::attrs`] and parse back through
 //!   [`crate::Op::from_syntax`], so each op's syntax is defined once.
 //! - `const` literals are one value (a splat) or a flat row-major list; floats print
-//!   in Rust's shortest round-trip form (`0.1`, `1e-8`, `NaN`, `inf`).
+//!   in Rust's shortest round-trip form (`0.1`, `1e-8`, `NaN`, `inf`) and read back
+//!   bit-exact, except that every NaN reads back as the one canonical NaN.
 //! - `//` starts a comment; names that are not identifiers are quoted.
 
 mod parse;

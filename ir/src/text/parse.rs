@@ -175,8 +175,29 @@ struct Parser {
 #[derive(Clone, Copy)]
 enum Scalar {
     Int(i64),
-    Float(f64),
+    /// A float literal rounded once to each float type, so that an `f32` reads back
+    /// exactly (rounding through `f64` first could round twice).
+    Float {
+        f64: f64,
+        f32: f32,
+    },
     Bool(bool),
+}
+
+impl Scalar {
+    fn float(x: f64) -> Scalar {
+        Scalar::Float {
+            f64: x,
+            f32: x as f32,
+        }
+    }
+}
+
+/// The literal of a `const`: its values with their token positions, and the
+/// position of the whole literal.
+struct Literal {
+    values: Vec<(Scalar, usize)>,
+    at: usize,
 }
 
 impl Parser {
@@ -213,8 +234,8 @@ impl Parser {
         self.error(format!("expected {what}, found {}", self.peek().describe()))
     }
 
-    fn punct(&mut self, p: &str) -> Result<(), ParseError> {
-        if *self.peek() == Tok::Punct(leak(p)) {
+    fn punct(&mut self, p: &'static str) -> Result<(), ParseError> {
+        if *self.peek() == Tok::Punct(p) {
             self.next();
             Ok(())
         } else {
@@ -222,8 +243,8 @@ impl Parser {
         }
     }
 
-    fn eat(&mut self, p: &str) -> bool {
-        if *self.peek() == Tok::Punct(leak(p)) {
+    fn eat(&mut self, p: &'static str) -> bool {
+        if *self.peek() == Tok::Punct(p) {
             self.next();
             true
         } else {
@@ -281,7 +302,9 @@ impl Parser {
                 self.punct(",")?;
             }
         }
-        Ok(TensorType::new(dtype, dims))
+        let ty = TensorType::new(dtype, dims);
+        ty.check_size().map_err(|m| self.error_at(at, m))?;
+        Ok(ty)
     }
 
     /// A number, `NaN`, `inf`, `-inf`, `true` or `false`.
@@ -289,24 +312,33 @@ impl Parser {
         let negative = self.eat("-");
         let at = self.pos;
         let v = match self.peek().clone() {
-            Tok::Num(s) => {
-                let is_float = s.contains(['.', 'e', 'E']);
-                let v = if is_float {
-                    s.parse::<f64>().map(Scalar::Float).map_err(|_| ())
-                } else {
-                    s.parse::<i64>().map(Scalar::Int).map_err(|_| ())
-                };
-                v.map_err(|_| self.error_at(at, format!("`{s}` is not a number")))?
+            Tok::Num(s) if negative && s.starts_with(['+', '-']) => {
+                return Err(self.error_at(at, format!("`-{s}` has two signs")));
             }
-            Tok::Ident(s) if s == "NaN" => Scalar::Float(f64::NAN),
-            Tok::Ident(s) if s == "inf" => Scalar::Float(f64::INFINITY),
+            Tok::Num(s) => {
+                let bad = || self.error_at(at, format!("`{s}` is not a number"));
+                if s.contains(['.', 'e', 'E']) {
+                    match (s.parse::<f64>(), s.parse::<f32>()) {
+                        (Ok(x), Ok(y)) => Scalar::Float { f64: x, f32: y },
+                        _ => return Err(bad()),
+                    }
+                } else {
+                    Scalar::Int(s.parse::<i64>().map_err(|_| bad())?)
+                }
+            }
+            Tok::Ident(s) if s == "NaN" => Scalar::float(f64::NAN),
+            Tok::Ident(s) if s == "inf" => Scalar::float(f64::INFINITY),
             Tok::Ident(s) if s == "true" && !negative => Scalar::Bool(true),
             Tok::Ident(s) if s == "false" && !negative => Scalar::Bool(false),
             _ => return Err(self.expected("a number")),
         };
         self.next();
+        // An unsigned integer token is non-negative, so negating it cannot overflow.
         Ok(match (v, negative) {
-            (Scalar::Float(x), true) => Scalar::Float(-x),
+            (Scalar::Float { f64, f32 }, true) => Scalar::Float {
+                f64: -f64,
+                f32: -f32,
+            },
             (Scalar::Int(x), true) => Scalar::Int(-x),
             (v, _) => v,
         })
@@ -338,89 +370,105 @@ impl Parser {
         }
         Ok(match self.scalar()? {
             Scalar::Int(i) => AttrValue::Int(i),
-            Scalar::Float(x) => AttrValue::Float(x),
+            Scalar::Float { f64, .. } => AttrValue::Float(f64),
             Scalar::Bool(b) => AttrValue::Bool(b),
         })
     }
 
     /// The literal of a `const`: one value or a bracketed list.
-    fn literal(&mut self) -> Result<(Vec<Scalar>, usize), ParseError> {
+    fn literal(&mut self) -> Result<Literal, ParseError> {
         let at = self.pos;
+        let mut values = Vec::new();
         if self.eat("[") {
-            let mut v = Vec::new();
             if !self.eat("]") {
                 loop {
-                    v.push(self.scalar()?);
+                    let at = self.pos;
+                    values.push((self.scalar()?, at));
                     if self.eat("]") {
                         break;
                     }
                     self.punct(",")?;
                 }
             }
-            return Ok((v, at));
+        } else {
+            values.push((self.scalar()?, at));
         }
-        Ok((vec![self.scalar()?], at))
+        Ok(Literal { values, at })
     }
-}
-
-/// Interns the few punctuation strings so tokens can hold `&'static str`.
-fn leak(p: &str) -> &'static str {
-    ["(", ")", "[", "]", "{", "}", ",", ":", "=", "@", "-", "->"]
-        .into_iter()
-        .find(|q| *q == p)
-        .expect("known punctuation")
 }
 
 /// The largest literal the parser materializes (1 GiB of f32): a splat of an
 /// absurd shape must be an error, not an allocation failure.
 const MAX_LITERAL: usize = 1 << 28;
 
-fn literal_tensor(values: &[Scalar], ty: &TensorType) -> Result<HostTensor, String> {
-    let n = ty.shape.numel();
-    if n > MAX_LITERAL {
-        return Err(format!(
-            "a literal of type {ty} would have more than {MAX_LITERAL} elements"
-        ));
+impl Parser {
+    /// The value of a `const` of type `ty`: one value repeated (a splat) or one value
+    /// per element. Errors point at the offending element.
+    fn literal_tensor(&self, lit: &Literal, ty: &TensorType) -> Result<HostTensor, ParseError> {
+        let n = ty.shape.numel();
+        if n > MAX_LITERAL {
+            return Err(self.error_at(
+                lit.at,
+                format!("a literal of type {ty} would have more than {MAX_LITERAL} elements"),
+            ));
+        }
+        if lit.values.len() != 1 && lit.values.len() != n {
+            return Err(self.error_at(
+                lit.at,
+                format!(
+                    "a literal of type {ty} needs 1 or {n} values, got {}",
+                    lit.values.len()
+                ),
+            ));
+        }
+        let data = match ty.dtype {
+            DType::F32 => TensorData::F32(self.elements(lit, n, ty.dtype, |s| match s {
+                Scalar::Int(i) => Some(i as f32),
+                Scalar::Float { f32, .. } => Some(f32),
+                Scalar::Bool(_) => None,
+            })?),
+            DType::F64 => TensorData::F64(self.elements(lit, n, ty.dtype, |s| match s {
+                Scalar::Int(i) => Some(i as f64),
+                Scalar::Float { f64, .. } => Some(f64),
+                Scalar::Bool(_) => None,
+            })?),
+            DType::I32 => TensorData::I32(self.elements(lit, n, ty.dtype, |s| match s {
+                Scalar::Int(i) => i32::try_from(i).ok(),
+                _ => None,
+            })?),
+            DType::Bool => TensorData::Bool(self.elements(lit, n, ty.dtype, |s| match s {
+                Scalar::Bool(b) => Some(b),
+                _ => None,
+            })?),
+        };
+        HostTensor::new(ty.shape.clone(), data).map_err(|e| self.error_at(lit.at, e.to_string()))
     }
-    if values.len() != 1 && values.len() != n {
-        return Err(format!(
-            "a literal of type {ty} needs 1 or {n} values, got {}",
-            values.len()
-        ));
+
+    /// Converts each value of `lit` with `convert` (`None`: not a value of the
+    /// element type), then repeats a single value `n` times.
+    fn elements<T: Clone>(
+        &self,
+        lit: &Literal,
+        n: usize,
+        dtype: DType,
+        convert: impl Fn(Scalar) -> Option<T>,
+    ) -> Result<Vec<T>, ParseError> {
+        let mut out = Vec::with_capacity(lit.values.len());
+        for &(s, at) in &lit.values {
+            let what = match s {
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float { f64, .. } => format!("{f64:?}"),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            out.push(convert(s).ok_or_else(|| {
+                self.error_at(at, format!("`{what}` is not a valid {dtype} value"))
+            })?);
+        }
+        if out.len() == 1 {
+            out = vec![out[0].clone(); n];
+        }
+        Ok(out)
     }
-    let get = |i: usize| values[if values.len() == 1 { 0 } else { i }];
-    let float = |s: Scalar| match s {
-        Scalar::Int(i) => Ok(i as f64),
-        Scalar::Float(x) => Ok(x),
-        Scalar::Bool(_) => Err(format!("`true`/`false` is not a {} value", ty.dtype)),
-    };
-    let data = match ty.dtype {
-        DType::F32 => TensorData::F32(
-            (0..n)
-                .map(|i| float(get(i)).map(|x| x as f32))
-                .collect::<Result<_, _>>()?,
-        ),
-        DType::F64 => TensorData::F64((0..n).map(|i| float(get(i))).collect::<Result<_, _>>()?),
-        DType::I32 => TensorData::I32(
-            (0..n)
-                .map(|i| match get(i) {
-                    Scalar::Int(v) => {
-                        i32::try_from(v).map_err(|_| format!("{v} does not fit in i32"))
-                    }
-                    _ => Err("i32 literals must be integers".to_string()),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DType::Bool => TensorData::Bool(
-            (0..n)
-                .map(|i| match get(i) {
-                    Scalar::Bool(b) => Ok(b),
-                    _ => Err("bool literals are `true` or `false`".to_string()),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    };
-    Ok(HostTensor::new(ty.shape.clone(), data).expect("sized from the type"))
 }
 
 /// Parses one function in the text format into a validated graph. Node ids in the
@@ -444,6 +492,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     let mut graph = Graph::new(p.name()?);
     let mut ids: HashMap<u64, NodeId> = HashMap::new();
 
+    // Arguments: `name: TYPE` or `name: param TYPE`, implicitly %0..%k-1.
     p.punct("(")?;
     while !p.eat(")") {
         let at = p.pos;
@@ -466,20 +515,27 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
             break;
         }
     }
+    let num_args = ids.len() as u64;
+
+    // Results: `TYPE` or `name: TYPE`.
     p.punct("->")?;
     p.punct("(")?;
     let mut results: Vec<(Option<String>, TensorType, usize)> = Vec::new();
     while !p.eat(")") {
-        let at = p.pos;
         let named =
             matches!(p.peek(), Tok::Ident(_) | Tok::Str(_)) && *p.peek2() == Tok::Punct(":");
         let name = if named {
+            let at = p.pos;
             let n = p.name()?;
+            if results.iter().any(|r| r.0.as_ref() == Some(&n)) {
+                return Err(p.error_at(at, format!("two results are named `{n}`")));
+            }
             p.punct(":")?;
             Some(n)
         } else {
             None
         };
+        let at = p.pos;
         results.push((name, p.ty()?, at));
         if !p.eat(",") {
             p.punct(")")?;
@@ -488,17 +544,23 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     }
     p.punct("{")?;
 
-    loop {
-        if matches!(p.peek(), Tok::Ident(s) if s == "return") {
-            break;
-        }
+    // Body: `%N = MNEMONIC [LITERAL] [OPERANDS] [ATTRS] : TYPE [@name]`.
+    while !matches!(p.peek(), Tok::Ident(s) if s == "return") {
         let def_at = p.pos;
         let Tok::Id(label) = p.peek().clone() else {
             return Err(p.expected("a node `%N = ...` or `return`"));
         };
         p.next();
         if ids.contains_key(&label) {
-            return Err(p.error_at(def_at, format!("`%{label}` is defined twice")));
+            let what = if label < num_args {
+                format!(
+                    "`%{label}` is already an argument (arguments are %0..%{num_args} in order)",
+                    num_args = num_args - 1
+                )
+            } else {
+                format!("`%{label}` is defined twice")
+            };
+            return Err(p.error_at(def_at, what));
         }
         p.punct("=")?;
         let op_at = p.pos;
@@ -525,33 +587,43 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
             }
         }
         let mut attrs = Vec::new();
+        let mut attr_at = Vec::new();
         while let (Tok::Ident(key), Tok::Punct("=")) = (p.peek().clone(), p.peek2().clone()) {
+            attr_at.push(p.pos);
             p.next();
             p.next();
             attrs.push((key, p.attr_value()?));
         }
         p.punct(":")?;
+        let ty_at = p.pos;
         let ty = p.ty()?;
         let id = match literal {
-            Some((values, at)) => {
+            Some(lit) => {
                 if !operands.is_empty() || !attrs.is_empty() {
                     return Err(
                         p.error_at(op_at, "`const` takes a literal, no operands or attributes")
                     );
                 }
-                let t = literal_tensor(&values, &ty).map_err(|m| p.error_at(at, m))?;
+                let t = p.literal_tensor(&lit, &ty)?;
                 graph.constant(t)
             }
             None => {
-                let op = Op::from_syntax(&mnemonic, attrs)
-                    .map_err(|e| p.error_at(op_at, e.to_string()))?;
+                let keys: Vec<String> = attrs.iter().map(|(k, _)| k.clone()).collect();
+                let op = Op::from_syntax(&mnemonic, attrs).map_err(|e| {
+                    // Point at the attribute the error names: its repetition if it is
+                    // given twice, else its first occurrence; a missing one at the op.
+                    let mut hits = keys.iter().zip(&attr_at).filter(|(k, _)| **k == e.attr);
+                    let first = hits.next().map(|(_, &at)| at);
+                    let second = hits.next().map(|(_, &at)| at);
+                    p.error_at(second.or(first).unwrap_or(op_at), e.to_string())
+                })?;
                 let id = graph
                     .add(op, &operands)
                     .map_err(|e| p.error_at(op_at, e.to_string()))?;
-                if graph.node(id).ty != ty {
-                    let inferred = graph.node(id).ty.clone();
+                let inferred = &graph.node(id).ty;
+                if *inferred != ty {
                     return Err(p.error_at(
-                        op_at,
+                        ty_at,
                         format!("`{mnemonic}` gives {inferred}, but the line declares {ty}"),
                     ));
                 }
@@ -564,16 +636,17 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         }
         ids.insert(label, id);
     }
+
+    // `return %a, %b` and the closing brace, then nothing.
     let ret_at = p.pos;
     p.keyword("return")?;
     let mut returned = Vec::new();
     while let Tok::Id(n) = p.peek().clone() {
         let at = p.pos;
-        returned.push((
-            *ids.get(&n)
-                .ok_or_else(|| p.error_at(at, format!("`%{n}` is not defined")))?,
-            at,
-        ));
+        let id = *ids
+            .get(&n)
+            .ok_or_else(|| p.error_at(at, format!("`%{n}` is not defined")))?;
+        returned.push(id);
         p.next();
         if !p.eat(",") {
             break;
@@ -593,14 +666,12 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
             ),
         ));
     }
-    for ((name, ty, at), (node, _)) in results.into_iter().zip(returned) {
-        if graph.node(node).ty != ty {
+    for ((name, ty, at), node) in results.into_iter().zip(returned) {
+        let got = &graph.node(node).ty;
+        if *got != ty {
             return Err(p.error_at(
                 at,
-                format!(
-                    "result declared {ty} but the returned node is {}",
-                    graph.node(node).ty
-                ),
+                format!("result declared {ty} but the returned node is {got}"),
             ));
         }
         graph.output(node, name.as_deref());

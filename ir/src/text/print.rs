@@ -32,7 +32,9 @@ pub(crate) fn quote_name(s: &str) -> String {
 }
 
 /// The literal of a `const`: one value if all elements are bitwise equal, else a flat
-/// row-major list.
+/// row-major list. NaNs all print as `NaN` (their sign and payload are not kept), so
+/// for the splat test any two NaNs are equal: otherwise `[NaN, -NaN]` would print as
+/// a list, read back as two equal NaNs, and print as a splat the second time.
 fn literal(t: &HostTensor) -> String {
     fn render<T: Copy>(v: &[T], eq: impl Fn(T, T) -> bool, show: impl Fn(T) -> String) -> String {
         if let Some(&first) = v.first()
@@ -44,8 +46,16 @@ fn literal(t: &HostTensor) -> String {
         format!("[{}]", items.join(", "))
     }
     match t.data() {
-        TensorData::F32(v) => render(v, |a, b| a.to_bits() == b.to_bits(), |x| format!("{x:?}")),
-        TensorData::F64(v) => render(v, |a, b| a.to_bits() == b.to_bits(), |x| format!("{x:?}")),
+        TensorData::F32(v) => render(
+            v,
+            |a, b| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            |x| format!("{x:?}"),
+        ),
+        TensorData::F64(v) => render(
+            v,
+            |a, b| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            |x| format!("{x:?}"),
+        ),
         TensorData::I32(v) => render(v, |a, b| a == b, |x| x.to_string()),
         TensorData::Bool(v) => render(v, |a, b| a == b, |x| x.to_string()),
     }
