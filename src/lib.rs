@@ -7,10 +7,12 @@
 //! and [`runtime`].
 
 pub mod checkpoint;
+pub mod debug;
 mod fit;
 mod jit;
 mod train;
 
+pub use debug::{GraphFileError, load_graph, save_graph};
 pub use fit::{EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, Progress};
 pub use jit::{Jit, JitError};
 pub use kiln_codegen as codegen;

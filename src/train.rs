@@ -1,10 +1,13 @@
 //! The whole training step as one graph: forward, backward and optimizer update.
 
+use std::time::{Duration, Instant};
+
 use kiln_frontend::optim::{self, Optimizer};
 use kiln_frontend::{ArgError, BuildError, GraphBuilder, ParamStore, Tensor};
 use kiln_ir::interp::{self, EvalError};
 use kiln_ir::{Graph, HostTensor};
 use kiln_passes::AutodiffError;
+use kiln_passes::optimize::Stage;
 use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
 
 /// Why a training step could not be built or run.
@@ -60,6 +63,10 @@ impl From<CompileError> for TrainError {
 /// ```
 pub struct TrainStep {
     graph: Graph,
+    /// The forward graph the step was made from, and the time autodiff and the
+    /// optimizer took to turn it into `graph` (for dumps: stages `built`, `grad`).
+    forward: Graph,
+    grad_time: Duration,
     params: ParamStore,
     trainable: Vec<String>,
     extra_outputs: usize,
@@ -75,6 +82,8 @@ impl Clone for TrainStep {
     fn clone(&self) -> Self {
         TrainStep {
             graph: self.graph.clone(),
+            forward: self.forward.clone(),
+            grad_time: self.grad_time,
             params: self.params.clone(),
             trainable: self.trainable.clone(),
             extra_outputs: self.extra_outputs,
@@ -130,6 +139,7 @@ impl TrainStep {
             .collect();
         let forward_nodes: Vec<_> = model.graph.outputs().iter().map(|o| o.node).collect();
 
+        let grad_start = Instant::now();
         let grads = kiln_passes::grad(&model.graph, loss_node, &params)?;
         let step = GraphBuilder::from_parts(grads.graph, model.params)?;
         let tensor = |id| step.tensor(id).expect("node of the gradient graph");
@@ -152,6 +162,8 @@ impl TrainStep {
         let built = step.build(&named)?;
         Ok(TrainStep {
             graph: built.graph,
+            forward: model.graph,
+            grad_time: grad_start.elapsed(),
             params: built.params,
             trainable,
             extra_outputs: outputs.len(),
@@ -185,15 +197,48 @@ impl TrainStep {
     /// does). Returns the executable, e.g. to inspect its kernel program.
     pub fn compile(&mut self) -> Result<&Executable, TrainError> {
         if self.compiled.is_none() {
-            self.compiled = Some(Executable::compile(&self.graph)?);
+            let options = self.with_history(&CompileOptions::default());
+            self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
         }
         Ok(self.compiled.as_ref().expect("compiled above"))
+    }
+
+    /// The forward graph the step was made from (before autodiff and the optimizer).
+    pub fn forward_graph(&self) -> &Graph {
+        &self.forward
+    }
+
+    /// Writes the step graph to `path` in the text format, for `kiln dump`,
+    /// `kiln run` and `kiln stats`. [`TrainStep::forward_graph`] can be saved with
+    /// [`crate::save_graph`].
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        crate::save_graph(&self.graph, path)
+    }
+
+    /// `options`, plus the step's history (`built`: the forward graph, `grad`: the
+    /// step) when they trace or dump the compile.
+    fn with_history(&self, options: &CompileOptions) -> CompileOptions {
+        let mut options = options.clone();
+        if (options.trace || options.dump_dir.is_some()) && options.history.is_empty() {
+            let stage = |pass: &str, graph: &Graph, duration| Stage {
+                pass: pass.into(),
+                graph: graph.clone(),
+                report: None,
+                duration,
+            };
+            options.history = vec![
+                stage("built", &self.forward, Duration::ZERO),
+                stage("grad", &self.graph, self.grad_time),
+            ];
+        }
+        options
     }
 
     /// Compiles (again) with `options`, e.g. `threads: 1` for a single-threaded
     /// step. The parameters are kept.
     pub fn compile_with(&mut self, options: &CompileOptions) -> Result<&Executable, TrainError> {
-        self.compiled = Some(Executable::compile_with(&self.graph, options)?);
+        let options = self.with_history(options);
+        self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
         self.spares.clear();
         Ok(self.compiled.as_ref().expect("compiled above"))
     }

@@ -11,4 +11,4 @@ pub mod library;
 pub mod lower;
 pub mod movement;
 
-pub use lower::{CodegenError, CompiledProgram, compile};
+pub use lower::{CodegenError, CodegenOptions, CompiledProgram, compile, compile_with};

@@ -51,6 +51,9 @@ pub struct CompiledProgram {
     pub calls: Vec<CallDesc>,
     /// The Cranelift IR of every function, for dumps.
     pub clif: Vec<(String, String)>,
+    /// The machine-code listing of every function (Cranelift's VCode after register
+    /// allocation, with the code size), when [`CodegenOptions::disasm`] asked for it.
+    pub asm: Vec<(String, String)>,
     /// Wall time spent in Cranelift.
     pub compile_time: Duration,
 }
@@ -157,9 +160,25 @@ impl Imports {
     }
 }
 
+/// What [`compile_with`] keeps besides the machine code.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodegenOptions {
+    /// Keep a machine-code listing of every function in [`CompiledProgram::asm`].
+    pub disasm: bool,
+}
+
 /// Compiles `program` to native code.
 pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError> {
+    compile_with(program, &CodegenOptions::default())
+}
+
+/// Compiles `program` to native code, keeping what `options` asks for.
+pub fn compile_with(
+    program: &KernelProgram,
+    options: &CodegenOptions,
+) -> Result<CompiledProgram, CodegenError> {
     let start = Instant::now();
+    let mut asm = Vec::new();
     let mut module = host_module()?;
     let imports = Imports::declare(&mut module)?;
     let ptr = module.target_config().pointer_type();
@@ -183,8 +202,10 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
                     kernel_sig.clone(),
                 );
                 emit_loop_kernel(&mut module, &imports, &mut ctx.func, &mut fctx, program, k)?;
-                clif.push((name, ctx.func.display().to_string()));
-                define(&mut module, id, &mut ctx)?;
+                clif.push((name.clone(), ctx.func.display().to_string()));
+                if let Some(listing) = define(&mut module, id, &mut ctx, options.disasm)? {
+                    asm.push((name, listing));
+                }
                 kernel_ids.push(Some(id));
             }
             Kernel::Call(c) => {
@@ -242,7 +263,9 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
         b.finalize(module.target_config());
     }
     clif.push(("entry".to_string(), ctx.func.display().to_string()));
-    define(&mut module, entry_id, &mut ctx)?;
+    if let Some(listing) = define(&mut module, entry_id, &mut ctx, options.disasm)? {
+        asm.push(("entry".to_string(), listing));
+    }
     module.finalize_definitions().map_err(module_err)?;
     let code = module.get_finalized_function(entry_id);
     // SAFETY: the entry function was declared with exactly this signature.
@@ -252,17 +275,33 @@ pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError>
         entry,
         calls,
         clif,
+        asm,
         compile_time: start.elapsed(),
     })
 }
 
-fn define(module: &mut JITModule, id: FuncId, ctx: &mut Context) -> Result<(), CodegenError> {
+/// Compiles `ctx.func` as function `id`; with `disasm`, returns its machine-code
+/// listing (Cranelift's VCode text, no disassembler needed).
+fn define(
+    module: &mut JITModule,
+    id: FuncId,
+    ctx: &mut Context,
+    disasm: bool,
+) -> Result<Option<String>, CodegenError> {
+    ctx.set_disasm(disasm);
     module.define_function(id, ctx).map_err(|e| match e {
         cranelift_module::ModuleError::Compilation(c) => CodegenError::Module(format!("{c:?}")),
         e => module_err(e),
     })?;
+    let listing = ctx.compiled_code().and_then(|c| {
+        let text = c.vcode.as_ref()?;
+        Some(format!(
+            "; {} bytes of machine code\n{text}",
+            c.code_info().total_size
+        ))
+    });
     module.clear_context(ctx);
-    Ok(())
+    Ok(listing)
 }
 
 /// True if the innermost loop of `k` can run on `f32x4` lanes.

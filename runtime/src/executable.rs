@@ -1,13 +1,14 @@
 //! A compiled graph and its checked call API.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kiln_codegen::library::CallContext;
-use kiln_codegen::{CodegenError, CompiledProgram};
+use kiln_codegen::{CodegenError, CodegenOptions, CompiledProgram};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
-use kiln_passes::optimize::{OptimizeConfig, OptimizeError, OptimizeStats, optimize_with};
+use kiln_passes::optimize::{OptimizeConfig, OptimizeError, OptimizeStats, Stage, optimize_with};
 use kiln_passes::schedule::{BufferKind, KernelProgram, MemoryPlan, ScheduleError, schedule};
 
 use crate::buffer::AlignedBuffer;
@@ -21,6 +22,10 @@ pub enum CompileError {
     Schedule(Box<ScheduleError>),
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// `KILN_DUMP` (or [`CompileOptions::dump_dir`]) was set and the dump could not
+    /// be written.
+    #[error("could not write the compile dump to {dir}: {message}")]
+    Dump { dir: String, message: String },
 }
 
 impl From<OptimizeError> for CompileError {
@@ -94,6 +99,16 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Its limits.
     pub optimizer: OptimizeConfig,
+    /// Write every stage of the compile into a numbered folder under this one (see
+    /// [`crate::dump`]). Defaults to the `KILN_DUMP` environment variable.
+    pub dump_dir: Option<PathBuf>,
+    /// Keep every stage's graph and the machine-code listing on the executable
+    /// ([`Executable::trace`]); implied by a dump folder.
+    pub trace: bool,
+    /// How the compiled graph was made, oldest first, for traces and dumps: e.g. the
+    /// forward graph (`built`) and the graph after autodiff (`grad`), the last being
+    /// the graph compiled. When empty, the compiled graph is the `built` stage.
+    pub history: Vec<Stage>,
 }
 
 impl Default for CompileOptions {
@@ -102,6 +117,9 @@ impl Default for CompileOptions {
             optimize: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             optimizer: OptimizeConfig::default(),
+            dump_dir: crate::dump::dump_dir_from_env(),
+            trace: false,
+            history: Vec::new(),
         }
     }
 }
@@ -152,6 +170,19 @@ pub struct Executable {
     consts: Vec<Option<AlignedBuffer>>,
     timings: CompileTimings,
     optimize_stats: Option<OptimizeStats>,
+    trace: Option<CompileTrace>,
+}
+
+/// What a traced compile kept ([`CompileOptions::trace`], or a dump).
+#[derive(Clone, Debug)]
+pub struct CompileTrace {
+    /// The graph after each stage: the caller's history (or the input as `built`),
+    /// then each optimizer pass.
+    pub stages: Vec<Stage>,
+    /// The machine-code listing of each generated function.
+    pub asm: Vec<(String, String)>,
+    /// The folder the dump was written to, if one was.
+    pub dump: Option<PathBuf>,
 }
 
 fn data_ptr(t: &HostTensor) -> *const u8 {
@@ -208,6 +239,19 @@ impl Executable {
         graph: &Graph,
         options: &CompileOptions,
     ) -> Result<Executable, CompileError> {
+        let traced = options.trace || options.dump_dir.is_some();
+        let mut stages = Vec::new();
+        if traced {
+            stages = options.history.clone();
+            if stages.is_empty() {
+                stages.push(Stage {
+                    pass: "built".into(),
+                    graph: graph.clone(),
+                    report: None,
+                    duration: Duration::ZERO,
+                });
+            }
+        }
         let t0 = Instant::now();
         let (optimized, optimize_stats) = if options.optimize {
             let (g, stats) = optimize_with(graph, &options.optimizer)?;
@@ -216,9 +260,18 @@ impl Executable {
             (None, None)
         };
         let t1 = Instant::now();
+        if traced && let (Some(g), Some(stats)) = (&optimized, &optimize_stats) {
+            stages.push(Stage {
+                pass: "optimize".into(),
+                graph: g.clone(),
+                report: Some(stats.to_string()),
+                duration: t1 - t0,
+            });
+        }
         let program = schedule(optimized.as_ref().unwrap_or(graph))?;
         let t2 = Instant::now();
-        let compiled = kiln_codegen::compile(&program)?;
+        let mut compiled =
+            kiln_codegen::compile_with(&program, &CodegenOptions { disasm: traced })?;
         let timings = CompileTimings {
             optimize: t1 - t0,
             schedule: t2 - t1,
@@ -244,7 +297,8 @@ impl Executable {
             .collect();
         let mut ctx = CallContext::new(compiled.calls.clone());
         ctx.pool = thread_pool(options.threads);
-        Ok(Executable {
+        let asm = std::mem::take(&mut compiled.asm);
+        let mut exe = Executable {
             args,
             program,
             plan,
@@ -254,7 +308,28 @@ impl Executable {
             consts,
             timings,
             optimize_stats,
-        })
+            trace: traced.then_some(CompileTrace {
+                stages,
+                asm,
+                dump: None,
+            }),
+        };
+        if let Some(dir) = &options.dump_dir {
+            let folder = crate::dump::write(dir, &exe).map_err(|e| CompileError::Dump {
+                dir: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            if let Some(t) = exe.trace.as_mut() {
+                t.dump = Some(folder);
+            }
+        }
+        Ok(exe)
+    }
+
+    /// Every stage's graph and the machine code listing, when compiled with
+    /// [`CompileOptions::trace`] or a dump folder.
+    pub fn trace(&self) -> Option<&CompileTrace> {
+        self.trace.as_ref()
     }
 
     /// The kernel program the executable runs.
