@@ -648,9 +648,6 @@ macro_rules! scalar_fns {
 }
 
 scalar_fns! {
-    kiln_expf: f32 => f32::exp;
-    kiln_logf: f32 => f32::ln;
-    kiln_tanhf: f32 => f32::tanh;
     kiln_exp: f64 => f64::exp;
     kiln_log: f64 => f64::ln;
     kiln_tanh: f64 => f64::tanh;

@@ -119,7 +119,8 @@ fn scalar_type(dtype: DType) -> Type {
 /// Imported helper functions, declared once per module.
 struct Imports {
     call: FuncId,
-    unary: HashMap<(&'static str, DType), FuncId>,
+    /// f64 `exp`, `log`, `tanh` from libm, by name.
+    unary: HashMap<&'static str, FuncId>,
     pow: HashMap<DType, FuncId>,
 }
 
@@ -143,12 +144,14 @@ impl Imports {
             let mut sig = module.make_signature();
             sig.params.push(AbiParam::new(t));
             sig.returns.push(AbiParam::new(t));
-            for f in ["exp", "log", "tanh"] {
-                let name = format!("kiln_{f}{suffix}");
-                let id = module
-                    .declare_function(&name, Linkage::Import, &sig)
-                    .map_err(module_err)?;
-                unary.insert((f, dtype), id);
+            // f32 transcendentals are emitted inline (`approx`); only f64 calls libm.
+            if dtype == DType::F64 {
+                for f in ["exp", "log", "tanh"] {
+                    let id = module
+                        .declare_function(&format!("kiln_{f}"), Linkage::Import, &sig)
+                        .map_err(module_err)?;
+                    unary.insert(f, id);
+                }
             }
             sig.params.push(AbiParam::new(t));
             let id = module
@@ -735,10 +738,11 @@ impl LoopEmitter<'_, '_> {
         s
     }
 
-    fn call1(&mut self, name: &'static str, dtype: DType, x: Value) -> Value {
+    /// Calls the f64 libm routine `name`.
+    fn call_f64(&mut self, name: &'static str, x: Value) -> Value {
         let f = self
             .module
-            .declare_func_in_func(self.imports.unary[&(name, dtype)], self.b.func);
+            .declare_func_in_func(self.imports.unary[name], self.b.func);
         let inst = self.b.ins().call(f, &[x]);
         self.b.inst_results(inst)[0]
     }
@@ -995,12 +999,12 @@ impl LoopEmitter<'_, '_> {
             UnaryOp::Log if dtype == DType::F32 => approx::log(&mut self.b, x),
             UnaryOp::Tanh if dtype == DType::F32 => approx::tanh(&mut self.b, x),
             UnaryOp::Sigmoid if dtype == DType::F32 => approx::sigmoid(&mut self.b, x),
-            UnaryOp::Exp => self.call1("exp", dtype, x),
-            UnaryOp::Log => self.call1("log", dtype, x),
-            UnaryOp::Tanh => self.call1("tanh", dtype, x),
+            UnaryOp::Exp => self.call_f64("exp", x),
+            UnaryOp::Log => self.call_f64("log", x),
+            UnaryOp::Tanh => self.call_f64("tanh", x),
             UnaryOp::Sigmoid => {
                 let n = self.b.ins().fneg(x);
-                let e = self.call1("exp", dtype, n);
+                let e = self.call_f64("exp", n);
                 let o = one(self);
                 let d = self.b.ins().fadd(o, e);
                 self.b.ins().fdiv(o, d)
