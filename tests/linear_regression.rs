@@ -3,18 +3,23 @@
 
 use kiln::prelude::*;
 
-#[test]
-fn w1_trains_to_w_and_b_near_one() {
+/// The W1 step with learning rate `lr` from w = b = 0, and its data.
+fn w1(lr: f32) -> (TrainStep, HostTensor, HostTensor) {
     let g = GraphBuilder::new("linear_regression");
     let x = g.input("x", DType::F32, [3]);
     let y = g.input("y", DType::F32, [3]);
     let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
     let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
     let loss = loss::mse(&(&x * &w + &b), &y);
-    let mut step = TrainStep::new(&loss, &Sgd::new(0.01)).unwrap();
-
+    let step = TrainStep::new(&loss, &Sgd::new(lr)).unwrap();
     let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).unwrap();
     let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).unwrap();
+    (step, xs, ys)
+}
+
+#[test]
+fn w1_trains_to_w_and_b_near_one() {
+    let (mut step, xs, ys) = w1(0.01);
     let mut last = f64::INFINITY;
     for i in 0..1000 {
         last = step
@@ -44,15 +49,7 @@ fn w1_trains_to_w_and_b_near_one() {
 #[test]
 fn diverging_training_is_reported_not_silent() {
     // lr 0.1 diverges on this data (shared/FACTS.md): the step must say so.
-    let g = GraphBuilder::new("linear_regression");
-    let x = g.input("x", DType::F32, [3]);
-    let y = g.input("y", DType::F32, [3]);
-    let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
-    let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
-    let loss = loss::mse(&(&x * &w + &b), &y);
-    let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
-    let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).unwrap();
-    let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).unwrap();
+    let (mut step, xs, ys) = w1(0.1);
     let err = (0..1000)
         .find_map(|_| step.run_interpreted(&[("x", &xs), ("y", &ys)]).err())
         .expect("diverges");
