@@ -5,6 +5,8 @@
 
 use kiln_ir::{Conv2dAttrs, Pool2dAttrs, PoolKind};
 
+use crate::gemm;
+
 /// Geometry of one convolution: input `[n, c, h, w]`, kernel `[kh, kw]`, output
 /// `[oh, ow]`.
 #[derive(Clone, Copy, Debug)]
@@ -119,42 +121,19 @@ fn col2im(cols: &[f32], s: &ConvShape, a: &Conv2dAttrs, x: &mut [f32]) {
     }
 }
 
-/// `c[m,n] = beta·c + a[m,k] · b[k,n]` with `a` transposed when `ta` (then stored
-/// `[k, m]`) and `b` transposed when `tb` (stored `[n, k]`); all row-major.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    beta: f32,
-    c: &mut [f32],
-) {
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the slices hold m·k, k·n and m·n elements, as the strides address.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+/// Reused working memory of the convolution routines, so a warm call does not
+/// allocate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// One image's im2col columns, `[c·kh·kw, oh·ow]`.
+    cols: Vec<f32>,
+    /// The partial column panel of [`gemm::small_m`].
+    tail: Vec<f32>,
 }
+
+/// Up to this many output channels the unpacked kernels of [`gemm`] beat packing
+/// (measured on W3's 6 and 16 channels); wider convolutions use the packed GEMM.
+const THIN: usize = 16;
 
 /// `y = conv2d(x, w)`: per image, `w [o, c·kh·kw] × im2col(x) [c·kh·kw, oh·ow]`.
 pub fn conv2d(
@@ -164,22 +143,19 @@ pub fn conv2d(
     s: &ConvShape,
     o: usize,
     a: &Conv2dAttrs,
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
-    scratch.resize(s.rows() * s.cols(), 0.0);
+    let Scratch { cols, tail } = scratch;
+    cols.resize(s.rows() * s.cols(), 0.0);
+    let (k, p) = (s.rows(), s.cols());
     for n in 0..s.n {
-        im2col(&x[n * s.c * s.h * s.w..][..s.c * s.h * s.w], s, a, scratch);
-        gemm(
-            o,
-            s.rows(),
-            s.cols(),
-            w,
-            false,
-            scratch,
-            false,
-            0.0,
-            &mut y[n * o * s.cols()..][..o * s.cols()],
-        );
+        im2col(&x[n * s.c * s.h * s.w..][..s.c * s.h * s.w], s, a, cols);
+        let yn = &mut y[n * o * p..][..o * p];
+        if o <= THIN {
+            gemm::small_m((o, p, k), w, k, cols, p, yn, p, false, tail);
+        } else {
+            gemm::sgemm((o, p, k), w, false, cols, false, 0.0, yn);
+        }
     }
 }
 
@@ -192,24 +168,23 @@ pub fn conv2d_input_grad(
     s: &ConvShape,
     o: usize,
     a: &Conv2dAttrs,
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
-    scratch.resize(s.rows() * s.cols(), 0.0);
+    let cols = &mut scratch.cols;
+    cols.resize(s.rows() * s.cols(), 0.0);
     dx.fill(0.0);
     for n in 0..s.n {
-        gemm(
-            s.rows(),
-            o,
-            s.cols(),
+        gemm::sgemm(
+            (s.rows(), s.cols(), o),
             w,
             true,
             &dy[n * o * s.cols()..][..o * s.cols()],
             false,
             0.0,
-            scratch,
+            cols,
         );
         col2im(
-            scratch,
+            cols,
             s,
             a,
             &mut dx[n * s.c * s.h * s.w..][..s.c * s.h * s.w],
@@ -225,23 +200,21 @@ pub fn conv2d_weight_grad(
     s: &ConvShape,
     o: usize,
     a: &Conv2dAttrs,
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
-    scratch.resize(s.rows() * s.cols(), 0.0);
+    let cols = &mut scratch.cols;
+    cols.resize(s.rows() * s.cols(), 0.0);
+    let (k, p) = (s.rows(), s.cols());
     dw.fill(0.0);
     for n in 0..s.n {
-        im2col(&x[n * s.c * s.h * s.w..][..s.c * s.h * s.w], s, a, scratch);
-        gemm(
-            o,
-            s.cols(),
-            s.rows(),
-            &dy[n * o * s.cols()..][..o * s.cols()],
-            false,
-            scratch,
-            true,
-            1.0,
-            dw,
-        );
+        im2col(&x[n * s.c * s.h * s.w..][..s.c * s.h * s.w], s, a, cols);
+        let dyn_ = &dy[n * o * p..][..o * p];
+        if o <= THIN {
+            // Both operands are contiguous along the output positions.
+            gemm::dot_nt((o, k, p), dyn_, p, cols, p, dw, k, true);
+        } else {
+            gemm::sgemm((o, k, p), dyn_, false, cols, true, 1.0, dw);
+        }
     }
 }
 
@@ -254,9 +227,52 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, size: usize) -> (u
     (lo, hi.max(lo))
 }
 
+/// `v` replaces the running maximum `acc` if larger; the first NaN wins, as in the
+/// interpreter (`v > acc` is false against NaN, so nothing replaces a NaN).
+#[inline(always)]
+fn beats(v: f32, acc: f32) -> bool {
+    v > acc || (v.is_nan() && !acc.is_nan())
+}
+
+/// Whether `p` is the common 2×2, stride 2, unpadded pooling, which has a
+/// branch-free path: its windows tile the image without overlap.
+fn is_2x2(p: &Pool2dAttrs) -> bool {
+    p.kernel == [2, 2] && p.stride == [2, 2] && p.padding == [0, 0]
+}
+
+/// The two input rows under output row `oy` of a 2×2 pooling, cut to the `2·ow`
+/// columns the windows cover.
+#[inline(always)]
+fn row_pair(xp: &[f32], w: usize, oy: usize, ow: usize) -> (&[f32], &[f32]) {
+    (
+        &xp[2 * oy * w..][..2 * ow],
+        &xp[(2 * oy + 1) * w..][..2 * ow],
+    )
+}
+
 /// Max or average pooling of `x` (`s` with `c` channels, kernel `p.kernel`) into `y`.
 pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
+    if is_2x2(p) {
+        for (xp, yp) in x
+            .chunks_exact(s.h * s.w)
+            .zip(y.chunks_exact_mut(s.oh * s.ow))
+        {
+            for (oy, out) in yp.chunks_exact_mut(s.ow).enumerate() {
+                let (r0, r1) = row_pair(xp, s.w, oy, s.ow);
+                let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+                for (o, (a, b)) in out.iter_mut().zip(windows) {
+                    *o = match p.kind {
+                        PoolKind::Max => [a[1], b[0], b[1]]
+                            .into_iter()
+                            .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc }),
+                        PoolKind::Avg => (((0.0 + a[0]) + a[1]) + b[0] + b[1]) / area,
+                    };
+                }
+            }
+        }
+        return;
+    }
     for plane in 0..s.n * s.c {
         let xp = &x[plane * s.h * s.w..][..s.h * s.w];
         let yp = &mut y[plane * s.oh * s.ow..][..s.oh * s.ow];
@@ -272,11 +288,10 @@ pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
                 for yy in y0..y1 {
                     let row = &xp[yy * s.w..][x0..x1];
                     match p.kind {
-                        // `f32::max` would drop NaN; the first NaN wins, as in the
-                        // interpreter (`v > acc` is false against NaN).
+                        // `f32::max` would drop NaN.
                         PoolKind::Max => {
                             for &v in row {
-                                if v > acc || (v.is_nan() && !acc.is_nan()) {
+                                if beats(v, acc) {
                                     acc = v;
                                 }
                             }
@@ -303,6 +318,46 @@ pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
 /// window (positions in the padding are dropped).
 pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
+    if is_2x2(p) {
+        let planes = x
+            .chunks_exact(s.h * s.w)
+            .zip(dx.chunks_exact_mut(s.h * s.w));
+        for ((xp, dxp), dyp) in planes.zip(dy.chunks_exact(s.oh * s.ow)) {
+            // The windows write every position they cover; zero the rest (a last
+            // odd row or column).
+            for (y, row) in dxp.chunks_exact_mut(s.w).enumerate() {
+                let covered = if y < 2 * s.oh { 2 * s.ow } else { 0 };
+                row[covered..].fill(0.0);
+            }
+            for (oy, g_row) in dyp.chunks_exact(s.ow).enumerate() {
+                let (r0, r1) = row_pair(xp, s.w, oy, s.ow);
+                let (d0, rest) = dxp[2 * oy * s.w..].split_at_mut(s.w);
+                let d1 = &mut rest[..s.w];
+                let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+                let dwin = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
+                for ((&g, (a, b)), (da, db)) in g_row.iter().zip(windows).zip(dwin) {
+                    match p.kind {
+                        PoolKind::Max => {
+                            // Index of the first maximum among a0, a1, b0, b1.
+                            let mut best = (0, a[0]);
+                            for (i, v) in [(1, a[1]), (2, b[0]), (3, b[1])] {
+                                if beats(v, best.1) {
+                                    best = (i, v);
+                                }
+                            }
+                            let pick = |i: usize| if best.0 == i { g } else { 0.0 };
+                            (da[0], da[1], db[0], db[1]) = (pick(0), pick(1), pick(2), pick(3));
+                        }
+                        PoolKind::Avg => {
+                            let v = g / area;
+                            (da[0], da[1], db[0], db[1]) = (v, v, v, v);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     dx.fill(0.0);
     for plane in 0..s.n * s.c {
         let xp = &x[plane * s.h * s.w..][..s.h * s.w];
@@ -331,7 +386,7 @@ pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Poo
                         for yy in y0..y1 {
                             for xx in x0..x1 {
                                 let v = xp[yy * s.w + xx];
-                                if v > b || (v.is_nan() && !b.is_nan()) {
+                                if beats(v, b) {
                                     (at, b) = (yy * s.w + xx, v);
                                 }
                             }

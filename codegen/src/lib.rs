@@ -6,6 +6,7 @@
 
 pub mod approx;
 pub mod conv;
+pub mod gemm;
 pub mod index;
 pub mod library;
 pub mod lower;

@@ -29,7 +29,7 @@ pub struct CallContext {
     pub calls: Vec<CallDesc>,
     pub error: Option<String>,
     /// Reused working memory (im2col columns), so calls do not allocate once warm.
-    pub scratch: Vec<f32>,
+    pub scratch: conv::Scratch,
     /// Worker threads for large GEMMs (`None`: run on the calling thread).
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
@@ -40,7 +40,7 @@ impl CallContext {
         CallContext {
             calls,
             error: None,
-            scratch: Vec::new(),
+            scratch: conv::Scratch::default(),
             pool: None,
         }
     }
@@ -341,7 +341,11 @@ fn add_bias<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
 
 /// The f32 convolution and pooling routines of [`crate::conv`], when they apply.
 /// Returns false to fall back to the reference path.
-fn native_f32(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8, scratch: &mut Vec<f32>) -> bool {
+fn native_f32(
+    desc: &CallDesc,
+    ptr: &dyn Fn(usize) -> *mut u8,
+    scratch: &mut conv::Scratch,
+) -> bool {
     if desc.out.1.dtype != DType::F32 || !desc.inputs.iter().all(CallInput::is_contiguous) {
         return false;
     }
@@ -565,7 +569,7 @@ impl PadValue for u8 {
 fn run_call(
     desc: &CallDesc,
     bufs: *const *mut u8,
-    scratch: &mut Vec<f32>,
+    scratch: &mut conv::Scratch,
     pool: Option<&rayon::ThreadPool>,
 ) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the

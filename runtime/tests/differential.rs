@@ -110,6 +110,9 @@ fn check_with(case: &Case, tol: f64, options: &CompileOptions) {
 }
 
 const SIZES: [usize; 6] = [1, 3, 5, 7, 17, 127];
+/// Convolutions sum up to ~100 products of values in [-3, 3] in another order than
+/// the interpreter; a wrong index is off by O(1).
+const CONV: f64 = 1e-4;
 const EXACT: f64 = 1e-7;
 /// 2 ulp of f32, relative.
 const APPROX: f64 = 2.5e-7;
@@ -405,6 +408,19 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
     }
     for (x, w, conv) in [
         ([2, 3, 7, 8], [4, 3, 3, 2], Conv2dAttrs::default()),
+        // 11 output channels: a full 8-row register tile plus 3 rows; 81 output
+        // positions: full column panels plus a partial one.
+        ([2, 2, 11, 11], [11, 2, 3, 3], Conv2dAttrs::default()),
+        // More channels than the thin kernels take: the packed GEMM path.
+        (
+            [2, 3, 6, 7],
+            [17, 3, 3, 3],
+            Conv2dAttrs {
+                stride: [1, 1],
+                padding: [1, 1],
+                dilation: [1, 1],
+            },
+        ),
         (
             [1, 2, 9, 5],
             [3, 2, 3, 3],
@@ -429,7 +445,7 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
         let mut c = Case::new("conv2d");
         let (xi, wi) = (c.f32(rng, &x), c.f32(rng, &w));
         let y = c.op(Op::Conv2d(conv), &[xi, wi]);
-        add("conv2d", c.out(y), 1e-5);
+        add("conv2d", c.out(y), CONV);
         let mut c = Case::new("conv_transpose2d");
         let (dy, wi) = (c.f32(rng, ys.shape.dims()), c.f32(rng, &w));
         let y = c.op(
@@ -440,7 +456,7 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             },
             &[dy, wi],
         );
-        add("conv_transpose2d", c.out(y), 1e-5);
+        add("conv_transpose2d", c.out(y), CONV);
         let mut c = Case::new("conv2d_weight_grad");
         let (xi, dy) = (c.f32(rng, &x), c.f32(rng, ys.shape.dims()));
         let y = c.op(
@@ -450,14 +466,21 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
             },
             &[xi, dy],
         );
-        add("conv2d_weight_grad", c.out(y), 1e-5);
+        add("conv2d_weight_grad", c.out(y), CONV);
     }
-    for kind in [PoolKind::Max, PoolKind::Avg] {
+    // Overlapping padded windows, and the 2×2 stride-2 windows that tile the image
+    // (on odd sizes, which leave a last row and column uncovered).
+    for (kind, kernel, stride, padding) in [
+        (PoolKind::Max, [3, 2], [2, 2], [1, 0]),
+        (PoolKind::Avg, [3, 2], [2, 2], [1, 0]),
+        (PoolKind::Max, [2, 2], [2, 2], [0, 0]),
+        (PoolKind::Avg, [2, 2], [2, 2], [0, 0]),
+    ] {
         let p = Pool2dAttrs {
             kind,
-            kernel: [3, 2],
-            stride: [2, 2],
-            padding: [1, 0],
+            kernel,
+            stride,
+            padding,
         };
         let mut c = Case::new("pool");
         let x = c.f32(rng, &[2, 3, 7, 6]);
@@ -491,6 +514,40 @@ fn every_op_matches_the_interpreter() {
     let mut rng = Rng(0x00c0_ffee_1234_5678);
     for (_, case, tol) in cases(&mut rng) {
         check(&case, tol);
+    }
+}
+
+/// Max pooling routes the gradient to the first maximum of a window, and the first
+/// NaN wins: checked on data full of ties and NaNs.
+#[test]
+fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
+    for (kernel, stride) in [([2, 2], [2, 2]), ([3, 3], [2, 2])] {
+        let p = Pool2dAttrs {
+            kind: PoolKind::Max,
+            kernel,
+            stride,
+            padding: [0, 0],
+        };
+        let dims = [2, 3, 7, 9];
+        let xt = TensorType::new(DType::F32, dims);
+        let yt = kiln_ir::infer(&Op::Pool2d(p), &[&xt]).unwrap();
+        let mut c = Case::new("pool_ties");
+        let x = c.graph.input("x", xt.clone()).unwrap();
+        let dy = c.graph.input("dy", yt.clone()).unwrap();
+        let y = c.op(Op::Pool2d(p), &[x]);
+        let dx = c.op(Op::Pool2dGrad(p), &[x, dy]);
+        c.graph.output(y, None);
+        c.graph.output(dx, None);
+        // Three levels, so most windows tie; a NaN every 13th element.
+        c.values.push(HostTensor::from_fn(&xt, |i| {
+            if i % 13 == 5 {
+                f64::NAN
+            } else {
+                (i * 7 % 3) as f64 - 1.0
+            }
+        }));
+        c.values.push(HostTensor::from_fn(&yt, |i| 0.5 + i as f64));
+        check(&c, EXACT);
     }
 }
 

@@ -1,0 +1,587 @@
+//! Dense f32 matrix products for the thin shapes convolutions produce.
+//!
+//! A convolution per image is a product with as many rows as output channels (6
+//! and 16 in LeNet) and a long other side. A general packed GEMM (matrixmultiply)
+//! spends about as long packing such operands as multiplying them, so two unpacked
+//! kernels serve these shapes:
+//!
+//! - [`small_m`]: `C = A·B` with few rows. B is read in place, one row-major panel
+//!   of `NR` columns at a time, against a register tile of up to `MR` rows.
+//! - [`dot_nt`]: `C = A·Bᵀ` where both operands are contiguous along a long
+//!   reduction axis (the convolution weight gradient), as blocked dot products.
+//!
+//! Each kernel is written once, generic over the tile sizes, and compiled per
+//! instruction set: AVX-512, AVX2 with FMA, and the target's baseline. The loops
+//! over fixed-size arrays vectorize to full-width registers under the enabled
+//! features; `is_x86_feature_detected!` picks the variant at run time. Results are
+//! deterministic on a machine (a fixed summation order per variant).
+
+/// `acc + a·b`, fused where the variant has FMA (a separate multiply and add
+/// otherwise: `mul_add` without hardware FMA is a slow library call).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
+    if FMA { a.mul_add(b, acc) } else { a * b + acc }
+}
+
+/// A row-major matrix operand: element `(i, j)` at `ptr + i·ld + j`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    ld: usize,
+}
+
+impl Mat {
+    /// The element at `(i, j)`.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, j: usize) -> *const f32 {
+        // SAFETY: the caller keeps (i, j) inside the operand.
+        unsafe { self.ptr.add(i * self.ld + j) }
+    }
+}
+
+/// Panics unless a row-major `rows × cols` matrix with row stride `ld` fits in
+/// `len` elements: the kernels below then stay in bounds.
+fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
+    assert!(
+        cols <= ld || rows <= 1,
+        "{what}: row stride {ld} < {cols} columns"
+    );
+    let need = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    };
+    assert!(
+        len >= need,
+        "{what}: {len} elements, {rows}×{cols} (stride {ld}) needs {need}"
+    );
+}
+
+/// `C[m, n] = A[m, k] · B[k, n]` (`+=` when `accumulate`), all row-major with row
+/// strides `lda`, `ldb`, `ldc`. Meant for small `m` (up to a few register tiles):
+/// B is streamed once per column panel, never packed. `tail` is reused working
+/// memory for the last, partial column panel.
+///
+/// # Panics
+/// If a slice is too short for its dimensions and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn small_m(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    check("small_m A", a.len(), m, k, lda);
+    check("small_m B", b.len(), k, n, ldb);
+    check("small_m C", c.len(), m, n, ldc);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (a, b) = (
+        Mat {
+            ptr: a.as_ptr(),
+            ld: lda,
+        },
+        Mat {
+            ptr: b.as_ptr(),
+            ld: ldb,
+        },
+    );
+    let c = (c.as_mut_ptr(), ldc);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features are present; the operands were checked above.
+            return unsafe { small_m_avx512(m, n, k, a, b, c, accumulate, tail) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { small_m_avx2(m, n, k, a, b, c, accumulate, tail) };
+        }
+    }
+    // SAFETY: the operands were checked above.
+    unsafe { small_m_driver::<8, 6, false>(m, n, k, a, b, c, accumulate, tail) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_avx512(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: (*mut f32, usize),
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    // 8 rows × 32 columns: 16 zmm accumulators, 2 for the B panel row.
+    // SAFETY: forwarded from the caller.
+    unsafe { small_m_driver::<32, 8, true>(m, n, k, a, b, c, accumulate, tail) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: (*mut f32, usize),
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    // 6 rows × 16 columns: 12 ymm accumulators of 16.
+    // SAFETY: forwarded from the caller.
+    unsafe { small_m_driver::<16, 6, true>(m, n, k, a, b, c, accumulate, tail) }
+}
+
+/// Column panels outside, row tiles inside, so a panel of B (k × NR) stays in L1
+/// while every row tile uses it. The partial last panel is copied, zero-padded, into
+/// `tail` so the tile kernel only ever sees full panels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    let full = n / NR * NR;
+    let panels = (0..full)
+        .step_by(NR)
+        .map(|j| (j, NR))
+        .chain((full < n).then_some((full, n - full)));
+    for (j0, width) in panels {
+        let panel = if width == NR {
+            // SAFETY: column j0 lies inside B.
+            Mat {
+                ptr: unsafe { b.at(0, j0) },
+                ld: b.ld,
+            }
+        } else {
+            tail.clear();
+            tail.resize(k * NR, 0.0);
+            for p in 0..k {
+                // SAFETY: row p, columns j0..n lie inside B.
+                let src = unsafe { std::slice::from_raw_parts(b.at(p, j0), width) };
+                tail[p * NR..][..width].copy_from_slice(src);
+            }
+            Mat {
+                ptr: tail.as_ptr(),
+                ld: NR,
+            }
+        };
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(MR);
+            // SAFETY: rows i..i+rows and columns j0..j0+width lie inside A and C;
+            // the panel holds k × NR readable elements.
+            unsafe {
+                let ai = Mat {
+                    ptr: a.at(i, 0),
+                    ld: a.ld,
+                };
+                let ci = (c.add(i * ldc + j0), ldc);
+                macro_rules! tile {
+                    ($($r:literal)*) => {
+                        match rows {
+                            $($r => small_m_tile::<$r, NR, FMA>(k, ai, panel, ci, width, accumulate),)*
+                            _ => unreachable!("at most MR rows"),
+                        }
+                    };
+                }
+                tile!(1 2 3 4 5 6 7 8);
+            }
+            i += rows;
+        }
+    }
+}
+
+/// One `R × NR` tile: `C[.., ..width] (+)= A[R, k] · panel[k, NR]`, accumulated in
+/// registers over the whole of `k`.
+#[inline(always)]
+unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool>(
+    k: usize,
+    a: Mat,
+    panel: Mat,
+    (c, ldc): (*mut f32, usize),
+    width: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[0f32; NR]; R];
+    for p in 0..k {
+        // SAFETY: the panel has k rows of NR readable elements.
+        let bv: [f32; NR] = unsafe { (panel.at(p, 0) as *const [f32; NR]).read_unaligned() };
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: A has R rows of k elements.
+            let av = unsafe { *a.at(i, p) };
+            for (x, &bj) in row.iter_mut().zip(&bv) {
+                *x = madd::<FMA>(av, bj, *x);
+            }
+        }
+    }
+    // `acc` is only ever indexed by constants (no reference to it escapes), so it
+    // stays in registers through the loop above; a partial tile is copied out.
+    let mut spill = [[0f32; NR]; R];
+    for i in 0..R {
+        for j in 0..NR {
+            spill[i][j] = acc[i][j];
+        }
+    }
+    for (i, row) in spill.iter().enumerate() {
+        // SAFETY: C has R rows with `width` writable elements from `c`.
+        let out = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), width) };
+        if accumulate {
+            out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+        } else {
+            out.copy_from_slice(&row[..width]);
+        }
+    }
+}
+
+/// `C[m, n] = A[m, k] · B[n, k]ᵀ` (`+=` when `accumulate`): every entry is the dot
+/// product of a row of A and a row of B, both contiguous. Meant for a long `k`
+/// (the convolution weight gradient sums over all output positions).
+///
+/// # Panics
+/// If a slice is too short for its dimensions and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_nt(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    check("dot_nt A", a.len(), m, k, lda);
+    check("dot_nt B", b.len(), n, k, ldb);
+    check("dot_nt C", c.len(), m, n, ldc);
+    let (a, b) = (
+        Mat {
+            ptr: a.as_ptr(),
+            ld: lda,
+        },
+        Mat {
+            ptr: b.as_ptr(),
+            ld: ldb,
+        },
+    );
+    let c = (c.as_mut_ptr(), ldc);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features are present; the operands were checked above.
+            return unsafe { dot_nt_avx512(m, n, k, a, b, c, accumulate) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { dot_nt_avx2(m, n, k, a, b, c, accumulate) };
+        }
+    }
+    // SAFETY: the operands were checked above.
+    unsafe { dot_nt_driver::<4, false>(m, n, k, a, b, c, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dot_nt_avx512(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: (*mut f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dot_nt_driver::<16, true>(m, n, k, a, b, c, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_nt_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: (*mut f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dot_nt_driver::<8, true>(m, n, k, a, b, c, accumulate) }
+}
+
+/// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register).
+#[inline(always)]
+unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+) {
+    const T: usize = 4;
+    for i in (0..m).step_by(T) {
+        let rows = (m - i).min(T);
+        for j in (0..n).step_by(T) {
+            let cols = (n - j).min(T);
+            // SAFETY: rows i..i+rows of A, j..j+cols of B and that block of C lie
+            // inside the operands.
+            unsafe {
+                let (ai, bj) = (
+                    Mat {
+                        ptr: a.at(i, 0),
+                        ld: a.ld,
+                    },
+                    Mat {
+                        ptr: b.at(j, 0),
+                        ld: b.ld,
+                    },
+                );
+                let cij = (c.add(i * ldc + j), ldc);
+                macro_rules! tile {
+                    ($(($r:literal, $s:literal))*) => {
+                        match (rows, cols) {
+                            $(($r, $s) => dot_nt_tile::<$r, $s, L, FMA>(k, ai, bj, cij, accumulate),)*
+                            _ => unreachable!("at most 4 × 4"),
+                        }
+                    };
+                }
+                tile!(
+                    (1, 1)(1, 2)(1, 3)(1, 4)(2, 1)(2, 2)(2, 3)(2, 4)(3, 1)(3, 2)(3, 3)(3, 4)(4, 1)(
+                        4, 2
+                    )(4, 3)(4, 4)
+                );
+            }
+        }
+    }
+}
+
+/// `R × S` dot products of length `k`, each kept as `L` partial sums in a register
+/// and reduced in a fixed order at the end.
+#[inline(always)]
+unsafe fn dot_nt_tile<const R: usize, const S: usize, const L: usize, const FMA: bool>(
+    k: usize,
+    a: Mat,
+    b: Mat,
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+) {
+    let mut acc = [[[0f32; L]; S]; R];
+    let full = k / L * L;
+    for p in (0..full).step_by(L) {
+        // SAFETY: rows of A and B hold k elements; p + L <= k.
+        let av: [[f32; L]; R] =
+            std::array::from_fn(|i| unsafe { (a.at(i, p) as *const [f32; L]).read_unaligned() });
+        let bv: [[f32; L]; S] =
+            std::array::from_fn(|j| unsafe { (b.at(j, p) as *const [f32; L]).read_unaligned() });
+        for (accs, ar) in acc.iter_mut().zip(&av) {
+            for (x, br) in accs.iter_mut().zip(&bv) {
+                for l in 0..L {
+                    x[l] = madd::<FMA>(ar[l], br[l], x[l]);
+                }
+            }
+        }
+    }
+    for (i, accs) in acc.iter().enumerate() {
+        for (j, x) in accs.iter().enumerate() {
+            let mut s = x.iter().sum::<f32>();
+            for p in full..k {
+                // SAFETY: p < k.
+                s = unsafe { madd::<FMA>(*a.at(i, p), *b.at(j, p), s) };
+            }
+            // SAFETY: (i, j) lies inside the C block.
+            let out = unsafe { &mut *c.add(i * ldc + j) };
+            *out = if accumulate { *out + s } else { s };
+        }
+    }
+}
+
+/// `C[m, n] = beta·C + A·B` through matrixmultiply (packed, register-blocked,
+/// AVX2 / AVX-512), for products too large for the unpacked kernels. `a` is
+/// `[m, k]`, or `[k, m]` read transposed when `ta`; likewise `b` is `[k, n]` or
+/// `[n, k]` when `tb`. All row-major and contiguous.
+///
+/// # Panics
+/// If a slice is shorter than its dimensions.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm operands too short"
+    );
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: the slices hold m·k, k·n and m·n elements, as the strides address.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1), never all zero.
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    /// `C = A·B` in f64 by the definition, with A and B read through `at`.
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: impl Fn(usize, usize) -> f32,
+        b: impl Fn(usize, usize) -> f32,
+    ) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a(i, p) as f64 * b(p, j) as f64).sum();
+            }
+        }
+        c
+    }
+
+    fn assert_close(got: &[f32], ldc: usize, want: &[f64], n: usize, k: usize) {
+        for (idx, &w) in want.iter().enumerate() {
+            let g = got[idx / n * ldc + idx % n] as f64;
+            assert!(
+                (g - w).abs() <= 1e-5 * (k as f64 + 1.0),
+                "entry {idx}: got {g}, want {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_m_matches_the_definition_on_ragged_shapes() {
+        let mut tail = Vec::new();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (6, 784, 75),
+            (8, 33, 17),
+            (16, 100, 150),
+            (13, 47, 3),
+            (9, 16, 1),
+        ] {
+            // Strides wider than the rows, so padding columns must stay untouched.
+            let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
+            let a = data(m * lda, 1);
+            let b = data(k * ldb, 2);
+            let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[p * ldb + j]);
+            let init = data(m * ldc, 3);
+            let mut c = init.clone();
+            small_m((m, n, k), &a, lda, &b, ldb, &mut c, ldc, false, &mut tail);
+            assert_close(&c, ldc, &want, n, k);
+            for i in 0..m {
+                assert_eq!(
+                    c[i * ldc + n..(i + 1) * ldc],
+                    init[i * ldc + n..(i + 1) * ldc]
+                );
+            }
+            // Accumulating adds the product to what was there.
+            let mut acc = init.clone();
+            small_m((m, n, k), &a, lda, &b, ldb, &mut acc, ldc, true, &mut tail);
+            let shifted: Vec<f64> = (0..m * n)
+                .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
+                .collect();
+            assert_close(&acc, ldc, &shifted, n, k);
+        }
+    }
+
+    #[test]
+    fn dot_nt_matches_the_definition_on_ragged_shapes() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (6, 75, 784),
+            (16, 150, 100),
+            (5, 7, 33),
+            (4, 4, 16),
+            (3, 9, 15),
+        ] {
+            let (lda, ldb, ldc) = (k + 1, k + 4, n + 3);
+            let a = data(m * lda, 4);
+            let b = data(n * ldb, 5);
+            let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[j * ldb + p]);
+            let init = data(m * ldc, 6);
+            let mut c = init.clone();
+            dot_nt((m, n, k), &a, lda, &b, ldb, &mut c, ldc, false);
+            assert_close(&c, ldc, &want, n, k);
+            let mut acc = init.clone();
+            dot_nt((m, n, k), &a, lda, &b, ldb, &mut acc, ldc, true);
+            let shifted: Vec<f64> = (0..m * n)
+                .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
+                .collect();
+            assert_close(&acc, ldc, &shifted, n, k);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "small_m B")]
+    fn short_operands_are_refused() {
+        let mut c = vec![0.0; 4];
+        small_m(
+            (2, 2, 2),
+            &[1.0; 4],
+            2,
+            &[1.0; 3],
+            2,
+            &mut c,
+            2,
+            false,
+            &mut Vec::new(),
+        );
+    }
+}
