@@ -39,6 +39,49 @@ impl Mat {
     }
 }
 
+/// A matrix operand given by where each row starts: row `i` is contiguous from
+/// `ptr + offsets[i]`. Rows may overlap, which is how a stride-1 convolution reads
+/// its shifted input rows without copying them (see `conv`).
+#[derive(Clone, Copy)]
+struct Rows {
+    ptr: *const f32,
+    offsets: *const usize,
+}
+
+impl Rows {
+    /// The element at `(i, j)`.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, j: usize) -> *const f32 {
+        // SAFETY: the caller keeps (i, j) inside the operand.
+        unsafe { self.ptr.add(*self.offsets.add(i) + j) }
+    }
+
+    /// Rows `i..` of this operand.
+    #[inline(always)]
+    unsafe fn skip(self, i: usize) -> Rows {
+        // SAFETY: the caller keeps i inside the operand.
+        Rows {
+            ptr: self.ptr,
+            offsets: unsafe { self.offsets.add(i) },
+        }
+    }
+
+    /// Checks that every row holds `cols` elements of `data`.
+    fn new(what: &str, data: &[f32], offsets: &[usize], cols: usize) -> Rows {
+        for &o in offsets {
+            assert!(
+                o.checked_add(cols).is_some_and(|end| end <= data.len()),
+                "{what}: a row at {o} of {cols} elements overruns {} elements",
+                data.len()
+            );
+        }
+        Rows {
+            ptr: data.as_ptr(),
+            offsets: offsets.as_ptr(),
+        }
+    }
+}
+
 /// Panics unless a row-major `rows × cols` matrix with row stride `ld` fits in
 /// `len` elements: the kernels below then stay in bounds.
 fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
@@ -57,10 +100,10 @@ fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
     );
 }
 
-/// `C[m, n] = A[m, k] · B[k, n]` (`+=` when `accumulate`), all row-major with row
-/// strides `lda`, `ldb`, `ldc`. Meant for small `m` (up to a few register tiles):
-/// B is streamed once per column panel, never packed. `tail` is reused working
-/// memory for the last, partial column panel.
+/// `C[m, n] = A[m, k] · B[k, n]` (`+=` when `accumulate`): A and C row-major with
+/// row strides `lda` and `ldc`, row `p` of B contiguous from `b[b_rows[p]]`. Meant
+/// for small `m` (up to a few register tiles): B is streamed once per column panel,
+/// never packed. `tail` is reused working memory for the last, partial panel.
 ///
 /// # Panics
 /// If a slice is too short for its dimensions and stride.
@@ -70,28 +113,23 @@ pub fn small_m(
     a: &[f32],
     lda: usize,
     b: &[f32],
-    ldb: usize,
+    b_rows: &[usize],
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
     tail: &mut Vec<f32>,
 ) {
     check("small_m A", a.len(), m, k, lda);
-    check("small_m B", b.len(), k, n, ldb);
+    assert_eq!(b_rows.len(), k, "small_m B: one row offset per row");
+    let b = Rows::new("small_m B", b, b_rows, n);
     check("small_m C", c.len(), m, n, ldc);
     if m == 0 || n == 0 {
         return;
     }
-    let (a, b) = (
-        Mat {
-            ptr: a.as_ptr(),
-            ld: lda,
-        },
-        Mat {
-            ptr: b.as_ptr(),
-            ld: ldb,
-        },
-    );
+    let a = Mat {
+        ptr: a.as_ptr(),
+        ld: lda,
+    };
     let c = (c.as_mut_ptr(), ldc);
     #[cfg(target_arch = "x86_64")]
     {
@@ -119,7 +157,7 @@ unsafe fn small_m_avx512(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     c: (*mut f32, usize),
     accumulate: bool,
     tail: &mut Vec<f32>,
@@ -137,7 +175,7 @@ unsafe fn small_m_avx2(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     c: (*mut f32, usize),
     accumulate: bool,
     tail: &mut Vec<f32>,
@@ -157,7 +195,7 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     (c, ldc): (*mut f32, usize),
     accumulate: bool,
     tail: &mut Vec<f32>,
@@ -168,12 +206,9 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
         .map(|j| (j, NR))
         .chain((full < n).then_some((full, n - full)));
     for (j0, width) in panels {
+        // Full panels are read in place; the partial one from a zero-padded copy.
         let panel = if width == NR {
-            // SAFETY: column j0 lies inside B.
-            Mat {
-                ptr: unsafe { b.at(0, j0) },
-                ld: b.ld,
-            }
+            PanelRows::Shifted(b, j0)
         } else {
             tail.clear();
             tail.resize(k * NR, 0.0);
@@ -182,10 +217,10 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
                 let src = unsafe { std::slice::from_raw_parts(b.at(p, j0), width) };
                 tail[p * NR..][..width].copy_from_slice(src);
             }
-            Mat {
+            PanelRows::Packed(Mat {
                 ptr: tail.as_ptr(),
                 ld: NR,
-            }
+            })
         };
         let mut i = 0;
         while i < m {
@@ -213,13 +248,35 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
     }
 }
 
+/// Where the rows of one column panel of B are: in B itself from column `j0`, or
+/// in a packed copy.
+#[derive(Clone, Copy)]
+enum PanelRows {
+    Shifted(Rows, usize),
+    Packed(Mat),
+}
+
+impl PanelRows {
+    /// The start of row `p` of the panel.
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: the caller keeps p inside the panel.
+        unsafe {
+            match self {
+                PanelRows::Shifted(b, j0) => b.at(p, j0),
+                PanelRows::Packed(m) => m.at(p, 0),
+            }
+        }
+    }
+}
+
 /// One `R × NR` tile: `C[.., ..width] (+)= A[R, k] · panel[k, NR]`, accumulated in
 /// registers over the whole of `k`.
 #[inline(always)]
 unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool>(
     k: usize,
     a: Mat,
-    panel: Mat,
+    panel: PanelRows,
     (c, ldc): (*mut f32, usize),
     width: usize,
     accumulate: bool,
@@ -227,7 +284,7 @@ unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool>(
     let mut acc = [[0f32; NR]; R];
     for p in 0..k {
         // SAFETY: the panel has k rows of NR readable elements.
-        let bv: [f32; NR] = unsafe { (panel.at(p, 0) as *const [f32; NR]).read_unaligned() };
+        let bv: [f32; NR] = unsafe { (panel.row(p) as *const [f32; NR]).read_unaligned() };
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: A has R rows of k elements.
             let av = unsafe { *a.at(i, p) };
@@ -256,7 +313,8 @@ unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool>(
 }
 
 /// `C[m, n] = A[m, k] · B[n, k]ᵀ` (`+=` when `accumulate`): every entry is the dot
-/// product of a row of A and a row of B, both contiguous. Meant for a long `k`
+/// product of a row of A (row stride `lda`) and a row of B (row `j` contiguous from
+/// `b[b_rows[j]]`). Meant for a long `k`
 /// (the convolution weight gradient sums over all output positions).
 ///
 /// # Panics
@@ -267,24 +325,19 @@ pub fn dot_nt(
     a: &[f32],
     lda: usize,
     b: &[f32],
-    ldb: usize,
+    b_rows: &[usize],
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
     check("dot_nt A", a.len(), m, k, lda);
-    check("dot_nt B", b.len(), n, k, ldb);
+    assert_eq!(b_rows.len(), n, "dot_nt B: one row offset per row");
+    let b = Rows::new("dot_nt B", b, b_rows, k);
     check("dot_nt C", c.len(), m, n, ldc);
-    let (a, b) = (
-        Mat {
-            ptr: a.as_ptr(),
-            ld: lda,
-        },
-        Mat {
-            ptr: b.as_ptr(),
-            ld: ldb,
-        },
-    );
+    let a = Mat {
+        ptr: a.as_ptr(),
+        ld: lda,
+    };
     let c = (c.as_mut_ptr(), ldc);
     #[cfg(target_arch = "x86_64")]
     {
@@ -311,7 +364,7 @@ unsafe fn dot_nt_avx512(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     c: (*mut f32, usize),
     accumulate: bool,
 ) {
@@ -326,7 +379,7 @@ unsafe fn dot_nt_avx2(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     c: (*mut f32, usize),
     accumulate: bool,
 ) {
@@ -341,7 +394,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     (c, ldc): (*mut f32, usize),
     accumulate: bool,
 ) {
@@ -358,10 +411,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(
                         ptr: a.at(i, 0),
                         ld: a.ld,
                     },
-                    Mat {
-                        ptr: b.at(j, 0),
-                        ld: b.ld,
-                    },
+                    b.skip(j),
                 );
                 let cij = (c.add(i * ldc + j), ldc);
                 macro_rules! tile {
@@ -388,7 +438,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(
 unsafe fn dot_nt_tile<const R: usize, const S: usize, const L: usize, const FMA: bool>(
     k: usize,
     a: Mat,
-    b: Mat,
+    b: Rows,
     (c, ldc): (*mut f32, usize),
     accumulate: bool,
 ) {
@@ -523,7 +573,8 @@ mod tests {
             let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[p * ldb + j]);
             let init = data(m * ldc, 3);
             let mut c = init.clone();
-            small_m((m, n, k), &a, lda, &b, ldb, &mut c, ldc, false, &mut tail);
+            let rows: Vec<usize> = (0..k).map(|p| p * ldb).collect();
+            small_m((m, n, k), &a, lda, &b, &rows, &mut c, ldc, false, &mut tail);
             assert_close(&c, ldc, &want, n, k);
             for i in 0..m {
                 assert_eq!(
@@ -533,7 +584,17 @@ mod tests {
             }
             // Accumulating adds the product to what was there.
             let mut acc = init.clone();
-            small_m((m, n, k), &a, lda, &b, ldb, &mut acc, ldc, true, &mut tail);
+            small_m(
+                (m, n, k),
+                &a,
+                lda,
+                &b,
+                &rows,
+                &mut acc,
+                ldc,
+                true,
+                &mut tail,
+            );
             let shifted: Vec<f64> = (0..m * n)
                 .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
                 .collect();
@@ -557,10 +618,11 @@ mod tests {
             let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[j * ldb + p]);
             let init = data(m * ldc, 6);
             let mut c = init.clone();
-            dot_nt((m, n, k), &a, lda, &b, ldb, &mut c, ldc, false);
+            let rows: Vec<usize> = (0..n).map(|j| j * ldb).collect();
+            dot_nt((m, n, k), &a, lda, &b, &rows, &mut c, ldc, false);
             assert_close(&c, ldc, &want, n, k);
             let mut acc = init.clone();
-            dot_nt((m, n, k), &a, lda, &b, ldb, &mut acc, ldc, true);
+            dot_nt((m, n, k), &a, lda, &b, &rows, &mut acc, ldc, true);
             let shifted: Vec<f64> = (0..m * n)
                 .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
                 .collect();

@@ -411,6 +411,16 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, f64)> {
         // 11 output channels: a full 8-row register tile plus 3 rows; 81 output
         // positions: full column panels plus a partial one.
         ([2, 2, 11, 11], [11, 2, 3, 3], Conv2dAttrs::default()),
+        // Padded and dilated at stride 1: the in-place path over a padded copy.
+        (
+            [2, 3, 9, 8],
+            [5, 3, 3, 2],
+            Conv2dAttrs {
+                stride: [1, 1],
+                padding: [2, 1],
+                dilation: [2, 1],
+            },
+        ),
         // More channels than the thin kernels take: the packed GEMM path.
         (
             [2, 3, 6, 7],
