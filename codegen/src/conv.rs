@@ -152,8 +152,9 @@ const THIN: usize = 16;
 /// the convolution an ordinary product whose B rows overlap in memory. Junk columns
 /// are dropped from outputs and are zero in output gradients. The extra work is the
 /// `wp/ow` ratio (14% on LeNet's first layer), far cheaper than writing the
-/// `c·kh·kw`-fold im2col matrix. The last tap's row ends exactly at the image's
-/// end, so every read stays inside it.
+/// `c·kh·kw`-fold im2col matrix. The image is copied (zero-padded) into a buffer
+/// with slack at the end, so q can be rounded up to a multiple of the vector width
+/// and the kernels run without scalar tails; every read stays inside the buffer.
 ///
 /// One difference from the definition: a junk column multiplies a zero gradient by
 /// an input value the tap never reads, so an infinite input spreads NaN to weight
@@ -161,26 +162,32 @@ const THIN: usize = 16;
 struct Wide {
     hp: usize,
     wp: usize,
-    /// Wide positions: `(oh - 1)·wp + ow`.
+    /// Wide positions: `(oh - 1)·wp + ow`, rounded up to a multiple of [`LANES`].
     q: usize,
+    /// Elements of the padded image buffer, slack included.
+    len: usize,
     pad: [usize; 2],
 }
+
+/// The widest vector (AVX-512, 16 f32), to which wide rows are rounded up.
+const LANES: usize = 16;
 
 impl Wide {
     fn new(s: &ConvShape, a: &Conv2dAttrs) -> Option<Wide> {
         let (hp, wp) = (s.h + 2 * a.padding[0], s.w + 2 * a.padding[1]);
         let fits = s.oh + s.kh.saturating_sub(1) * a.dilation[0] <= hp
             && s.ow + s.kw.saturating_sub(1) * a.dilation[1] <= wp;
-        (a.stride == [1, 1] && s.oh > 0 && s.ow > 0 && fits).then(|| Wide {
-            hp,
-            wp,
-            q: (s.oh - 1) * wp + s.ow,
-            pad: a.padding,
+        (a.stride == [1, 1] && s.oh > 0 && s.ow > 0 && fits).then(|| {
+            let exact = (s.oh - 1) * wp + s.ow;
+            let q = exact.next_multiple_of(LANES);
+            Wide {
+                hp,
+                wp,
+                q,
+                len: s.c * hp * wp + (q - exact),
+                pad: a.padding,
+            }
         })
-    }
-
-    fn padded(&self) -> bool {
-        self.pad != [0, 0]
     }
 
     /// Offsets of the kernel taps in weight order `(c, i, j)`.
@@ -195,16 +202,19 @@ impl Wide {
         }
     }
 
-    /// Image `x` (`[c, h, w]`), zero-padded into `buf` when the convolution pads.
-    fn image<'a>(&self, x: &'a [f32], s: &ConvShape, buf: &'a mut Vec<f32>) -> &'a [f32] {
-        if !self.padded() {
-            return x;
-        }
-        buf.clear();
-        buf.resize(s.c * self.hp * self.wp, 0.0);
+    /// Image `x` (`[c, h, w]`), copied into `buf` with its zero padding and slack.
+    fn image<'a>(&self, x: &[f32], s: &ConvShape, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        self.zeroed(buf);
         for (src, dst) in x.chunks_exact(s.w).zip(self.interior_rows(s, buf)) {
             dst.copy_from_slice(src);
         }
+        buf
+    }
+
+    /// `buf` as an all-zero padded image with slack.
+    fn zeroed<'a>(&self, buf: &'a mut Vec<f32>) -> &'a mut [f32] {
+        buf.clear();
+        buf.resize(self.len, 0.0);
         buf
     }
 
@@ -217,6 +227,7 @@ impl Wide {
         let (top, left, w, h, wp) = (self.pad[0], self.pad[1], s.w, s.h, self.wp);
         padded
             .chunks_exact_mut(self.hp * self.wp)
+            .take(s.c)
             .flat_map(move |plane| plane.chunks_exact_mut(wp).skip(top).take(h))
             .map(move |row| &mut row[left..left + w])
     }
@@ -337,23 +348,14 @@ pub fn conv2d_input_grad(
             for (dyn_, dxn) in images {
                 g.spread(dyn_, o, s, wide);
                 gemm::sgemm((k, g.q, o), w, true, wide, false, 0.0, cols);
-                let target: &mut [f32] = if g.padded() {
-                    image.clear();
-                    image.resize(s.c * g.hp * g.wp, 0.0);
-                    image
-                } else {
-                    dxn.fill(0.0);
-                    dxn
-                };
+                let target = g.zeroed(image);
                 for (&off, row) in taps.iter().zip(cols.chunks_exact(g.q)) {
                     for (t, &v) in target[off..off + g.q].iter_mut().zip(row) {
                         *t += v;
                     }
                 }
-                if g.padded() {
-                    for (dst, src) in dxn.chunks_exact_mut(s.w).zip(g.interior_rows(s, image)) {
-                        dst.copy_from_slice(src);
-                    }
+                for (dst, src) in dxn.chunks_exact_mut(s.w).zip(g.interior_rows(s, image)) {
+                    dst.copy_from_slice(src);
                 }
             }
         }
@@ -431,7 +433,9 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, size: usize) -> (u
 /// interpreter (`v > acc` is false against NaN, so nothing replaces a NaN).
 #[inline(always)]
 fn beats(v: f32, acc: f32) -> bool {
-    v > acc || (v.is_nan() && !acc.is_nan())
+    // Non-short-circuit operators: a select, not a branch, which ReLU outputs (full
+    // of tied zeros) would mispredict.
+    (v > acc) | (v.is_nan() & !acc.is_nan())
 }
 
 /// Whether `p` is the common 2×2, stride 2, unpadded pooling, which has a
@@ -538,15 +542,20 @@ pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Poo
                 for ((&g, (a, b)), (da, db)) in g_row.iter().zip(windows).zip(dwin) {
                     match p.kind {
                         PoolKind::Max => {
-                            // Index of the first maximum among a0, a1, b0, b1.
-                            let mut best = (0, a[0]);
-                            for (i, v) in [(1, a[1]), (2, b[0]), (3, b[1])] {
-                                if beats(v, best.1) {
-                                    best = (i, v);
-                                }
-                            }
-                            let pick = |i: usize| if best.0 == i { g } else { 0.0 };
-                            (da[0], da[1], db[0], db[1]) = (pick(0), pick(1), pick(2), pick(3));
+                            // The first of a0, a1, b0, b1 equal to the window's
+                            // maximum (or the first NaN) takes the gradient; as
+                            // selects, which vectorize and do not mispredict on ReLU
+                            // outputs full of tied zeros.
+                            let m = [a[1], b[0], b[1]]
+                                .into_iter()
+                                .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc });
+                            let hit = |v: f32| (v == m) | (v.is_nan() & m.is_nan());
+                            let t0 = hit(a[0]);
+                            let t1 = hit(a[1]) & !t0;
+                            let t2 = hit(b[0]) & !(t0 | t1);
+                            let t3 = !(t0 | t1 | t2);
+                            let pick = |t: bool| if t { g } else { 0.0 };
+                            (da[0], da[1], db[0], db[1]) = (pick(t0), pick(t1), pick(t2), pick(t3));
                         }
                         PoolKind::Avg => {
                             let v = g / area;

@@ -460,7 +460,7 @@ unsafe fn dot_nt_tile<const R: usize, const S: usize, const L: usize, const FMA:
     }
     for (i, accs) in acc.iter().enumerate() {
         for (j, x) in accs.iter().enumerate() {
-            let mut s = x.iter().sum::<f32>();
+            let mut s = hsum(*x);
             for p in full..k {
                 // SAFETY: p < k.
                 s = unsafe { madd::<FMA>(*a.at(i, p), *b.at(j, p), s) };
@@ -470,6 +470,21 @@ unsafe fn dot_nt_tile<const R: usize, const S: usize, const L: usize, const FMA:
             *out = if accumulate { *out + s } else { s };
         }
     }
+}
+
+/// The sum of `L` lanes as a tree (lane l plus lane l + L/2, and so on): shuffles
+/// and adds that overlap, where a left-to-right sum is a chain of `L - 1` dependent
+/// additions.
+#[inline(always)]
+fn hsum<const L: usize>(mut v: [f32; L]) -> f32 {
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            v[l] += v[l + width];
+        }
+    }
+    v[0]
 }
 
 /// `C[m, n] = beta·C + A·B` through matrixmultiply (packed, register-blocked,
@@ -639,7 +654,7 @@ mod tests {
             &[1.0; 4],
             2,
             &[1.0; 3],
-            2,
+            &[0, 2],
             &mut c,
             2,
             false,
