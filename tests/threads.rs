@@ -1,5 +1,7 @@
-//! The thread count changes speed, not results: GEMMs split their rows across
-//! threads, and every output element is still summed by one thread in one order.
+//! The thread count changes speed, not results: GEMMs split their rows or columns
+//! across threads, convolutions and pooling their images (the weight gradient its
+//! kernel taps), and every output element is still summed by one thread in one
+//! order.
 
 use kiln::prelude::*;
 
@@ -45,5 +47,71 @@ fn one_and_two_threads_give_identical_steps() {
     }
     for (name, value) in one.params().iter() {
         assert_eq!(value, two.params().get(name).unwrap(), "{name}");
+    }
+}
+
+/// A LeNet-like step large enough that every convolution and pooling call splits.
+fn lenet(batch: usize) -> (TrainStep, HostTensor, HostTensor) {
+    let mut rng = Rng::seed(4);
+    let g = GraphBuilder::new("lenet");
+    let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
+    let labels = g.input("labels", DType::I32, [batch]);
+    let mut conv = |name: &str, x: &Tensor, cin: usize, cout: usize, padding: usize| {
+        let w = g.param_init(
+            &format!("{name}.weight"),
+            [cout, cin, 5, 5],
+            Init::kaiming_uniform_relu(),
+            &mut rng,
+        );
+        x.conv2d(&w, 1, padding, 1).relu().max_pool2d(2, 2, 0)
+    };
+    let h = conv("conv1", &x, 3, 6, 0);
+    let h = conv("conv2", &h, 6, 16, 1).flatten(1);
+    let fc = nn::Linear::new(&g, "fc", 16 * 6 * 6, 10, &mut rng);
+    let loss = loss::cross_entropy(&fc.forward(&h), &labels);
+    let step = TrainStep::new(&loss, &Sgd::new(1e-2).momentum(0.9)).unwrap();
+    let xs = HostTensor::from_f32(
+        [batch, 3, 32, 32],
+        (0..batch * 3 * 32 * 32)
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect(),
+    )
+    .unwrap();
+    let ys =
+        HostTensor::from_i32([batch], (0..batch).map(|_| rng.below(10) as i32).collect()).unwrap();
+    (step, xs, ys)
+}
+
+#[test]
+fn convolution_steps_do_not_depend_on_the_thread_count() {
+    let (base, xs, ys) = lenet(64);
+    let mut runs = Vec::new();
+    for threads in [1, 2, 3] {
+        let mut step = base.clone();
+        step.compile_with(&CompileOptions {
+            threads,
+            ..CompileOptions::default()
+        })
+        .unwrap();
+        let losses: Vec<u64> = (0..3)
+            .map(|_| {
+                step.run(&[("x", &xs), ("labels", &ys)])
+                    .unwrap()
+                    .loss
+                    .to_bits()
+            })
+            .collect();
+        runs.push((threads, losses, step));
+    }
+    let (_, want, first) = &runs[0];
+    for (threads, losses, step) in &runs[1..] {
+        assert_eq!(losses, want, "losses with {threads} threads");
+        for (name, value) in first.params().iter() {
+            assert_eq!(
+                value,
+                step.params().get(name).unwrap(),
+                "{name} with {threads} threads"
+            );
+        }
     }
 }

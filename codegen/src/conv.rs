@@ -6,6 +6,7 @@
 use kiln_ir::{Conv2dAttrs, Pool2dAttrs, PoolKind};
 
 use crate::gemm;
+use crate::parallel::{self, Workers};
 
 /// Geometry of one convolution: input `[n, c, h, w]`, kernel `[kh, kw]`, output
 /// `[oh, ow]`.
@@ -136,6 +137,8 @@ pub struct Scratch {
     taps: Vec<usize>,
     /// The partial column panel of [`gemm::small_m`].
     tail: Vec<f32>,
+    /// One thread's columns of a weight gradient.
+    part: Vec<f32>,
 }
 
 /// Up to this many output channels the unpacked kernels of [`gemm`] beat packing
@@ -265,8 +268,43 @@ fn dense_rows(rows: usize, cols: usize, out: &mut Vec<usize>) {
     out.extend((0..rows).map(|r| r * cols));
 }
 
-/// `y = conv2d(x, w)`: per image, `w [o, c·kh·kw] × im2col(x) [c·kh·kw, oh·ow]`.
+/// `y = conv2d(x, w)`: per image, `w [o, c·kh·kw] × im2col(x) [c·kh·kw, oh·ow]`,
+/// with the images split across `workers` when the work is large.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    s: &ConvShape,
+    o: usize,
+    a: &Conv2dAttrs,
+    workers: Option<&Workers>,
+    scratch: &mut Vec<Scratch>,
+) {
+    let (inp, out) = (s.c * s.h * s.w, o * s.cols());
+    by_images(
+        s,
+        workers,
+        s.n * o * s.rows() * s.cols(),
+        scratch,
+        y,
+        out,
+        |part, y, sc| {
+            conv2d_images(
+                &x[part.start * inp..part.end * inp],
+                w,
+                y,
+                &part.shape,
+                o,
+                a,
+                sc,
+            )
+        },
+    );
+}
+
+/// [`conv2d`] on one thread.
+fn conv2d_images(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
@@ -281,6 +319,7 @@ pub fn conv2d(
         wide,
         taps,
         tail,
+        ..
     } = scratch;
     let (k, p, chw) = (s.rows(), s.cols(), s.c * s.h * s.w);
     if chw == 0 || o * p == 0 {
@@ -314,8 +353,43 @@ pub fn conv2d(
 }
 
 /// `dx = conv_transpose2d(dy, w)`, the gradient of `conv2d` w.r.t. its input `x`
-/// (shape `s`): per image, `col2im(wᵀ × dy)`.
+/// (shape `s`): per image, `col2im(wᵀ × dy)`, the images split across `workers`
+/// when the work is large.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_input_grad(
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    s: &ConvShape,
+    o: usize,
+    a: &Conv2dAttrs,
+    workers: Option<&Workers>,
+    scratch: &mut Vec<Scratch>,
+) {
+    let (inp, out) = (o * s.cols(), s.c * s.h * s.w);
+    by_images(
+        s,
+        workers,
+        s.n * o * s.rows() * s.cols(),
+        scratch,
+        dx,
+        out,
+        |part, dx, sc| {
+            conv2d_input_grad_images(
+                &dy[part.start * inp..part.end * inp],
+                w,
+                dx,
+                &part.shape,
+                o,
+                a,
+                sc,
+            )
+        },
+    );
+}
+
+/// [`conv2d_input_grad`] on one thread.
+fn conv2d_input_grad_images(
     dy: &[f32],
     w: &[f32],
     dx: &mut [f32],
@@ -370,8 +444,92 @@ pub fn conv2d_input_grad(
     }
 }
 
-/// `dw = Σ_n dy_n × im2col(x_n)ᵀ`, the gradient of `conv2d` w.r.t. its weight.
+/// `dw = Σ_n dy_n × im2col(x_n)ᵀ`, the gradient of `conv2d` w.r.t. its weight. On
+/// several threads each computes some of the kernel taps (columns of `dw`) over
+/// every image, so each entry is summed in the same order whatever the split.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    s: &ConvShape,
+    o: usize,
+    a: &Conv2dAttrs,
+    workers: Option<&Workers>,
+    scratch: &mut Vec<Scratch>,
+) {
+    let (k, p, chw) = (s.rows(), s.cols(), s.c * s.h * s.w);
+    scratch.resize_with(scratch.len().max(1), Default::default);
+    dw.fill(0.0);
+    if chw == 0 || o * p == 0 {
+        return;
+    }
+    let Some(g) = Wide::new(s, a).filter(|_| o <= THIN) else {
+        return weight_grad_im2col(x, dy, dw, s, o, a, &mut scratch[0]);
+    };
+    let taps = parallel::ranges(k, split_count(workers, s.n * o * k * p));
+    if taps.len() <= 1 {
+        return weight_grad_wide(x, dy, s, o, a, &g, 0..k, &mut scratch[0], dw);
+    }
+    scratch.resize_with(taps.len(), Default::default);
+    let items: Vec<_> = taps.iter().cloned().zip(scratch.iter_mut()).collect();
+    parallel::run(workers, items, |(r, sc)| {
+        let mut part = std::mem::take(&mut sc.part);
+        part.clear();
+        part.resize(o * r.len(), 0.0);
+        weight_grad_wide(x, dy, s, o, a, &g, r, sc, &mut part);
+        sc.part = part;
+    });
+    for (r, sc) in taps.iter().zip(scratch.iter()) {
+        for (dst, src) in dw.chunks_exact_mut(k).zip(sc.part.chunks_exact(r.len())) {
+            dst[r.clone()].copy_from_slice(src);
+        }
+    }
+}
+
+/// Taps `taps` of the weight gradient over the stride-1 wide layout: `dw[o, r]` is
+/// the dot product of the wide dy row and the tap's shifted image row (junk columns
+/// of dy are zero). Accumulates into `out` (`[o, taps.len()]`).
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_wide(
+    x: &[f32],
+    dy: &[f32],
+    s: &ConvShape,
+    o: usize,
+    a: &Conv2dAttrs,
+    g: &Wide,
+    taps: std::ops::Range<usize>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let Scratch {
+        image,
+        wide,
+        taps: offsets,
+        ..
+    } = scratch;
+    let (chw, op) = (s.c * s.h * s.w, o * s.cols());
+    g.taps(s, a, offsets);
+    for (xn, dyn_) in x.chunks_exact(chw).zip(dy.chunks_exact(op)).take(s.n) {
+        let img = g.image(xn, s, image);
+        g.spread(dyn_, o, s, wide);
+        let n = taps.len();
+        gemm::dot_nt(
+            (o, n, g.q),
+            wide,
+            g.q,
+            img,
+            &offsets[taps.clone()],
+            out,
+            n,
+            true,
+        );
+    }
+}
+
+/// The weight gradient through im2col (strided convolutions, many channels), on
+/// one thread, accumulated into `dw`.
+fn weight_grad_im2col(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
@@ -380,44 +538,80 @@ pub fn conv2d_weight_grad(
     a: &Conv2dAttrs,
     scratch: &mut Scratch,
 ) {
-    let Scratch {
-        cols,
-        image,
-        wide,
-        taps,
-        ..
-    } = scratch;
+    let Scratch { cols, taps, .. } = scratch;
     let (k, p, chw) = (s.rows(), s.cols(), s.c * s.h * s.w);
-    dw.fill(0.0);
-    if chw == 0 || o * p == 0 {
-        return;
-    }
-    let images = x.chunks_exact(chw).zip(dy.chunks_exact(o * p)).take(s.n);
-    match Wide::new(s, a).filter(|_| o <= THIN) {
-        Some(g) => {
-            // dw[o, r] is the dot product of the wide dy row and the tap's shifted
-            // image row; junk columns of dy are zero.
-            g.taps(s, a, taps);
-            for (xn, dyn_) in images {
-                let img = g.image(xn, s, image);
-                g.spread(dyn_, o, s, wide);
-                gemm::dot_nt((o, k, g.q), wide, g.q, img, taps, dw, k, true);
-            }
-        }
-        None => {
-            cols.resize(k * p, 0.0);
-            dense_rows(k, p, taps);
-            for (xn, dyn_) in images {
-                im2col(xn, s, a, cols);
-                if o <= THIN {
-                    // Both operands are contiguous along the output positions.
-                    gemm::dot_nt((o, k, p), dyn_, p, cols, taps, dw, k, true);
-                } else {
-                    gemm::sgemm((o, k, p), dyn_, false, cols, true, 1.0, dw);
-                }
-            }
+    cols.resize(k * p, 0.0);
+    dense_rows(k, p, taps);
+    for (xn, dyn_) in x.chunks_exact(chw).zip(dy.chunks_exact(o * p)).take(s.n) {
+        im2col(xn, s, a, cols);
+        if o <= THIN {
+            // Both operands are contiguous along the output positions.
+            gemm::dot_nt((o, k, p), dyn_, p, cols, taps, dw, k, true);
+        } else {
+            gemm::sgemm((o, k, p), dyn_, false, cols, true, 1.0, dw);
         }
     }
+}
+
+/// Below this many multiply-adds a convolution stays on one thread.
+const SPLIT_MIN: usize = parallel::SPLIT_MIN_MACS;
+
+/// How many parts to split `work` multiply-adds into.
+fn split_count(workers: Option<&Workers>, work: usize) -> usize {
+    if work >= SPLIT_MIN {
+        parallel::threads(workers)
+    } else {
+        1
+    }
+}
+
+/// One thread's share of a batch: images `start..end`, and the geometry of that
+/// sub-batch.
+struct Part {
+    start: usize,
+    end: usize,
+    shape: ConvShape,
+}
+
+/// Runs `f` over the batch of `s`, split by images across `workers` when `work` is
+/// large; `out` (`per_image` elements per image) is cut to match, and each part
+/// gets its own scratch.
+fn by_images(
+    s: &ConvShape,
+    workers: Option<&Workers>,
+    work: usize,
+    scratch: &mut Vec<Scratch>,
+    out: &mut [f32],
+    per_image: usize,
+    f: impl Fn(Part, &mut [f32], &mut Scratch) + Sync,
+) {
+    let ranges = parallel::ranges(s.n, split_count(workers, work));
+    scratch.resize_with(ranges.len().max(1), Default::default);
+    if ranges.len() <= 1 {
+        let whole = Part {
+            start: 0,
+            end: s.n,
+            shape: *s,
+        };
+        return f(whole, out, &mut scratch[0]);
+    }
+    let mut items = Vec::with_capacity(ranges.len());
+    let mut rest = out;
+    for (r, sc) in ranges.into_iter().zip(scratch.iter_mut()) {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * per_image);
+        rest = tail;
+        let shape = ConvShape { n: r.len(), ..*s };
+        items.push((
+            Part {
+                start: r.start,
+                end: r.end,
+                shape,
+            },
+            head,
+            sc,
+        ));
+    }
+    parallel::run(workers, items, |(part, out, sc)| f(part, out, sc));
 }
 
 /// The input range a pooling window at output position `o` covers along one axis,
@@ -454,8 +648,71 @@ fn row_pair(xp: &[f32], w: usize, oy: usize, ow: usize) -> (&[f32], &[f32]) {
     )
 }
 
-/// Max or average pooling of `x` (`s` with `c` channels, kernel `p.kernel`) into `y`.
-pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
+/// Below this many input elements pooling stays on one thread (it streams memory:
+/// W3's 600k-element layer takes about 0.1 ms).
+const POOL_SPLIT_MIN: usize = 1 << 18;
+
+/// Runs `f(planes, y, shape)` over the image planes of `s`, split across `workers`
+/// when large; `y` (`y_plane` elements per plane) is cut to match each range.
+fn by_planes(
+    s: &ConvShape,
+    workers: Option<&Workers>,
+    (y, y_plane): (&mut [f32], usize),
+    f: impl Fn(std::ops::Range<usize>, &mut [f32], &ConvShape) + Sync,
+) {
+    let planes = s.n * s.c;
+    let parts = if planes * s.h * s.w >= POOL_SPLIT_MIN {
+        parallel::threads(workers)
+    } else {
+        1
+    };
+    let ranges = parallel::ranges(planes, parts);
+    if ranges.len() <= 1 {
+        return f(0..planes, y, s);
+    }
+    let mut items = Vec::with_capacity(ranges.len());
+    let mut rest = y;
+    for r in ranges {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * y_plane);
+        rest = tail;
+        let shape = ConvShape {
+            n: r.len(),
+            c: 1,
+            ..*s
+        };
+        items.push((r, head, shape));
+    }
+    parallel::run(workers, items, |(r, y, shape)| f(r, y, &shape));
+}
+
+/// Max or average pooling of `x` (`s` with `c` channels, kernel `p.kernel`) into
+/// `y`, the planes split across `workers` when large.
+pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs, workers: Option<&Workers>) {
+    let (xp, yp) = (s.h * s.w, s.oh * s.ow);
+    by_planes(s, workers, (y, yp), |r, y, sub| {
+        pool2d_planes(&x[r.start * xp..r.end * xp], y, sub, p)
+    });
+}
+
+/// The gradient of [`pool2d`] w.r.t. `x`, the planes split across `workers` when
+/// large.
+pub fn pool2d_grad(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    s: &ConvShape,
+    p: &Pool2dAttrs,
+    workers: Option<&Workers>,
+) {
+    let (xp, yp) = (s.h * s.w, s.oh * s.ow);
+    by_planes(s, workers, (dx, xp), |r, dx, sub| {
+        let (x, dy) = (&x[r.start * xp..r.end * xp], &dy[r.start * yp..r.end * yp]);
+        pool2d_grad_planes(x, dy, dx, sub, p)
+    });
+}
+
+/// [`pool2d`] on one thread.
+fn pool2d_planes(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
     if is_2x2(p) {
         for (xp, yp) in x
@@ -517,10 +774,10 @@ pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     }
 }
 
-/// The gradient of [`pool2d`] w.r.t. `x`: max pooling routes each `dy` to the first
+/// [`pool2d_grad`] on one thread: max pooling routes each `dy` to the first
 /// maximal position of its window; average pooling spreads `dy / area` over the
 /// window (positions in the padding are dropped).
-pub fn pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
+fn pool2d_grad_planes(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
     if is_2x2(p) {
         let planes = x

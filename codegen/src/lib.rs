@@ -11,5 +11,6 @@ pub mod index;
 pub mod library;
 pub mod lower;
 pub mod movement;
+pub mod parallel;
 
 pub use lower::{CodegenError, CodegenOptions, CompiledProgram, compile, compile_with};

@@ -5,12 +5,14 @@
 //! copies of the buffers (correct for every dtype and attribute, not fast); f32
 //! matmul has a direct loop. Issue 6 replaces these with packed, blocked kernels.
 
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
 use kiln_passes::schedule::CallInput;
 
 use crate::conv::{self, ConvShape};
+use crate::parallel::{self, Workers};
 use crate::{index, movement};
 
 /// One library call: the op, its operands (strided views of buffers in the buffer
@@ -28,10 +30,11 @@ pub struct CallDesc {
 pub struct CallContext {
     pub calls: Vec<CallDesc>,
     pub error: Option<String>,
-    /// Reused working memory (im2col columns), so calls do not allocate once warm.
-    pub scratch: conv::Scratch,
-    /// Worker threads for large GEMMs (`None`: run on the calling thread).
-    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// Reused working memory of the convolutions, one per thread, so calls do not
+    /// allocate once warm.
+    pub scratch: Vec<conv::Scratch>,
+    /// Worker threads for large calls (`None`: run on the calling thread).
+    pub workers: Option<Workers>,
 }
 
 impl CallContext {
@@ -40,15 +43,11 @@ impl CallContext {
         CallContext {
             calls,
             error: None,
-            scratch: conv::Scratch::default(),
-            pool: None,
+            scratch: Vec::new(),
+            workers: None,
         }
     }
 }
-
-/// Below this many multiply-adds a GEMM stays on one thread: waking the pool costs
-/// tens of microseconds, more than W2's batch-64 layers (6.4M) gain from it.
-const PARALLEL_GEMM_MIN: usize = 8 << 20;
 
 /// Copies the operand `input` (a strided view of the buffer at `base`) into a
 /// host tensor.
@@ -144,7 +143,7 @@ unsafe fn gemm(
     desc: &CallDesc,
     ptr: &dyn Fn(usize) -> *mut u8,
     epilogue: Option<bool>,
-    pool: Option<&rayon::ThreadPool>,
+    workers: Option<&Workers>,
 ) {
     let (a, b) = (&desc.inputs[0], &desc.inputs[1]);
     let out_ty = &desc.out.1;
@@ -162,48 +161,70 @@ unsafe fn gemm(
         ptr(b.access.buffer) as usize,
         ptr(desc.out.0) as usize,
     );
+    let bias = epilogue.map(|relu| {
+        let bias = &desc.inputs[2];
+        (ptr(bias.access.buffer) as usize, bias.access.offset, relu)
+    });
     let (ra, ca, rb, cb) = (sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]);
     let dtype = out_ty.dtype;
-    // Rows `r0..r1` of one batch entry's product.
-    let rows_of = move |oa: usize, ob: usize, oc: usize, r0: usize, r1: usize| {
-        let geometry = GemmRows {
-            m: r1 - r0,
-            k,
-            n,
-            ra,
-            ca,
-            rb,
-            cb,
+    // Block `rows × cols` of one batch entry's product, then its epilogue.
+    let block =
+        move |(oa, ob, oc): (usize, usize, usize), rows: Range<usize>, cols: Range<usize>| {
+            let geometry = GemmBlock {
+                m: rows.len(),
+                k,
+                n: cols.len(),
+                ldc: n,
+                ra,
+                ca,
+                rb,
+                cb,
+            };
+            let (oa, ob, oc) = (
+                oa + rows.start * ra,
+                ob + cols.start * cb,
+                oc + rows.start * n + cols.start,
+            );
+            // SAFETY: offsets and strides stay inside the operand buffers (they come
+            // from the scheduler's affine maps over the operand shapes); each call
+            // writes its own block of the contiguous output, and the bias holds `n`
+            // elements.
+            unsafe {
+                gemm_block(dtype, &geometry, pa, oa, pb, ob, pc, oc);
+                if let Some((pbias, obias, relu)) = bias {
+                    add_bias(dtype, &geometry, pc, oc, pbias, obias + cols.start, relu);
+                }
+            }
         };
-        // SAFETY: offsets and strides stay inside the operand buffers (they come
-        // from the scheduler's affine maps over the operand shapes); each call
-        // writes its own rows of the contiguous output.
-        unsafe { gemm_rows(dtype, &geometry, pa, oa + r0 * ra, pb, ob, pc, oc + r0 * n) }
+    // A large product is cut into one block per thread, along the rows or the
+    // columns: each block packs its share of one operand and all of the other, so
+    // cut the side whose full operand is the smaller one to repeat. Every output
+    // element is still summed by one thread in the same order, so results do not
+    // depend on the thread count.
+    let threads = parallel::threads(workers);
+    let split = threads > 1 && m * n * k >= parallel::SPLIT_MIN_MACS;
+    let by_rows = n <= m;
+    let parts = if split {
+        threads.min(if by_rows { m } else { n } / 8).max(1)
+    } else {
+        1
     };
-    // Large products split their rows across the pool; each output element is still
-    // summed by one thread in the same order, so results do not depend on the
-    // thread count.
-    let split =
-        pool.filter(|pl| pl.current_num_threads() > 1 && m * n * k >= PARALLEL_GEMM_MIN && m >= 8);
     let mut idx = vec![0usize; r - 2];
     for p in 0..batches {
         let oa = a.access.offset + idx.iter().zip(sa).map(|(i, s)| i * s).sum::<usize>();
         let ob = b.access.offset + idx.iter().zip(sb).map(|(i, s)| i * s).sum::<usize>();
-        let oc = p * m * n;
-        match split {
-            Some(pool) => {
-                let parts = pool.current_num_threads().min(m / 4).max(1);
-                let rows = m.div_ceil(parts);
-                pool.scope(|scope| {
-                    for part in 0..parts {
-                        let (r0, r1) = (part * rows, ((part + 1) * rows).min(m));
-                        if r0 < r1 {
-                            scope.spawn(move |_| rows_of(oa, ob, oc, r0, r1));
-                        }
-                    }
-                });
-            }
-            None => rows_of(oa, ob, oc, 0, m),
+        let base = (oa, ob, p * m * n);
+        if parts > 1 {
+            let cuts = parallel::ranges(if by_rows { m } else { n }, parts);
+            parallel::run(workers, cuts, |cut| {
+                if by_rows {
+                    block(base, cut, 0..n)
+                } else {
+                    block(base, 0..m, cut)
+                }
+            });
+        } else {
+            block(base, 0..m, 0..n);
         }
         for d in (0..idx.len()).rev() {
             idx[d] += 1;
@@ -213,56 +234,33 @@ unsafe fn gemm(
             idx[d] = 0;
         }
     }
-    if let Some(relu) = epilogue {
-        let bias = &desc.inputs[2];
-        // SAFETY: the bias holds `n` contiguous elements, the output `batches·m·n`.
-        unsafe {
-            match out_ty.dtype {
-                DType::F32 => add_bias(
-                    std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut f32, batches * m * n),
-                    std::slice::from_raw_parts(
-                        (ptr(bias.access.buffer) as *const f32).add(bias.access.offset),
-                        n,
-                    ),
-                    relu,
-                ),
-                DType::F64 => add_bias(
-                    std::slice::from_raw_parts_mut(ptr(desc.out.0) as *mut f64, batches * m * n),
-                    std::slice::from_raw_parts(
-                        (ptr(bias.access.buffer) as *const f64).add(bias.access.offset),
-                        n,
-                    ),
-                    relu,
-                ),
-                _ => unreachable!("gemm is only used for floats"),
-            }
-        }
-    }
 }
 
-/// Shape and strides of one row block of a GEMM: `[m, k] x [k, n]`, `a` and `b` read
-/// with row/column strides `ra, ca` and `rb, cb`, the output contiguous `[m, n]`.
+/// Shape and strides of one block of a GEMM: `[m, k] x [k, n]`, `a` and `b` read
+/// with row/column strides `ra, ca` and `rb, cb`, the output row-major with row
+/// stride `ldc`.
 #[derive(Clone, Copy)]
-struct GemmRows {
+struct GemmBlock {
     m: usize,
     k: usize,
     n: usize,
+    ldc: usize,
     ra: usize,
     ca: usize,
     rb: usize,
     cb: usize,
 }
 
-/// `c = a · b` for one row block, in f32 or f64. Addresses are passed as integers so
+/// `c = a · b` for one block, in f32 or f64. Addresses are passed as integers so
 /// the closure that calls this can move between threads.
 ///
 /// # Safety
 /// `a + oa`, `b + ob` and `c + oc` must address buffers of `dtype` that the
-/// geometry stays inside, and no other thread may write the output rows.
+/// geometry stays inside, and no other thread may write the output block.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_rows(
+unsafe fn gemm_block(
     dtype: DType,
-    g: &GemmRows,
+    g: &GemmBlock,
     a: usize,
     oa: usize,
     b: usize,
@@ -271,10 +269,11 @@ unsafe fn gemm_rows(
     oc: usize,
 ) {
     let s = |v: usize| v as isize;
-    let GemmRows {
+    let GemmBlock {
         m,
         k,
         n,
+        ldc,
         ra,
         ca,
         rb,
@@ -296,7 +295,7 @@ unsafe fn gemm_rows(
                 s(cb),
                 0.0,
                 (c as *mut f32).add(oc),
-                s(n),
+                s(ldc),
                 1,
             ),
             DType::F64 => matrixmultiply::dgemm(
@@ -312,7 +311,7 @@ unsafe fn gemm_rows(
                 s(cb),
                 0.0,
                 (c as *mut f64).add(oc),
-                s(n),
+                s(ldc),
                 1,
             ),
             _ => unreachable!("gemm is only used for floats"),
@@ -320,22 +319,55 @@ unsafe fn gemm_rows(
     }
 }
 
-/// Adds `bias` to every row of `c`, then applies relu (NaN stays NaN) if asked.
-fn add_bias<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
-    c: &mut [T],
+/// Adds the bias (`bias + obias`, one element per block column) to every row of the
+/// output block at `c + oc`, then applies relu if asked.
+///
+/// # Safety
+/// As for [`gemm_block`]; the bias holds the block's columns.
+unsafe fn add_bias(
+    dtype: DType,
+    g: &GemmBlock,
+    c: usize,
+    oc: usize,
+    bias: usize,
+    obias: usize,
+    relu: bool,
+) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match dtype {
+            DType::F32 => {
+                let bias = std::slice::from_raw_parts((bias as *const f32).add(obias), g.n);
+                for i in 0..g.m {
+                    let row =
+                        std::slice::from_raw_parts_mut((c as *mut f32).add(oc + i * g.ldc), g.n);
+                    add_bias_row(row, bias, relu);
+                }
+            }
+            DType::F64 => {
+                let bias = std::slice::from_raw_parts((bias as *const f64).add(obias), g.n);
+                for i in 0..g.m {
+                    let row =
+                        std::slice::from_raw_parts_mut((c as *mut f64).add(oc + i * g.ldc), g.n);
+                    add_bias_row(row, bias, relu);
+                }
+            }
+            _ => unreachable!("gemm is only used for floats"),
+        }
+    }
+}
+
+/// Adds `bias` to `row`, then applies relu (NaN stays NaN) if asked.
+fn add_bias_row<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
+    row: &mut [T],
     bias: &[T],
     relu: bool,
 ) {
-    if bias.is_empty() {
-        return;
-    }
     let zero = T::default();
-    for row in c.chunks_exact_mut(bias.len()) {
-        for (v, &b) in row.iter_mut().zip(bias) {
-            let s = *v + b;
-            // `s <= 0` is false for NaN, so NaN passes through like the interpreter's.
-            *v = if relu && s <= zero { zero } else { s };
-        }
+    for (v, &b) in row.iter_mut().zip(bias) {
+        let s = *v + b;
+        // `s <= 0` is false for NaN, so NaN passes through like the interpreter's.
+        *v = if relu && s <= zero { zero } else { s };
     }
 }
 
@@ -344,7 +376,8 @@ fn add_bias<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
 fn native_f32(
     desc: &CallDesc,
     ptr: &dyn Fn(usize) -> *mut u8,
-    scratch: &mut conv::Scratch,
+    scratch: &mut Vec<conv::Scratch>,
+    workers: Option<&Workers>,
 ) -> bool {
     if desc.out.1.dtype != DType::F32 || !desc.inputs.iter().all(CallInput::is_contiguous) {
         return false;
@@ -376,7 +409,7 @@ fn native_f32(
                 oh: od[2],
                 ow: od[3],
             };
-            conv::conv2d(slice(0), slice(1), out, &s, w[0], a, scratch);
+            conv::conv2d(slice(0), slice(1), out, &s, w[0], a, workers, scratch);
         }
         Op::ConvTranspose2d { conv: a, .. } => {
             // The adjoint of conv2d over an input of the output's shape.
@@ -391,7 +424,7 @@ fn native_f32(
                 oh: y[2],
                 ow: y[3],
             };
-            conv::conv2d_input_grad(slice(0), slice(1), out, &s, y[1], a, scratch);
+            conv::conv2d_input_grad(slice(0), slice(1), out, &s, y[1], a, workers, scratch);
         }
         Op::Conv2dWeightGrad { conv: a, kernel } => {
             let (x, dy) = (dims(0), dims(1));
@@ -405,7 +438,7 @@ fn native_f32(
                 oh: dy[2],
                 ow: dy[3],
             };
-            conv::conv2d_weight_grad(slice(0), slice(1), out, &s, dy[1], a, scratch);
+            conv::conv2d_weight_grad(slice(0), slice(1), out, &s, dy[1], a, workers, scratch);
         }
         Op::Pool2d(p) => {
             let x = dims(0);
@@ -419,7 +452,7 @@ fn native_f32(
                 oh: od[2],
                 ow: od[3],
             };
-            conv::pool2d(slice(0), out, &s, p);
+            conv::pool2d(slice(0), out, &s, p, workers);
         }
         Op::Pool2dGrad(p) => {
             let (x, dy) = (dims(0), dims(1));
@@ -433,7 +466,7 @@ fn native_f32(
                 oh: dy[2],
                 ow: dy[3],
             };
-            conv::pool2d_grad(slice(0), slice(1), out, &s, p);
+            conv::pool2d_grad(slice(0), slice(1), out, &s, p, workers);
         }
         _ => return false,
     }
@@ -569,13 +602,13 @@ impl PadValue for u8 {
 fn run_call(
     desc: &CallDesc,
     bufs: *const *mut u8,
-    scratch: &mut conv::Scratch,
-    pool: Option<&rayon::ThreadPool>,
+    scratch: &mut Vec<conv::Scratch>,
+    workers: Option<&Workers>,
 ) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: usize| unsafe { *bufs.add(i) };
-    if native_f32(desc, &ptr, scratch) {
+    if native_f32(desc, &ptr, scratch, workers) {
         return Ok(());
     }
     if let Some(result) = native_any(desc, &ptr) {
@@ -590,7 +623,7 @@ fn run_call(
         && desc.out.1.dtype.is_float()
     {
         // SAFETY: as above; outputs never alias inputs.
-        unsafe { gemm(desc, &ptr, epilogue, pool) };
+        unsafe { gemm(desc, &ptr, epilogue, workers) };
         return Ok(());
     }
     // SAFETY: as above.
@@ -619,11 +652,11 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
         calls,
         error,
         scratch,
-        pool,
+        workers,
     } = ctx;
     let desc = &calls[index as usize];
     let result = catch_unwind(AssertUnwindSafe(|| {
-        run_call(desc, bufs, scratch, pool.as_deref())
+        run_call(desc, bufs, scratch, workers.as_ref())
     }))
     .unwrap_or_else(|_| Err(format!("library routine `{}` panicked", desc.op.mnemonic())));
     match result {

@@ -1,11 +1,11 @@
 //! A compiled graph and its checked call API.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::{Duration, Instant};
 
 use kiln_codegen::library::CallContext;
+use kiln_codegen::parallel::Workers;
 use kiln_codegen::{CodegenError, CodegenOptions, CompiledProgram};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
 use kiln_passes::optimize::{OptimizeConfig, OptimizeError, OptimizeStats, Stage, optimize_with};
@@ -38,31 +38,6 @@ impl From<ScheduleError> for CompileError {
     fn from(e: ScheduleError) -> Self {
         CompileError::Schedule(Box::new(e))
     }
-}
-
-/// The shared worker pool for `threads` threads (`None` for one thread): built once
-/// per thread count, so many executables do not multiply threads.
-fn thread_pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    if threads <= 1 {
-        return None;
-    }
-    let mut pools = POOLS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = pools.get(&threads) {
-        return Some(p.clone());
-    }
-    // A pool that cannot start (no threads available) degrades to one thread.
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .ok()?,
-    );
-    pools.insert(threads, pool.clone());
-    Some(pool)
 }
 
 /// Why a call failed. Argument problems are found before any generated code runs.
@@ -296,7 +271,7 @@ impl Executable {
             })
             .collect();
         let mut ctx = CallContext::new(compiled.calls.clone());
-        ctx.pool = thread_pool(options.threads);
+        ctx.workers = Workers::shared(options.threads);
         let asm = std::mem::take(&mut compiled.asm);
         let mut exe = Executable {
             args,
