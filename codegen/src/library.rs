@@ -668,6 +668,41 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
     }
 }
 
+/// A loop kernel compiled with its outermost-loop range as parameters.
+pub type RangeKernel = unsafe extern "C" fn(*const *mut u8, i64, i64);
+
+/// Runs `kernel` over `0..n` of its outermost loop, cut into one range per thread
+/// (bounds multiples of `align`) when the executable has workers.
+///
+/// # Safety
+/// `ctx` must be the live context of the program `kernel` and `bufs` belong to,
+/// and `kernel` must write disjoint outputs for disjoint ranges (true of the loop
+/// kernels: each outermost index owns its output elements).
+pub unsafe extern "C" fn kiln_parallel(
+    ctx: *const CallContext,
+    kernel: RangeKernel,
+    bufs: *const *mut u8,
+    n: i64,
+    align: i64,
+) {
+    // SAFETY: guaranteed by the caller.
+    let workers = unsafe { (*ctx).workers.as_ref() };
+    let (n, align) = (n as usize, (align as usize).max(1));
+    let ranges: Vec<Range<usize>> = parallel::ranges(n.div_ceil(align), parallel::threads(workers))
+        .into_iter()
+        .map(|r| r.start * align..(r.end * align).min(n))
+        .collect();
+    let table = bufs as usize;
+    // SAFETY: the ranges are disjoint and cover 0..n; see the function's contract.
+    let part =
+        |r: Range<usize>| unsafe { kernel(table as *const *mut u8, r.start as i64, r.end as i64) };
+    // Generated code does not panic; if the pool ever did, rerun the whole range
+    // here rather than unwind into generated code.
+    if catch_unwind(AssertUnwindSafe(|| parallel::run(workers, ranges, part))).is_err() {
+        part(0..n);
+    }
+}
+
 macro_rules! scalar_fns {
     ($($name:ident: $t:ty => $f:expr;)*) => {
         $(

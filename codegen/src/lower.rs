@@ -98,6 +98,7 @@ pub fn host_module() -> Result<JITModule, CodegenError> {
         .map_err(|e| CodegenError::Isa(e.to_string()))?;
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     jb.symbol("kiln_call", library::kiln_call as *const u8);
+    jb.symbol("kiln_parallel", library::kiln_parallel as *const u8);
     jb.symbol("kiln_powf", library::kiln_powf as *const u8);
     jb.symbol("kiln_pow", library::kiln_pow as *const u8);
     for (name, ptr) in library::scalar_symbols() {
@@ -119,6 +120,9 @@ fn scalar_type(dtype: DType) -> Type {
 /// Imported helper functions, declared once per module.
 struct Imports {
     call: FuncId,
+    /// `kiln_parallel(ctx, kernel, bufs, n, align)`: a loop kernel split across
+    /// threads.
+    parallel: FuncId,
     /// f64 `exp`, `log`, `tanh` from libm, by name.
     unary: HashMap<&'static str, FuncId>,
     pow: HashMap<DType, FuncId>,
@@ -136,6 +140,17 @@ impl Imports {
         sig.returns.push(AbiParam::new(types::I32));
         let call = module
             .declare_function("kiln_call", Linkage::Import, &sig)
+            .map_err(module_err)?;
+        let mut sig = module.make_signature();
+        sig.params.extend([
+            AbiParam::new(ptr),
+            AbiParam::new(ptr),
+            AbiParam::new(ptr),
+            AbiParam::new(types::I64),
+            AbiParam::new(types::I64),
+        ]);
+        let parallel = module
+            .declare_function("kiln_parallel", Linkage::Import, &sig)
             .map_err(module_err)?;
         let mut unary = HashMap::new();
         let mut pow = HashMap::new();
@@ -159,7 +174,12 @@ impl Imports {
                 .map_err(module_err)?;
             pow.insert(dtype, id);
         }
-        Ok(Imports { call, unary, pow })
+        Ok(Imports {
+            call,
+            parallel,
+            unary,
+            pow,
+        })
     }
 }
 
@@ -189,8 +209,14 @@ pub fn compile_with(
     let mut ctx = module.make_context();
     let mut clif = Vec::new();
 
+    // A loop kernel takes the buffer table and the range of its outermost loop to
+    // run, so the entry can split that loop across threads.
     let mut kernel_sig = module.make_signature();
-    kernel_sig.params.push(AbiParam::new(ptr));
+    kernel_sig.params.extend([
+        AbiParam::new(ptr),
+        AbiParam::new(types::I64),
+        AbiParam::new(types::I64),
+    ]);
     let mut kernel_ids = Vec::new();
     let mut calls = Vec::new();
     for (i, kernel) in program.kernels.iter().enumerate() {
@@ -209,7 +235,7 @@ pub fn compile_with(
                 if let Some(listing) = define(&mut module, id, &mut ctx, options.disasm)? {
                     asm.push((name, listing));
                 }
-                kernel_ids.push(Some(id));
+                kernel_ids.push(Some((id, split_of(k))));
             }
             Kernel::Call(c) => {
                 calls.push(CallDesc {
@@ -239,12 +265,25 @@ pub fn compile_with(
         b.switch_to_block(block);
         let (bufs, cctx) = (b.block_params(block)[0], b.block_params(block)[1]);
         let call_ref = module.declare_func_in_func(imports.call, b.func);
+        let parallel_ref = module.declare_func_in_func(imports.parallel, b.func);
         let mut call_index = 0i64;
         for id in &kernel_ids {
             match id {
-                Some(id) => {
+                Some((id, split)) => {
                     let f = module.declare_func_in_func(*id, b.func);
-                    b.ins().call(f, &[bufs]);
+                    match split {
+                        Split::Whole { n } => {
+                            let lo = b.ins().iconst(types::I64, 0);
+                            let hi = b.ins().iconst(types::I64, *n as i64);
+                            b.ins().call(f, &[bufs, lo, hi]);
+                        }
+                        Split::Rows { n, align } => {
+                            let addr = b.ins().func_addr(ptr, f);
+                            let n = b.ins().iconst(types::I64, *n as i64);
+                            let align = b.ins().iconst(types::I64, *align as i64);
+                            b.ins().call(parallel_ref, &[cctx, addr, bufs, n, align]);
+                        }
+                    }
                 }
                 None => {
                     let idx = b.ins().iconst(types::I64, call_index);
@@ -307,6 +346,36 @@ fn define(
     Ok(listing)
 }
 
+/// How the entry runs a loop kernel.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// In one call over its outermost loop `0..n`.
+    Whole { n: usize },
+    /// Through `kiln_parallel`, its outermost loop `0..n` cut into ranges whose
+    /// bounds are multiples of `align` (the vector width when that loop is the
+    /// vectorized one, so every element takes the same path whatever the cut).
+    Rows { n: usize, align: usize },
+}
+
+/// Below this many innermost iterations a loop kernel stays on one thread.
+const SPLIT_MIN_ITERATIONS: usize = 1 << 15;
+
+/// Whether `k` is worth splitting across threads: its outermost loop is over an
+/// output dimension (every output element is then computed by one thread in the
+/// same order), and it is long.
+fn split_of(k: &LoopKernel) -> Split {
+    let n = k.dims.first().copied().unwrap_or(1);
+    let work: usize = k.dims.iter().product();
+    if k.outer_dims().is_empty() || n < 2 || work < SPLIT_MIN_ITERATIONS {
+        return Split::Whole { n };
+    }
+    let vector_outer = k.dims.len() == 1 && k.reduce.is_none();
+    Split::Rows {
+        n,
+        align: if vector_outer { 4 } else { 1 },
+    }
+}
+
 /// True if the innermost loop of `k` can run on `f32x4` lanes.
 ///
 /// For a reduction this is the innermost reduced loop: it then keeps `f32x4`
@@ -353,6 +422,8 @@ struct LoopEmitter<'a, 'b> {
     flags: MemFlagsData,
     /// The kernel's row reductions for the current outer indices.
     rows: Vec<Value>,
+    /// The range of the outermost loop this call runs (function parameters).
+    range: (Value, Value),
 }
 
 fn emit_loop_kernel(
@@ -378,7 +449,11 @@ fn emit_loop_kernel(
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
-    let bufs = b.block_params(block)[0];
+    let (bufs, lo, hi) = (
+        b.block_params(block)[0],
+        b.block_params(block)[1],
+        b.block_params(block)[2],
+    );
     // Load the base address of every buffer the kernel touches, once.
     let mut bases = HashMap::new();
     let mut touched: Vec<usize> = Kernel::Loop(kernel.clone()).reads();
@@ -401,6 +476,7 @@ fn emit_loop_kernel(
         bases,
         flags: MemFlagsData::new().with_notrap(),
         rows: Vec::new(),
+        range: (lo, hi),
     };
     let mut idx = Vec::new();
     e.outer(0, &mut idx);
@@ -471,30 +547,59 @@ impl LoopEmitter<'_, '_> {
         }
         let n = k.dims[level];
         let innermost = level + 1 == outer && k.reduce.is_none();
+        // The outermost loop runs the range this call was given.
+        let (lo, hi) = if level == 0 {
+            self.range
+        } else {
+            (self.iconst(0), self.iconst(n as i64))
+        };
         if innermost && vectorizable(k, self.program) {
-            let main = n - n % 4;
-            self.counted_loop(0, n, 4, &[], |e, i, _| {
+            let rest = self.range_loop(lo, hi, 4, |e, i| {
                 idx.push(i);
                 e.body_and_stores(idx, 4);
                 idx.pop();
-                vec![]
             });
-            if main < n {
-                self.counted_loop(main, n, 1, &[], |e, i, _| {
-                    idx.push(i);
-                    e.body_and_stores(idx, 1);
-                    idx.pop();
-                    vec![]
-                });
-            }
+            self.range_loop(rest, hi, 1, |e, i| {
+                idx.push(i);
+                e.body_and_stores(idx, 1);
+                idx.pop();
+            });
             return;
         }
-        self.counted_loop(0, n, 1, &[], |e, i, _| {
+        self.range_loop(lo, hi, 1, |e, i| {
             idx.push(i);
             e.outer(level + 1, idx);
             idx.pop();
-            vec![]
         });
+    }
+
+    /// `for i in (lo..hi).step_by(step)` while a whole step fits (`i + step <= hi`);
+    /// returns the first index not run.
+    fn range_loop(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: usize,
+        mut body: impl FnMut(&mut Self, Value),
+    ) -> Value {
+        let header = self.b.create_block();
+        let body_block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, types::I64);
+        self.b.append_block_param(exit, types::I64);
+        self.b.ins().jump(header, &[BlockArg::from(lo)]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let end = self.b.ins().iadd_imm_s(i, step as i64);
+        let go = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, hi);
+        self.b
+            .ins()
+            .brif(go, body_block, &[], exit, &[BlockArg::from(i)]);
+        self.b.switch_to_block(body_block);
+        body(self, i);
+        self.b.ins().jump(header, &[BlockArg::from(end)]);
+        self.b.switch_to_block(exit);
+        self.b.block_params(exit)[0]
     }
 
     /// Emits the reduced loops for the current output element and stores the result.

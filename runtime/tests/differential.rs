@@ -561,6 +561,53 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
     }
 }
 
+/// Long loop kernels split their outermost loop across threads: a 1-D kernel whose
+/// loop is the vectorized one (cut at multiples of the vector width), a 2-D one
+/// with a row reduction, and a column reduction. Every thread count gives the
+/// interpreter's answer and the same bits.
+#[test]
+fn split_loop_kernels_match_the_interpreter_and_each_other() {
+    let rng = &mut Rng(0x5eed_1234);
+    let mut c = Case::new("split");
+    let x = c.arg(rng, DType::F32, &[40_003], -4.0, 4.0);
+    let m = c.f32(rng, &[257, 131]);
+    let t = c.op(Op::Unary(UnaryOp::Tanh), &[x]);
+    let y = c.op(Op::Binary(BinaryOp::Mul), &[t, x]);
+    let e = c.op(Op::Unary(UnaryOp::Exp), &[m]);
+    let rows = c.op(
+        Op::Reduce {
+            kind: ReduceOp::Sum,
+            axes: vec![1],
+            keepdims: true,
+        },
+        &[e],
+    );
+    let rows = c.op(Op::Broadcast(Shape::from([257, 131])), &[rows]);
+    let soft = c.op(Op::Binary(BinaryOp::Div), &[e, rows]);
+    let cols = c.op(
+        Op::Reduce {
+            kind: ReduceOp::Max,
+            axes: vec![0],
+            keepdims: false,
+        },
+        &[m],
+    );
+    for out in [y, soft, cols] {
+        c.graph.output(out, None);
+    }
+    let mut results = Vec::new();
+    for threads in [1, 2, 3] {
+        let options = CompileOptions {
+            threads,
+            ..CompileOptions::default()
+        };
+        check_with(&c, APPROX, &options);
+        let mut exe = Executable::compile_with(&c.graph, &options).unwrap();
+        results.push(exe.run(&c.values).unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "results depend on the thread count");
+}
+
 #[test]
 fn every_op_has_a_differential_test() {
     let mut rng = Rng(1);
