@@ -3,8 +3,9 @@
 //! (median of 200 steps after 20 warm-up steps), on one thread and on all cores.
 //! See shared/WORKLOADS.md.
 //!
-//! Run with `cargo run --release --example w2_timing`. Criterion benchmarks with
-//! peer comparisons come with the performance issue; this is a quick report.
+//! Run with `cargo run --release --example w2_timing`. This is the quick report,
+//! and the one W5 figure taken in a fresh process; the criterion benchmarks are in
+//! `bench/` (see BENCHMARKS.md).
 
 use std::time::Instant;
 

@@ -605,7 +605,10 @@ fn split_loop_kernels_match_the_interpreter_and_each_other() {
         let mut exe = Executable::compile_with(&c.graph, &options).unwrap();
         results.push(exe.run(&c.values).unwrap());
     }
-    assert!(results.windows(2).all(|w| w[0] == w[1]), "results depend on the thread count");
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "results depend on the thread count"
+    );
 }
 
 #[test]

@@ -1,0 +1,205 @@
+//! The benchmark workloads of shared/WORKLOADS.md, built with kiln's DSL: the same
+//! definitions every peer figure in BENCHMARKS.md uses. All float32, inputs from a
+//! fixed seed (never zeros), labels uniform in range.
+
+use kiln::prelude::*;
+
+/// Random inputs in `[lo, hi)` of the given shape.
+pub fn uniform(rng: &mut Rng, dims: &[usize], lo: f32, hi: f32) -> HostTensor {
+    let n = dims.iter().product();
+    HostTensor::from_f32(dims.to_vec(), (0..n).map(|_| rng.uniform(lo, hi)).collect())
+        .expect("sized from the shape")
+}
+
+/// `batch` labels uniform in `0..classes`.
+pub fn labels(rng: &mut Rng, batch: usize, classes: usize) -> HostTensor {
+    HostTensor::from_i32(
+        [batch],
+        (0..batch)
+            .map(|_| rng.below(classes as u64) as i32)
+            .collect(),
+    )
+    .expect("sized from the batch")
+}
+
+/// A compiled workload and the inputs it runs on.
+pub struct Workload {
+    pub step: TrainStep,
+    pub x: HostTensor,
+    pub labels: HostTensor,
+}
+
+impl Workload {
+    /// Compiles for `threads` threads (0: all cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        let mut options = CompileOptions::default();
+        if threads > 0 {
+            options.threads = threads;
+        }
+        self.step.compile_with(&options).expect("compiles");
+        self
+    }
+
+    /// One training step.
+    pub fn run(&mut self) -> f64 {
+        self.step
+            .run(&[("x", &self.x), ("labels", &self.labels)])
+            .expect("step runs")
+            .loss
+    }
+}
+
+/// W2's MLP (784-128-64-10, ReLU) and its softmax cross-entropy loss.
+fn w2_loss(g: &GraphBuilder, batch: usize, rng: &mut Rng) -> Tensor {
+    let x = g.input("x", DType::F32, [batch, 784]);
+    let labels = g.input("labels", DType::I32, [batch]);
+    let fc1 = nn::Linear::new(g, "fc1", 784, 128, rng);
+    let fc2 = nn::Linear::new(g, "fc2", 128, 64, rng);
+    let fc3 = nn::Linear::new(g, "fc3", 64, 10, rng);
+    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
+    loss::cross_entropy(&logits, &labels)
+}
+
+/// W2: forward, backward and Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8).
+pub fn w2(batch: usize) -> Workload {
+    let mut rng = Rng::seed(0);
+    let g = GraphBuilder::new("w2");
+    let loss = w2_loss(&g, batch, &mut rng);
+    let step = TrainStep::new(&loss, &Adam::new(1e-3)).expect("W2 builds");
+    Workload {
+        step,
+        x: uniform(&mut rng, &[batch, 784], 0.0, 1.0),
+        labels: labels(&mut rng, batch, 10),
+    }
+}
+
+/// W2 forward only: the loss of the same MLP, compiled for `threads`, with its
+/// arguments.
+pub fn w2_forward(batch: usize, threads: usize) -> (Executable, Vec<HostTensor>) {
+    let mut rng = Rng::seed(0);
+    let g = GraphBuilder::new("w2_forward");
+    let loss = w2_loss(&g, batch, &mut rng);
+    let model = g.build(&[("loss", &loss)]).expect("W2 forward builds");
+    let x = uniform(&mut rng, &[batch, 784], 0.0, 1.0);
+    let y = labels(&mut rng, batch, 10);
+    let args = model
+        .call_args(&[("x", &x), ("labels", &y)])
+        .expect("arguments match");
+    let mut options = CompileOptions::default();
+    if threads > 0 {
+        options.threads = threads;
+    }
+    let exe = Executable::compile_with(&model.graph, &options).expect("compiles");
+    (exe, args)
+}
+
+/// A 5×5 convolution with bias, as in LeNet.
+fn conv(
+    g: &GraphBuilder,
+    name: &str,
+    x: &Tensor,
+    cin: usize,
+    cout: usize,
+    rng: &mut Rng,
+) -> Tensor {
+    let w = g.param_init(
+        &format!("{name}.weight"),
+        [cout, cin, 5, 5],
+        Init::kaiming_uniform_relu(),
+        rng,
+    );
+    let b = g.param_init(&format!("{name}.bias"), [cout], Init::Zeros, rng);
+    x.conv2d(&w, 1, 0, 1) + b.reshape([1, cout, 1, 1])
+}
+
+/// W3: LeNet (conv 3->6 k5, ReLU, maxpool 2, conv 6->16 k5, ReLU, maxpool 2,
+/// fc 400-120-84-10 with ReLU between), softmax cross-entropy, SGD momentum 0.9,
+/// lr 1e-3, input 3×32×32.
+pub fn w3(batch: usize) -> Workload {
+    let mut rng = Rng::seed(3);
+    let g = GraphBuilder::new("lenet");
+    let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
+    let labels_in = g.input("labels", DType::I32, [batch]);
+    let h = conv(&g, "conv1", &x, 3, 6, &mut rng)
+        .relu()
+        .max_pool2d(2, 2, 0);
+    let h = conv(&g, "conv2", &h, 6, 16, &mut rng)
+        .relu()
+        .max_pool2d(2, 2, 0);
+    let h = h.flatten(1);
+    let fc1 = nn::Linear::new(&g, "fc1", 400, 120, &mut rng);
+    let fc2 = nn::Linear::new(&g, "fc2", 120, 84, &mut rng);
+    let fc3 = nn::Linear::new(&g, "fc3", 84, 10, &mut rng);
+    let logits = fc3.forward(&fc2.forward(&fc1.forward(&h).relu()).relu());
+    let loss = loss::cross_entropy(&logits, &labels_in);
+    let step = TrainStep::new(&loss, &Sgd::new(1e-3).momentum(0.9)).expect("W3 builds");
+    Workload {
+        step,
+        x: uniform(&mut rng, &[batch, 3, 32, 32], -1.0, 1.0),
+        labels: labels(&mut rng, batch, 10),
+    }
+}
+
+/// W6: `C = A·B` for `[m, k] × [k, n]` as a compiled kiln graph, with its
+/// arguments and an output tensor to run into.
+pub fn w6(
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: usize,
+) -> (Executable, Vec<HostTensor>, HostTensor) {
+    let mut rng = Rng::seed(6);
+    let g = GraphBuilder::new("gemm");
+    let a = g.input("a", DType::F32, [m, k]);
+    let b = g.input("b", DType::F32, [k, n]);
+    let model = g.build(&[&a.matmul(&b)]).expect("GEMM builds");
+    let mut options = CompileOptions::default();
+    if threads > 0 {
+        options.threads = threads;
+    }
+    let exe = Executable::compile_with(&model.graph, &options).expect("compiles");
+    let args = vec![
+        uniform(&mut rng, &[m, k], -1.0, 1.0),
+        uniform(&mut rng, &[k, n], -1.0, 1.0),
+    ];
+    (exe, args, HostTensor::full(DType::F32, [m, n], 0.0))
+}
+
+/// Per-step times recorded while criterion measures, for the median, min and max
+/// that WORKLOADS.md asks for (criterion's own estimate is a mean-like slope, which
+/// rare slow steps pull up).
+#[derive(Debug, Default)]
+pub struct StepTimes(Vec<f64>);
+
+impl StepTimes {
+    /// Runs `step` `iters` times, timing each; returns the total (for
+    /// `Bencher::iter_custom`).
+    pub fn time(&mut self, iters: u64, mut step: impl FnMut()) -> std::time::Duration {
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..iters {
+            let start = std::time::Instant::now();
+            step();
+            let took = start.elapsed();
+            total += took;
+            self.0.push(took.as_secs_f64() * 1e3);
+        }
+        total
+    }
+
+    /// Prints `name: median … ms (min …, max …) over N steps` and forgets the times.
+    pub fn report(&mut self, name: &str) {
+        let t = &mut self.0;
+        if t.is_empty() {
+            return;
+        }
+        t.sort_by(f64::total_cmp);
+        println!(
+            "{name}: median {:.3} ms (min {:.3}, max {:.3}) over {} steps",
+            t[t.len() / 2],
+            t[0],
+            t[t.len() - 1],
+            t.len()
+        );
+        t.clear();
+    }
+}
