@@ -685,6 +685,117 @@ fn by_planes(
     parallel::run(workers, items, |(r, y, shape)| f(r, y, &shape));
 }
 
+/// The 2×2 max-pool gradient of one output row: `top` and `bottom` are the two
+/// input rows (two columns per window), `g` the window gradients; writes every
+/// position of `dtop` and `dbottom`. Four windows at a time with SSE2 on x86-64
+/// (the compiler does not vectorize the strided, NaN-aware selects by itself), the
+/// rest one at a time.
+fn max_quads_row(top: &[f32], bottom: &[f32], g: &[f32], dtop: &mut [f32], dbottom: &mut [f32]) {
+    let n = g.len();
+    assert!(
+        top.len() >= 2 * n
+            && bottom.len() >= 2 * n
+            && dtop.len() >= 2 * n
+            && dbottom.len() >= 2 * n
+    );
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        let full = n / 4 * 4;
+        for w in (0..full).step_by(4) {
+            // SAFETY: windows w..w+4 read and write 8 elements of each row from 2w,
+            // inside the lengths asserted above; SSE2 is part of x86-64.
+            unsafe { max_quads_sse2(top, bottom, g, dtop, dbottom, w) };
+        }
+        full
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for w in done..n {
+        let (a, b) = (
+            [top[2 * w], top[2 * w + 1]],
+            [bottom[2 * w], bottom[2 * w + 1]],
+        );
+        let m = [a[1], b[0], b[1]]
+            .into_iter()
+            .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc });
+        let hit = |v: f32| (v == m) | (v.is_nan() & m.is_nan());
+        let t0 = hit(a[0]);
+        let t1 = hit(a[1]) & !t0;
+        let t2 = hit(b[0]) & !(t0 | t1);
+        let t3 = !(t0 | t1 | t2);
+        let pick = |t: bool| if t { g[w] } else { 0.0 };
+        (dtop[2 * w], dtop[2 * w + 1]) = (pick(t0), pick(t1));
+        (dbottom[2 * w], dbottom[2 * w + 1]) = (pick(t2), pick(t3));
+    }
+}
+
+/// Windows `w..w + 4` of [`max_quads_row`], the same rule as its scalar loop: the
+/// first of a0, a1, b0, b1 equal to the maximum (or the first NaN) takes the
+/// gradient.
+///
+/// # Safety
+/// Each row must hold `2·(w + 4)` elements and `g` `w + 4`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn max_quads_sse2(
+    top: &[f32],
+    bottom: &[f32],
+    g: &[f32],
+    dtop: &mut [f32],
+    dbottom: &mut [f32],
+    w: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: guaranteed by the caller; unaligned loads and stores.
+    unsafe {
+        let load_pairs = |row: &[f32]| {
+            let (lo, hi) = (
+                _mm_loadu_ps(row.as_ptr().add(2 * w)),
+                _mm_loadu_ps(row.as_ptr().add(2 * w + 4)),
+            );
+            // Even and odd columns: the left and right inputs of each window.
+            (
+                _mm_shuffle_ps::<0b10_00_10_00>(lo, hi),
+                _mm_shuffle_ps::<0b11_01_11_01>(lo, hi),
+            )
+        };
+        let (a0, a1) = load_pairs(top);
+        let (b0, b1) = load_pairs(bottom);
+        let nan = |v: __m128| _mm_cmpunord_ps(v, v);
+        // `beats(v, m)`: v > m, or v is the first NaN.
+        let beats =
+            |v: __m128, m: __m128| _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_andnot_ps(nan(m), nan(v)));
+        let select = |mask: __m128, v: __m128, m: __m128| {
+            _mm_or_ps(_mm_and_ps(mask, v), _mm_andnot_ps(mask, m))
+        };
+        let mut m = a0;
+        for v in [a1, b0, b1] {
+            m = select(beats(v, m), v, m);
+        }
+        let hit = |v: __m128| _mm_or_ps(_mm_cmpeq_ps(v, m), _mm_and_ps(nan(v), nan(m)));
+        let t0 = hit(a0);
+        let t1 = _mm_andnot_ps(t0, hit(a1));
+        let t2 = _mm_andnot_ps(_mm_or_ps(t0, t1), hit(b0));
+        let t3 = _mm_andnot_ps(
+            _mm_or_ps(_mm_or_ps(t0, t1), t2),
+            _mm_castsi128_ps(_mm_set1_epi32(-1)),
+        );
+        let gv = _mm_loadu_ps(g.as_ptr().add(w));
+        let (p0, p1, p2, p3) = (
+            _mm_and_ps(t0, gv),
+            _mm_and_ps(t1, gv),
+            _mm_and_ps(t2, gv),
+            _mm_and_ps(t3, gv),
+        );
+        // Interleave back to columns.
+        let store = |row: &mut [f32], even: __m128, odd: __m128| {
+            _mm_storeu_ps(row.as_mut_ptr().add(2 * w), _mm_unpacklo_ps(even, odd));
+            _mm_storeu_ps(row.as_mut_ptr().add(2 * w + 4), _mm_unpackhi_ps(even, odd));
+        };
+        store(dtop, p0, p1);
+        store(dbottom, p2, p3);
+    }
+}
+
 /// Max or average pooling of `x` (`s` with `c` channels, kernel `p.kernel`) into
 /// `y`, the planes split across `workers` when large.
 pub fn pool2d(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs, workers: Option<&Workers>) {
@@ -794,27 +905,15 @@ fn pool2d_grad_planes(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &
                 let (r0, r1) = row_pair(xp, s.w, oy, s.ow);
                 let (d0, rest) = dxp[2 * oy * s.w..].split_at_mut(s.w);
                 let d1 = &mut rest[..s.w];
-                let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-                let dwin = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
-                for ((&g, (a, b)), (da, db)) in g_row.iter().zip(windows).zip(dwin) {
-                    match p.kind {
-                        PoolKind::Max => {
-                            // The first of a0, a1, b0, b1 equal to the window's
-                            // maximum (or the first NaN) takes the gradient; as
-                            // selects, which vectorize and do not mispredict on ReLU
-                            // outputs full of tied zeros.
-                            let m = [a[1], b[0], b[1]]
-                                .into_iter()
-                                .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc });
-                            let hit = |v: f32| (v == m) | (v.is_nan() & m.is_nan());
-                            let t0 = hit(a[0]);
-                            let t1 = hit(a[1]) & !t0;
-                            let t2 = hit(b[0]) & !(t0 | t1);
-                            let t3 = !(t0 | t1 | t2);
-                            let pick = |t: bool| if t { g } else { 0.0 };
-                            (da[0], da[1], db[0], db[1]) = (pick(t0), pick(t1), pick(t2), pick(t3));
-                        }
-                        PoolKind::Avg => {
+                let (d0, d1) = (&mut d0[..2 * s.ow], &mut d1[..2 * s.ow]);
+                match p.kind {
+                    PoolKind::Max => max_quads_row(r0, r1, g_row, d0, d1),
+                    PoolKind::Avg => {
+                        for ((&g, da), db) in g_row
+                            .iter()
+                            .zip(d0.chunks_exact_mut(2))
+                            .zip(d1.chunks_exact_mut(2))
+                        {
                             let v = g / area;
                             (da[0], da[1], db[0], db[1]) = (v, v, v, v);
                         }

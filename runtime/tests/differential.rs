@@ -538,7 +538,8 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
             stride,
             padding: [0, 0],
         };
-        let dims = [2, 3, 7, 9];
+        // 5 windows per row: a vector block of 4 and one more, and an odd last column.
+        let dims = [2, 3, 7, 11];
         let xt = TensorType::new(DType::F32, dims);
         let yt = kiln_ir::infer(&Op::Pool2d(p), &[&xt]).unwrap();
         let mut c = Case::new("pool_ties");
@@ -548,12 +549,17 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
         let dx = c.op(Op::Pool2dGrad(p), &[x, dy]);
         c.graph.output(y, None);
         c.graph.output(dx, None);
-        // Three levels, so most windows tie; a NaN every 13th element.
+        // Three levels in a scrambled order, so windows tie in every pattern; a NaN
+        // every 13th element.
         c.values.push(HostTensor::from_fn(&xt, |i| {
+            let mut h = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+            h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h ^= h >> 32;
             if i % 13 == 5 {
                 f64::NAN
             } else {
-                (i * 7 % 3) as f64 - 1.0
+                (h % 3) as f64 - 1.0
             }
         }));
         c.values.push(HostTensor::from_fn(&yt, |i| 0.5 + i as f64));
