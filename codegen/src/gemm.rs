@@ -100,6 +100,44 @@ fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
     );
 }
 
+/// The instruction sets the kernels are compiled for, best first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Isa {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The best of [`Isa`] this machine runs (`is_x86_feature_detected!` caches).
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("fma") {
+            return Isa::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+/// The operands of one product, checked: `C[m, n] (+)= A · B` with A row-major
+/// (`[m, k]`, or `[m, k]`-shaped as the kernel reads it), B by rows, C row-major.
+#[derive(Clone, Copy)]
+struct Product {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Rows,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+}
+
 /// `C[m, n] = A[m, k] · B[k, n]` (`+=` when `accumulate`): A and C row-major with
 /// row strides `lda` and `ldc`, row `p` of B contiguous from `b[b_rows[p]]`. Meant
 /// for small `m` (up to a few register tiles): B is streamed once per column panel,
@@ -126,80 +164,66 @@ pub fn small_m(
     if m == 0 || n == 0 {
         return;
     }
-    let a = Mat {
-        ptr: a.as_ptr(),
-        ld: lda,
+    let p = Product {
+        m,
+        n,
+        k,
+        a: Mat {
+            ptr: a.as_ptr(),
+            ld: lda,
+        },
+        b,
+        c: c.as_mut_ptr(),
+        ldc,
+        accumulate,
     };
-    let c = (c.as_mut_ptr(), ldc);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features are present; the operands were checked above.
-            return unsafe { small_m_avx512(m, n, k, a, b, c, accumulate, tail) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { small_m_avx2(m, n, k, a, b, c, accumulate, tail) };
+    // SAFETY: the operands were checked above; each variant runs only where its
+    // features are present.
+    unsafe {
+        match isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => small_m_avx512(p, tail),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => small_m_avx2(p, tail),
+            _ => small_m_driver::<8, 6, false>(p, tail),
         }
     }
-    // SAFETY: the operands were checked above.
-    unsafe { small_m_driver::<8, 6, false>(m, n, k, a, b, c, accumulate, tail) }
 }
 
+/// 8 rows × 32 columns: 16 zmm accumulators, 2 for the B panel row.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_m_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    c: (*mut f32, usize),
-    accumulate: bool,
-    tail: &mut Vec<f32>,
-) {
-    // 8 rows × 32 columns: 16 zmm accumulators, 2 for the B panel row.
+unsafe fn small_m_avx512(p: Product, tail: &mut Vec<f32>) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_m_driver::<32, 8, true>(m, n, k, a, b, c, accumulate, tail) }
+    unsafe { small_m_driver::<32, 8, true>(p, tail) }
 }
 
+/// 6 rows × 16 columns: 12 ymm accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_m_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    c: (*mut f32, usize),
-    accumulate: bool,
-    tail: &mut Vec<f32>,
-) {
-    // 6 rows × 16 columns: 12 ymm accumulators of 16.
+unsafe fn small_m_avx2(p: Product, tail: &mut Vec<f32>) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_m_driver::<16, 6, true>(m, n, k, a, b, c, accumulate, tail) }
+    unsafe { small_m_driver::<16, 6, true>(p, tail) }
 }
 
 /// Column panels outside, row tiles inside, so a panel of B (k × NR) stays in L1
 /// while every row tile uses it. The partial last panel is copied, zero-padded, into
 /// `tail` so the tile kernel only ever sees full panels.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    (c, ldc): (*mut f32, usize),
-    accumulate: bool,
+    p: Product,
     tail: &mut Vec<f32>,
 ) {
+    let Product {
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+    } = p;
     let full = n / NR * NR;
     let panels = (0..full)
         .step_by(NR)
@@ -334,70 +358,61 @@ pub fn dot_nt(
     assert_eq!(b_rows.len(), n, "dot_nt B: one row offset per row");
     let b = Rows::new("dot_nt B", b, b_rows, k);
     check("dot_nt C", c.len(), m, n, ldc);
-    let a = Mat {
-        ptr: a.as_ptr(),
-        ld: lda,
+    let p = Product {
+        m,
+        n,
+        k,
+        a: Mat {
+            ptr: a.as_ptr(),
+            ld: lda,
+        },
+        b,
+        c: c.as_mut_ptr(),
+        ldc,
+        accumulate,
     };
-    let c = (c.as_mut_ptr(), ldc);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features are present; the operands were checked above.
-            return unsafe { dot_nt_avx512(m, n, k, a, b, c, accumulate) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { dot_nt_avx2(m, n, k, a, b, c, accumulate) };
+    // SAFETY: the operands were checked above; each variant runs only where its
+    // features are present.
+    unsafe {
+        match isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => dot_nt_avx512(p),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => dot_nt_avx2(p),
+            _ => dot_nt_driver::<4, false>(p),
         }
     }
-    // SAFETY: the operands were checked above.
-    unsafe { dot_nt_driver::<4, false>(m, n, k, a, b, c, accumulate) }
 }
 
+/// 16 lanes: one zmm register per dot product.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn dot_nt_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    c: (*mut f32, usize),
-    accumulate: bool,
-) {
+unsafe fn dot_nt_avx512(p: Product) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<16, true>(m, n, k, a, b, c, accumulate) }
+    unsafe { dot_nt_driver::<16, true>(p) }
 }
 
+/// 8 lanes: one ymm register per dot product.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_nt_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    c: (*mut f32, usize),
-    accumulate: bool,
-) {
+unsafe fn dot_nt_avx2(p: Product) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<8, true>(m, n, k, a, b, c, accumulate) }
+    unsafe { dot_nt_driver::<8, true>(p) }
 }
 
 /// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register).
 #[inline(always)]
-unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Mat,
-    b: Rows,
-    (c, ldc): (*mut f32, usize),
-    accumulate: bool,
-) {
+unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product) {
+    let Product {
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+    } = p;
     const T: usize = 4;
     for i in (0..m).step_by(T) {
         let rows = (m - i).min(T);

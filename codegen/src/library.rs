@@ -1,9 +1,14 @@
 //! Library routines the generated code calls for kernels that are not loops:
-//! contractions, pooling, gather/scatter, `argmax`, `pad`, `concat`.
+//! contractions, convolution, pooling, gather/scatter, `argmax`, `pad`, `concat`.
 //!
-//! Increment 1 runs them through the reference interpreter's op semantics on host
-//! copies of the buffers (correct for every dtype and attribute, not fast); f32
-//! matmul has a direct loop. Issue 6 replaces these with packed, blocked kernels.
+//! [`kiln_call`] dispatches one call: GEMMs go to matrixmultiply (packed,
+//! register-blocked, any strides, bias/ReLU epilogue per block), f32 convolution
+//! and pooling to [`crate::conv`], index and movement ops to [`crate::index`] and
+//! [`crate::movement`] for every dtype; anything else (f64 convolutions, which only
+//! gradient checks use) runs the reference interpreter's op on host copies.
+//! [`kiln_parallel`] runs a loop kernel split across the workers. Large calls split
+//! across [`crate::parallel::Workers`] so that results do not depend on the thread
+//! count.
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
