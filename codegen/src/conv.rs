@@ -1,5 +1,5 @@
 //! Native f32 convolution and pooling: the three convolution forms as products
-//! (stride 1 reads the image in place, see [`Wide`]; other strides go through
+//! (stride 1 reads the image in place, see `Wide`; other strides go through
 //! im2col), pooling and its gradient as direct loops. Layouts are NCHW activations and OIHW weights
 //! (`conv_transpose2d` takes IOHW), as in the IR.
 

@@ -5,7 +5,7 @@
 //! - Latency. A training step makes a handful of parallel calls a few hundred
 //!   microseconds apart. Workers that sleep between them pay a wake-up (tens of
 //!   microseconds in a VM) on every call, which ate the whole gain; these workers
-//!   spin for [`SPIN`] after their last part before parking, as OpenMP runtimes do.
+//!   spin for `SPIN` (2 ms) after their last part before parking, as OpenMP runtimes do.
 //! - The caller works too. It claims parts like a worker, so a pool for `threads`
 //!   threads has `threads - 1` workers, and if the workers are slow to wake the
 //!   caller simply runs more of the parts itself.
