@@ -10,26 +10,6 @@ use std::time::Instant;
 
 use kiln::prelude::*;
 
-/// A convolution with bias, as `nn::Conv2d` will provide.
-fn conv(
-    g: &GraphBuilder,
-    name: &str,
-    x: &Tensor,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    rng: &mut Rng,
-) -> Tensor {
-    let w = g.param_init(
-        &format!("{name}.weight"),
-        [cout, cin, k, k],
-        Init::kaiming_uniform_relu(),
-        rng,
-    );
-    let b = g.param_init(&format!("{name}.bias"), [cout], Init::Zeros, rng);
-    x.conv2d(&w, 1, 0, 1) + b.reshape([1, cout, 1, 1])
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const BATCH: usize = 128;
     let mut rng = Rng::seed(3);
@@ -45,12 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = GraphBuilder::new("lenet");
     let x = g.input("x", DType::F32, [BATCH, 3, 32, 32]);
     let labels = g.input("labels", DType::I32, [BATCH]);
-    let h = conv(&g, "conv1", &x, 3, 6, 5, &mut rng)
-        .relu()
-        .max_pool2d(2, 2, 0);
-    let h = conv(&g, "conv2", &h, 6, 16, 5, &mut rng)
-        .relu()
-        .max_pool2d(2, 2, 0);
+    let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
+    let conv2 = nn::Conv2d::new(&g, "conv2", 6, 16, 5, &mut rng);
+    let pool = nn::MaxPool2d::new(2);
+    let h = pool.forward(&conv1.forward(&x).relu());
+    let h = pool.forward(&conv2.forward(&h).relu());
     let h = h.flatten(1);
     let fc1 = nn::Linear::new(&g, "fc1", 400, 120, &mut rng);
     let fc2 = nn::Linear::new(&g, "fc2", 120, 84, &mut rng);

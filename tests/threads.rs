@@ -56,17 +56,13 @@ fn lenet(batch: usize) -> (TrainStep, HostTensor, HostTensor) {
     let g = GraphBuilder::new("lenet");
     let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
     let labels = g.input("labels", DType::I32, [batch]);
-    let mut conv = |name: &str, x: &Tensor, cin: usize, cout: usize, padding: usize| {
-        let w = g.param_init(
-            &format!("{name}.weight"),
-            [cout, cin, 5, 5],
-            Init::kaiming_uniform_relu(),
-            &mut rng,
-        );
-        x.conv2d(&w, 1, padding, 1).relu().max_pool2d(2, 2, 0)
-    };
-    let h = conv("conv1", &x, 3, 6, 0);
-    let h = conv("conv2", &h, 6, 16, 1).flatten(1);
+    let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
+    let conv2 = nn::Conv2dConfig::new(6, 16, 5)
+        .with_padding(1)
+        .init(&g, "conv2", &mut rng);
+    let pool = nn::MaxPool2d::new(2);
+    let h = pool.forward(&conv1.forward(&x).relu());
+    let h = pool.forward(&conv2.forward(&h).relu()).flatten(1);
     let fc = nn::Linear::new(&g, "fc", 16 * 6 * 6, 10, &mut rng);
     let loss = loss::cross_entropy(&fc.forward(&h), &labels);
     let step = TrainStep::new(&loss, &Sgd::new(1e-2).momentum(0.9)).unwrap();

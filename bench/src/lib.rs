@@ -93,25 +93,6 @@ pub fn w2_forward(batch: usize, threads: usize) -> (Executable, Vec<HostTensor>)
     (exe, args)
 }
 
-/// A 5×5 convolution with bias, as in LeNet.
-fn conv(
-    g: &GraphBuilder,
-    name: &str,
-    x: &Tensor,
-    cin: usize,
-    cout: usize,
-    rng: &mut Rng,
-) -> Tensor {
-    let w = g.param_init(
-        &format!("{name}.weight"),
-        [cout, cin, 5, 5],
-        Init::kaiming_uniform_relu(),
-        rng,
-    );
-    let b = g.param_init(&format!("{name}.bias"), [cout], Init::Zeros, rng);
-    x.conv2d(&w, 1, 0, 1) + b.reshape([1, cout, 1, 1])
-}
-
 /// W3: LeNet (conv 3->6 k5, ReLU, maxpool 2, conv 6->16 k5, ReLU, maxpool 2,
 /// fc 400-120-84-10 with ReLU between), softmax cross-entropy, SGD momentum 0.9,
 /// lr 1e-3, input 3×32×32.
@@ -120,12 +101,11 @@ pub fn w3(batch: usize) -> Workload {
     let g = GraphBuilder::new("lenet");
     let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
     let labels_in = g.input("labels", DType::I32, [batch]);
-    let h = conv(&g, "conv1", &x, 3, 6, &mut rng)
-        .relu()
-        .max_pool2d(2, 2, 0);
-    let h = conv(&g, "conv2", &h, 6, 16, &mut rng)
-        .relu()
-        .max_pool2d(2, 2, 0);
+    let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
+    let conv2 = nn::Conv2d::new(&g, "conv2", 6, 16, 5, &mut rng);
+    let pool = nn::MaxPool2d::new(2);
+    let h = pool.forward(&conv1.forward(&x).relu());
+    let h = pool.forward(&conv2.forward(&h).relu());
     let h = h.flatten(1);
     let fc1 = nn::Linear::new(&g, "fc1", 400, 120, &mut rng);
     let fc2 = nn::Linear::new(&g, "fc2", 120, 84, &mut rng);

@@ -1,9 +1,11 @@
-//! Layers: the [`Module`] trait, [`Linear`], [`Sequential`] and activation modules.
+//! Layers: the [`Module`] trait, [`Linear`], [`Conv2d`], pooling, [`Flatten`],
+//! [`Sequential`] and activation modules.
 //!
 //! Parameters use PyTorch's layouts and names (`fc1.weight` is `[out, in]`,
 //! `fc1.bias` is `[out]`), so checkpoints and imported models line up.
 
 use crate::init::Init;
+use crate::ops::Pair;
 use crate::rng::Rng;
 use crate::{GraphBuilder, Tensor};
 
@@ -141,6 +143,265 @@ impl Module for Linear {
         let mut p = vec![self.weight.clone()];
         p.extend(self.bias.clone());
         p
+    }
+}
+
+/// A 2-D convolution over NCHW input: `y = conv2d(x, W) + b` with
+/// `W: [out, in, kh, kw]` and `b: [out]`, PyTorch's layout and default
+/// initialization.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// let g = GraphBuilder::new("cnn");
+/// let mut rng = Rng::seed(0);
+/// let x = g.input("x", DType::F32, [8, 3, 32, 32]);
+/// let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
+/// let h = nn::MaxPool2d::new(2).forward(&conv1.forward(&x).relu());
+/// assert_eq!(h.dims(), &[8, 6, 14, 14]);
+///
+/// // Padding "same" for a 3×3 kernel, no bias:
+/// let conv2 = nn::Conv2dConfig::new(6, 16, 3)
+///     .with_padding(1)
+///     .with_bias(false)
+///     .init(&g, "conv2", &mut rng);
+/// assert_eq!(conv2.forward(&h).dims(), &[8, 16, 14, 14]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// `[out_channels, in_channels, kh, kw]`.
+    pub weight: Tensor,
+    /// `[out_channels]`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+    /// Step between windows, per spatial axis.
+    pub stride: [usize; 2],
+    /// Zeros added on both sides, per spatial axis.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps, per spatial axis.
+    pub dilation: [usize; 2],
+}
+
+/// The configuration of a [`Conv2d`] layer, builder-style.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows (default 1).
+    pub stride: [usize; 2],
+    /// Zeros added on both sides (default 0).
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (default 1).
+    pub dilation: [usize; 2],
+    /// Whether the layer adds a bias.
+    pub bias: bool,
+    /// The weight initializer (default: PyTorch's, [`Init::torch_default`]).
+    pub weight_init: Init,
+    /// The bias initializer (default: PyTorch's, [`Init::bias_default`] of the
+    /// fan-in `in·kh·kw`).
+    pub bias_init: Init,
+}
+
+impl Conv2dConfig {
+    /// A convolution from `in_channels` to `out_channels` with a `kernel` (one size
+    /// or `[kh, kw]`), stride 1, no padding, a bias, and PyTorch's default
+    /// initialization.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: impl Into<Pair>) -> Self {
+        let kernel = kernel.into().0;
+        Conv2dConfig {
+            in_channels,
+            out_channels,
+            kernel,
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            bias: true,
+            weight_init: Init::torch_default(),
+            bias_init: Init::bias_default(in_channels * kernel[0] * kernel[1]),
+        }
+    }
+
+    /// With another stride.
+    pub fn with_stride(mut self, stride: impl Into<Pair>) -> Self {
+        self.stride = stride.into().0;
+        self
+    }
+
+    /// With zero padding.
+    pub fn with_padding(mut self, padding: impl Into<Pair>) -> Self {
+        self.padding = padding.into().0;
+        self
+    }
+
+    /// With dilated kernel taps.
+    pub fn with_dilation(mut self, dilation: impl Into<Pair>) -> Self {
+        self.dilation = dilation.into().0;
+        self
+    }
+
+    /// With or without a bias.
+    pub fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// With another weight initializer.
+    pub fn with_weight_init(mut self, init: Init) -> Self {
+        self.weight_init = init;
+        self
+    }
+
+    /// With another bias initializer.
+    pub fn with_bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Declares the parameters `{name}.weight` and `{name}.bias` in `g`.
+    #[track_caller]
+    pub fn init(&self, g: &GraphBuilder, name: &str, rng: &mut Rng) -> Conv2d {
+        let [kh, kw] = self.kernel;
+        let weight = g.param_init(
+            &format!("{name}.weight"),
+            [self.out_channels, self.in_channels, kh, kw],
+            self.weight_init,
+            rng,
+        );
+        let bias = self.bias.then(|| {
+            let value = self.bias_init.sample([self.out_channels], rng);
+            g.param(&format!("{name}.bias"), value)
+        });
+        Conv2d {
+            weight,
+            bias,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
+    }
+}
+
+impl Conv2d {
+    /// A stride-1, unpadded convolution with PyTorch's default initialization; see
+    /// [`Conv2dConfig`] for other choices.
+    #[track_caller]
+    pub fn new(
+        g: &GraphBuilder,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: impl Into<Pair>,
+        rng: &mut Rng,
+    ) -> Conv2d {
+        Conv2dConfig::new(in_channels, out_channels, kernel).init(g, name, rng)
+    }
+}
+
+impl Module for Conv2d {
+    /// `conv2d(x, weight) + bias` for `x: [n, in, h, w]`.
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.conv2d(&self.weight, self.stride, self.padding, self.dilation);
+        match &self.bias {
+            Some(b) => {
+                let channels = b.dims().first().copied().unwrap_or(0);
+                y + b.reshape([1, channels, 1, 1])
+            }
+            None => y,
+        }
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        let mut p = vec![self.weight.clone()];
+        p.extend(self.bias.clone());
+        p
+    }
+}
+
+/// Max pooling over NCHW input, as a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Padding on both sides (never the maximum).
+    pub padding: [usize; 2],
+}
+
+impl MaxPool2d {
+    /// Non-overlapping `kernel` windows (stride = kernel), unpadded.
+    pub fn new(kernel: impl Into<Pair>) -> Self {
+        let kernel = kernel.into().0;
+        MaxPool2d {
+            kernel,
+            stride: kernel,
+            padding: [0, 0],
+        }
+    }
+}
+
+impl Module for MaxPool2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.max_pool2d(self.kernel, self.stride, self.padding)
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+}
+
+/// Average pooling over NCHW input, as a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPool2d {
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Zero padding on both sides.
+    pub padding: [usize; 2],
+}
+
+impl AvgPool2d {
+    /// Non-overlapping `kernel` windows (stride = kernel), unpadded.
+    pub fn new(kernel: impl Into<Pair>) -> Self {
+        let kernel = kernel.into().0;
+        AvgPool2d {
+            kernel,
+            stride: kernel,
+            padding: [0, 0],
+        }
+    }
+}
+
+impl Module for AvgPool2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.avg_pool2d(self.kernel, self.stride, self.padding)
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+}
+
+/// Flattens every axis from `.0` on into one, as a module (`Flatten(1)` between
+/// convolutions and dense layers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flatten(pub isize);
+
+impl Module for Flatten {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.flatten(self.0)
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
     }
 }
 

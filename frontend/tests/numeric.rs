@@ -285,6 +285,70 @@ fn linear_forward_matches_a_hand_matmul() {
 }
 
 #[test]
+fn conv2d_layer_matches_a_hand_convolution() {
+    // 2 input channels, 3 output channels, a 2×3 kernel, stride 2 along the height,
+    // padding 1 along the width: every output element summed by hand.
+    let (n, c, o, h, w, kh, kw) = (2, 2, 3, 5, 4, 2, 3);
+    let g = GraphBuilder::new("conv");
+    let mut rng = Rng::seed(23);
+    let conv = nn::Conv2dConfig::new(c, o, [kh, kw])
+        .with_stride([2, 1])
+        .with_padding([0, 1])
+        .init(&g, "conv", &mut rng);
+    assert_eq!(conv.params().len(), 2);
+    let x = g.input("x", DType::F32, [n, c, h, w]);
+    let y = conv.forward(&x);
+    let (oh, ow) = ((h - kh) / 2 + 1, w + 2 - kw + 1);
+    assert_eq!(y.dims(), &[n, o, oh, ow]);
+    let model = g.build(&[&y]).unwrap();
+    let wv = model.params.get("conv.weight").unwrap().to_f64_vec();
+    let bv = model.params.get("conv.bias").unwrap().to_f64_vec();
+    // PyTorch's default bias bound: 1/sqrt(fan_in).
+    let bound = 1.0 / ((c * kh * kw) as f64).sqrt();
+    assert!(bv.iter().all(|&v| v != 0.0 && v.abs() <= bound));
+    let xv = as_f32(&random(&[n, c, h, w], -2.0, 2.0, 24));
+    let out = eval(&g, &[&y], &[("x", &f32s(&[n, c, h, w], &xv))]);
+    let mut want = Vec::new();
+    for b in 0..n {
+        for q in 0..o {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut acc = bv[q];
+                    for ch in 0..c {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                // Column j + v of the padded image is j + v - 1.
+                                let Some(col) = (j + v).checked_sub(1).filter(|&col| col < w)
+                                else {
+                                    continue;
+                                };
+                                let xi = ((b * c + ch) * h + 2 * i + u) * w + col;
+                                acc += xv[xi] * wv[((q * c + ch) * kh + u) * kw + v];
+                            }
+                        }
+                    }
+                    want.push(acc);
+                }
+            }
+        }
+    }
+    assert_close(&out[0], &want, 1e-5);
+}
+
+#[test]
+fn pooling_and_flatten_modules_shape_like_pytorch() {
+    let g = GraphBuilder::new("pool");
+    let x = g.input("x", DType::F32, [2, 3, 9, 8]);
+    let net = nn::Sequential::new()
+        .add(nn::MaxPool2d::new(2))
+        .add(nn::AvgPool2d::new([2, 1]))
+        .add(nn::Flatten(1));
+    // 9×8 → max 2×2 (floor) 4×4 → avg 2×1 2×4 → 3·2·4 features.
+    assert_eq!(net.forward(&x).dims(), &[2, 24]);
+    assert!(net.params().is_empty());
+}
+
+#[test]
 fn matmul_variants_match_hand_products() {
     let g = GraphBuilder::new("mm");
     let a = g.input("a", DType::F32, [2, 3, 4]);
