@@ -39,55 +39,10 @@ fn gemm_shapes(c: &mut Criterion) {
         let mut cm = vec![0f32; m * n];
         check_peers_agree(m, k, n, &a, &bm);
         group.bench_function(BenchmarkId::new("matrixmultiply", &id), |b| {
-            b.iter(|| {
-                // SAFETY: the buffers hold m·k, k·n and m·n elements, row-major.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        k as isize,
-                        1,
-                        bm.as_ptr(),
-                        n as isize,
-                        1,
-                        0.0,
-                        cm.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                }
-            })
+            b.iter(|| matrixmultiply_nn((m, k, n), &a, &bm, &mut cm))
         });
         group.bench_function(BenchmarkId::new("gemm", &id), |b| {
-            b.iter(|| {
-                // SAFETY: as above; `gemm` reads alpha only when read_dst is true.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        cm.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        a.as_ptr(),
-                        1,
-                        k as isize,
-                        bm.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    )
-                }
-            })
+            b.iter(|| gemm_nn((m, k, n), &a, &bm, &mut cm))
         });
     }
     group.finish();
@@ -97,46 +52,8 @@ fn gemm_shapes(c: &mut Criterion) {
 /// like with like): kiln's output and gemm's against matrixmultiply's.
 fn check_peers_agree(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) {
     let (mut want, mut got) = (vec![0f32; m * n], vec![0f32; m * n]);
-    // SAFETY: the buffers hold m·k, k·n and m·n elements, row-major.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            want.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-        gemm::gemm(
-            m,
-            n,
-            k,
-            got.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    matrixmultiply_nn((m, k, n), a, b, &mut want);
+    gemm_nn((m, k, n), a, b, &mut got);
     let close = |x: f32, y: f32| (x - y).abs() <= 1e-3 * (1.0 + y.abs());
     assert!(
         got.iter().zip(&want).all(|(&x, &y)| close(x, y)),
@@ -152,6 +69,60 @@ fn check_peers_agree(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) {
         kiln_out.iter().zip(&want).all(|(&x, &y)| close(x, y)),
         "kiln disagrees"
     );
+}
+
+/// `c = a · b` for row-major `[m, k] × [k, n]` through matrixmultiply.
+fn matrixmultiply_nn((m, k, n): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the buffers hold m·k, k·n and m·n elements, row-major (checked).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// `c = a · b` for row-major `[m, k] × [k, n]` through gemm, single-threaded.
+fn gemm_nn((m, k, n): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: as above; gemm reads the destination (alpha) only when read_dst is
+    // true, and beta scales the product.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 /// Deterministic values in [-1, 1), never all zero.

@@ -31,6 +31,11 @@ struct Mat {
 }
 
 impl Mat {
+    /// A row-major operand with row stride `ld`.
+    fn rows(ptr: *const f32, ld: usize) -> Mat {
+        Mat { ptr, ld }
+    }
+
     /// The element at `(i, j)`.
     #[inline(always)]
     unsafe fn at(self, i: usize, j: usize) -> *const f32 {
@@ -168,10 +173,7 @@ pub fn small_m(
         m,
         n,
         k,
-        a: Mat {
-            ptr: a.as_ptr(),
-            ld: lda,
-        },
+        a: Mat::rows(a.as_ptr(), lda),
         b,
         c: c.as_mut_ptr(),
         ldc,
@@ -241,10 +243,7 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
                 let src = unsafe { std::slice::from_raw_parts(b.at(p, j0), width) };
                 tail[p * NR..][..width].copy_from_slice(src);
             }
-            PanelRows::Packed(Mat {
-                ptr: tail.as_ptr(),
-                ld: NR,
-            })
+            PanelRows::Packed(Mat::rows(tail.as_ptr(), NR))
         };
         let mut i = 0;
         while i < m {
@@ -252,10 +251,7 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
             // SAFETY: rows i..i+rows and columns j0..j0+width lie inside A and C;
             // the panel holds k × NR readable elements.
             unsafe {
-                let ai = Mat {
-                    ptr: a.at(i, 0),
-                    ld: a.ld,
-                };
+                let ai = Mat::rows(a.at(i, 0), a.ld);
                 let ci = (c.add(i * ldc + j0), ldc);
                 macro_rules! tile {
                     ($($r:literal)*) => {
@@ -362,10 +358,7 @@ pub fn dot_nt(
         m,
         n,
         k,
-        a: Mat {
-            ptr: a.as_ptr(),
-            ld: lda,
-        },
+        a: Mat::rows(a.as_ptr(), lda),
         b,
         c: c.as_mut_ptr(),
         ldc,
@@ -421,13 +414,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product) {
             // SAFETY: rows i..i+rows of A, j..j+cols of B and that block of C lie
             // inside the operands.
             unsafe {
-                let (ai, bj) = (
-                    Mat {
-                        ptr: a.at(i, 0),
-                        ld: a.ld,
-                    },
-                    b.skip(j),
-                );
+                let (ai, bj) = (Mat::rows(a.at(i, 0), a.ld), b.skip(j));
                 let cij = (c.add(i * ldc + j), ldc);
                 macro_rules! tile {
                     ($(($r:literal, $s:literal))*) => {

@@ -1,4 +1,4 @@
-//! Running library routines on several threads.
+//! Running library routines and long loop kernels on several threads.
 //!
 //! A small pool of its own rather than a general work-stealing one, for two
 //! reasons measured on W2 (batch 256, 2 cores):

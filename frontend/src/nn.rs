@@ -321,72 +321,49 @@ impl Module for Conv2d {
     }
 }
 
-/// Max pooling over NCHW input, as a module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaxPool2d {
-    /// Window height and width.
-    pub kernel: [usize; 2],
-    /// Step between windows.
-    pub stride: [usize; 2],
-    /// Padding on both sides (never the maximum).
-    pub padding: [usize; 2],
-}
-
-impl MaxPool2d {
-    /// Non-overlapping `kernel` windows (stride = kernel), unpadded.
-    pub fn new(kernel: impl Into<Pair>) -> Self {
-        let kernel = kernel.into().0;
-        MaxPool2d {
-            kernel,
-            stride: kernel,
-            padding: [0, 0],
+macro_rules! pool_module {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name {
+            /// Window height and width.
+            pub kernel: [usize; 2],
+            /// Step between windows.
+            pub stride: [usize; 2],
+            /// Padding on both sides.
+            pub padding: [usize; 2],
         }
-    }
-}
 
-impl Module for MaxPool2d {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.max_pool2d(self.kernel, self.stride, self.padding)
-    }
-
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
-}
-
-/// Average pooling over NCHW input, as a module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AvgPool2d {
-    /// Window height and width.
-    pub kernel: [usize; 2],
-    /// Step between windows.
-    pub stride: [usize; 2],
-    /// Zero padding on both sides.
-    pub padding: [usize; 2],
-}
-
-impl AvgPool2d {
-    /// Non-overlapping `kernel` windows (stride = kernel), unpadded.
-    pub fn new(kernel: impl Into<Pair>) -> Self {
-        let kernel = kernel.into().0;
-        AvgPool2d {
-            kernel,
-            stride: kernel,
-            padding: [0, 0],
+        impl $name {
+            /// Non-overlapping `kernel` windows (stride = kernel), unpadded.
+            pub fn new(kernel: impl Into<Pair>) -> Self {
+                let kernel = kernel.into().0;
+                $name {
+                    kernel,
+                    stride: kernel,
+                    padding: [0, 0],
+                }
+            }
         }
-    }
+
+        impl Module for $name {
+            #[track_caller]
+            fn forward(&self, x: &Tensor) -> Tensor {
+                x.$method(self.kernel, self.stride, self.padding)
+            }
+
+            fn params(&self) -> Vec<Tensor> {
+                Vec::new()
+            }
+        }
+    )*};
 }
 
-impl Module for AvgPool2d {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.avg_pool2d(self.kernel, self.stride, self.padding)
-    }
-
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
+pool_module! {
+    /// Max pooling over NCHW input, as a module (padding is never the maximum).
+    MaxPool2d => max_pool2d;
+    /// Average pooling over NCHW input, as a module (padding counts as zeros).
+    AvgPool2d => avg_pool2d;
 }
 
 /// Flattens every axis from `.0` on into one, as a module (`Flatten(1)` between
