@@ -2,7 +2,8 @@
 //!
 //! - [`DType`], [`Shape`], [`TensorType`]: element types and static shapes.
 //! - [`Op`]: the operation set, in families ([`UnaryOp`], [`BinaryOp`], ...), with
-//!   one typing rule each ([`infer`]).
+//!   one typing rule each ([`infer`]); [`OpKind`] is the op table every stage asks
+//!   for per-op decisions ([`OpClass`], [`Work`], [`Finiteness`]).
 //! - [`Graph`]: a petgraph graph of typed nodes with declared arguments and outputs.
 //! - [`text`]: the text format (print and parse, round-tripping) and [`dot`] export.
 //! - [`interp`]: the reference interpreter, the oracle every compiled result is
@@ -25,8 +26,8 @@ pub use dtype::{DType, UnknownDType};
 pub use graph::{Graph, GraphError, Node, NodeId, Output};
 pub use infer::{TypeError, infer, reduced_dims, window_out};
 pub use op::{
-    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Op, Pool2dAttrs, PoolKind, ReduceOp,
-    UnaryOp,
+    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Finiteness, Op, OpClass, OpKind,
+    Pool2dAttrs, PoolKind, ReduceOp, UnaryOp, Work,
 };
 pub use shape::{MAX_ELEMENTS, Shape, TensorType};
 pub use tensor::{DataLenMismatch, HostTensor, TensorData};

@@ -10,7 +10,7 @@
 
 use egg::{Analysis, DidMerge, EGraph, Id};
 use kiln_ir::interp::eval_op;
-use kiln_ir::{BinaryOp, DType, HostTensor, Op, ReduceOp, TensorType, UnaryOp, infer};
+use kiln_ir::{DType, Finiteness, HostTensor, Op, OpClass, ReduceOp, TensorType, infer};
 
 use super::lang::ENode;
 
@@ -179,9 +179,7 @@ fn splat_of(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<HostTensor> {
     let splats = splats?;
     match op {
         op if op.is_elementwise() => eval_op(op, &splats).ok(),
-        Op::Broadcast(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Slice { .. } => {
-            Some(splats[0].clone())
-        }
+        op if matches!(op.class(), OpClass::View { .. }) => Some(splats[0].clone()),
         Op::Concat { .. } => {
             let first = splats[0].get_f64(0).to_bits();
             splats
@@ -202,48 +200,19 @@ fn splat_of(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<HostTensor> {
     }
 }
 
-/// True if `op` maps finite operands to finite results (no overflow, no domain
-/// error) and its operands are finite.
+/// True if `op` applied to operands described by `kids` gives finite results, by
+/// the op table's [`Finiteness`] (integer and bool operands are always finite).
 fn finite_of(op: &Op, kids: &[&Data]) -> bool {
-    let all = || kids.iter().all(|d| d.finite);
-    match op {
-        Op::Unary(k) => {
-            matches!(
-                k,
-                UnaryOp::Neg
-                    | UnaryOp::Abs
-                    | UnaryOp::Relu
-                    | UnaryOp::LeakyRelu(_)
-                    | UnaryOp::Sigmoid
-                    | UnaryOp::Tanh
-                    | UnaryOp::Sign
-            ) && all()
+    match op.kind().finiteness() {
+        Finiteness::Always => true,
+        Finiteness::MayNotBe => false,
+        // f64 -> f32 can overflow a finite value.
+        Finiteness::Preserves
+            if matches!(op, Op::Cast(DType::F32)) && kids[0].ty.dtype == DType::F64 =>
+        {
+            false
         }
-        Op::Binary(BinaryOp::Max | BinaryOp::Min) => all(),
-        // Bool and integer sources convert exactly; only float -> float can carry NaN.
-        Op::Cast(_) => !kids[0].ty.dtype.is_float() || kids[0].finite,
-        Op::Select => kids[1].finite && kids[2].finite,
-        Op::Broadcast(_)
-        | Op::Reshape(_)
-        | Op::Transpose(_)
-        | Op::Slice { .. }
-        | Op::Concat { .. }
-        | Op::StopGradient
-        | Op::Gather => kids.first().is_some_and(|d| d.finite) && all_but_indices(op, kids),
-        Op::Pad { value, .. } => value.is_finite() && all(),
-        Op::Reduce {
-            kind: ReduceOp::Max | ReduceOp::Min,
-            ..
-        } => all(),
-        Op::OneHot { .. } | Op::RandomUniform { .. } => true,
-        _ => false,
-    }
-}
-
-fn all_but_indices(op: &Op, kids: &[&Data]) -> bool {
-    match op {
-        Op::Gather => kids[0].finite,
-        _ => kids.iter().all(|d| d.finite),
+        Finiteness::Preserves => op.float_attrs_finite() && kids.iter().all(|d| d.finite),
     }
 }
 

@@ -8,7 +8,7 @@
 //! arguments cost nothing; literals cost their size. Every other node costs at least
 //! 1, so among equal alternatives the smaller graph wins.
 
-use kiln_ir::{Graph, Op, TensorType};
+use kiln_ir::{Graph, Op, TensorType, Work};
 
 /// Bytes one flop is worth: a core streams roughly 20-60 GB/s but computes
 /// 30-100 GFLOP/s, so a flop is about a quarter of a byte.
@@ -54,19 +54,13 @@ pub fn node_cost(op: &Op, out: &TensorType, operands: &[&TensorType]) -> Cost {
             };
         }
         Op::Reshape(_) | Op::StopGradient => return Cost::default(),
-        Op::Unary(k) => {
-            use kiln_ir::UnaryOp as U;
-            // Transcendentals are polynomial approximations: a dozen flops each.
-            match k {
-                U::Exp | U::Log | U::Tanh | U::Sigmoid | U::Sqrt | U::Rsqrt => 12.0 * n,
-                _ => n,
-            }
-        }
-        Op::Binary(kiln_ir::BinaryOp::Pow) => 24.0 * n,
-        // A divide takes several multiplies' worth of time.
-        Op::Binary(kiln_ir::BinaryOp::Div) => 4.0 * n,
-        Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_) => n,
-        Op::Fma => 2.0 * n,
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast(_)
+        | Op::Fma
+        | Op::RandomUniform { .. } => elementwise_flops(op.kind().work()) * n,
         Op::MatMul | Op::MatMulBias { .. } => {
             let k = operands[0].shape.dim(operands[0].shape.rank() - 1) as f64;
             2.0 * n * k
@@ -98,12 +92,24 @@ pub fn node_cost(op: &Op, out: &TensorType, operands: &[&TensorType]) -> Cost {
         | Op::Pad { .. }
         | Op::Gather
         | Op::ScatterAdd { .. }
-        | Op::OneHot { .. }
-        | Op::RandomUniform { .. } => n,
+        | Op::OneHot { .. } => n,
     };
     Cost {
         bytes: moved.max(1.0),
         flops,
+    }
+}
+
+/// Flops per element of an elementwise op. Transcendentals are polynomial
+/// approximations (a dozen flops each); a divide takes several multiplies' time.
+fn elementwise_flops(work: Work) -> f64 {
+    match work {
+        Work::None => 0.0,
+        Work::Simple | Work::Hash | Work::Shaped => 1.0,
+        Work::MulAdd => 2.0,
+        Work::Divide => 4.0,
+        Work::Root | Work::Transcendental => 12.0,
+        Work::Power => 24.0,
     }
 }
 

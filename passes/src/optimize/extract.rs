@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use egg::Id;
-use kiln_ir::{Graph, NodeId, Op, TensorType};
+use kiln_ir::{Graph, NodeId, Op, OpKind, TensorType};
 
 use super::OptimizeError;
 use super::analysis::TensorGraph;
@@ -82,7 +82,7 @@ pub fn extract(eg: &TensorGraph, roots: &[Id], sig: &Signature) -> Result<Graph,
                 let types: Vec<&TensorType> =
                     node.children().iter().map(|&k| &eg[k].data.ty).collect();
                 let mut own = node_cost(node.op(), ty, &types).total() + 1.0;
-                if node.mnemonic() == "log" && underflows(eg, node.children()[0]) {
+                if node.kind() == OpKind::Log && underflows(eg, node.children()[0]) {
                     own += UNSTABLE_PENALTY;
                 }
                 own

@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use egg::{Id, Language};
-use kiln_ir::{HostTensor, Op, TensorData, TensorType};
+use kiln_ir::{HostTensor, Op, OpKind, TensorData, TensorType};
 
 /// An IR operation applied to e-classes.
 #[derive(Clone, Debug)]
@@ -80,9 +80,14 @@ impl ENode {
         self.arg.as_deref().map(|(n, t)| (n.as_str(), t))
     }
 
-    /// The text-format mnemonic (also the discriminant rules search by).
+    /// The text-format mnemonic.
     pub fn mnemonic(&self) -> &'static str {
         self.op.mnemonic()
+    }
+
+    /// The op kind (also the discriminant rules search by).
+    pub fn kind(&self) -> OpKind {
+        self.op.kind()
     }
 
     /// True for `input`, `param` and `const`.
@@ -128,10 +133,10 @@ impl Ord for ENode {
 }
 
 impl Language for ENode {
-    type Discriminant = &'static str;
+    type Discriminant = OpKind;
 
     fn discriminant(&self) -> Self::Discriminant {
-        self.mnemonic()
+        self.kind()
     }
 
     fn matches(&self, other: &Self) -> bool {

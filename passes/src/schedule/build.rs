@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kiln_ir::{BinaryOp, DType, Graph, GraphError, NodeId, Op, Shape, UnaryOp};
+use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Shape, Work};
 
 use super::{
     Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprNode, Kernel,
@@ -56,33 +56,21 @@ fn flatten(map: &Map, shape: &Shape, loops: usize) -> Affine {
 
 /// Views: ops that only re-index their operand.
 fn is_view(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Broadcast(_) | Op::Transpose(_) | Op::Slice { .. } | Op::Reshape(_) | Op::StopGradient
-    )
+    matches!(op.class(), OpClass::View { .. })
 }
 
 /// Views that keep an operand addressable by strides (not `reshape`, which needs a
 /// contiguous operand).
 fn is_strided_view(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Broadcast(_) | Op::Transpose(_) | Op::Slice { .. } | Op::StopGradient
-    )
+    op.class() == OpClass::View { strided: true }
 }
 
 /// Ops computed inside loop kernels, element by element.
 fn is_loop_op(op: &Op) -> bool {
     matches!(
-        op,
-        Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Fma
-            | Op::Cast(_)
-            | Op::RandomUniform { .. }
-    ) || is_view(op)
+        op.class(),
+        OpClass::Elementwise | OpClass::Generator | OpClass::View { .. }
+    )
 }
 
 /// A literal whose elements are all equal: inlined as a constant.
@@ -103,10 +91,10 @@ const RECOMPUTE_LIMIT: usize = 8;
 /// Rough cost of one element of `op` in a loop body: transcendental functions are
 /// polynomials of a dozen instructions.
 fn op_cost(op: &Op) -> usize {
-    match op {
-        Op::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid) => 4,
-        Op::Binary(BinaryOp::Pow) | Op::RandomUniform { .. } => 8,
-        _ => 1,
+    match op.kind().work() {
+        Work::Transcendental => 4,
+        Work::Power | Work::Hash => 8,
+        Work::None | Work::Simple | Work::MulAdd | Work::Divide | Work::Root | Work::Shaped => 1,
     }
 }
 
@@ -149,7 +137,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         }
         // Library calls read whole contiguous buffers; a reshape re-indexes its
         // operand's flat layout, which only a buffer has; the random seed is loaded.
-        let call = !is_loop_op(op) && !op.is_leaf() && !matches!(op, Op::Reduce { .. });
+        let call = op.class() == OpClass::Library;
         if call && super::call_takes_views(op) {
             // GEMM operands: the views stay index maps; their base gets a buffer.
             for (i, mut o) in graph.operands(n).into_iter().enumerate() {

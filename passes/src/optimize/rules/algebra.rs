@@ -12,7 +12,7 @@
 //!   not track signs.
 
 use egg::Id;
-use kiln_ir::{BinaryOp, DType, Op, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Op, OpKind, UnaryOp};
 
 use super::{Rule, add, is_splat, nodes, splat, splat_like, ty};
 use crate::optimize::analysis::TensorGraph;
@@ -23,52 +23,52 @@ pub fn rules() -> Vec<Rule> {
     vec![
         Rule {
             name: "algebra/add-zero",
-            roots: &["add"],
+            roots: &[OpKind::Add],
             matcher: add_zero,
         },
         Rule {
             name: "algebra/sub",
-            roots: &["sub"],
+            roots: &[OpKind::Sub],
             matcher: sub_rules,
         },
         Rule {
             name: "algebra/mul-const",
-            roots: &["mul"],
+            roots: &[OpKind::Mul],
             matcher: mul_const,
         },
         Rule {
             name: "algebra/div-const",
-            roots: &["div"],
+            roots: &[OpKind::Div],
             matcher: div_const,
         },
         Rule {
             name: "algebra/neg",
-            roots: &["neg"],
+            roots: &[OpKind::Neg],
             matcher: neg_rules,
         },
         Rule {
             name: "algebra/log-exp",
-            roots: &["log"],
+            roots: &[OpKind::Log],
             matcher: log_exp,
         },
         Rule {
             name: "algebra/add-neg",
-            roots: &["add"],
+            roots: &[OpKind::Add],
             matcher: add_neg,
         },
         Rule {
             name: "algebra/abs-neg",
-            roots: &["abs"],
+            roots: &[OpKind::Abs],
             matcher: abs_neg,
         },
         Rule {
             name: "algebra/select-same",
-            roots: &["select"],
+            roots: &[OpKind::Select],
             matcher: select_same,
         },
         Rule {
             name: "algebra/cast-same",
-            roots: &["cast"],
+            roots: &[OpKind::Cast],
             matcher: cast_same,
         },
     ]
@@ -104,7 +104,7 @@ fn sub_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
         out.push(splat_like(eg, 0.0, &t));
     }
     // a - (-y) = a + y
-    for m in nodes(eg, b, "neg") {
+    for m in nodes(eg, b, OpKind::Neg) {
         out.extend(add(eg, Op::Binary(BinaryOp::Add), vec![a, m.children()[0]]));
     }
     out
@@ -149,12 +149,12 @@ fn div_const(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
 
 fn neg_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let x = n.children()[0];
-    let mut out: Vec<Id> = nodes(eg, x, "neg")
+    let mut out: Vec<Id> = nodes(eg, x, OpKind::Neg)
         .iter()
         .map(|m| m.children()[0])
         .collect();
     // -(a - b) = b - a
-    for m in nodes(eg, x, "sub") {
+    for m in nodes(eg, x, OpKind::Sub) {
         let (a, b) = pair(&m);
         out.extend(add(eg, Op::Binary(BinaryOp::Sub), vec![b, a]));
     }
@@ -163,7 +163,7 @@ fn neg_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
 
 fn log_exp(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let x = n.children()[0];
-    nodes(eg, x, "exp")
+    nodes(eg, x, OpKind::Exp)
         .iter()
         .map(|m| m.children()[0])
         .collect()
@@ -173,7 +173,7 @@ fn add_neg(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (a, b) = pair(n);
     let mut out = Vec::new();
     for (x, y) in [(a, b), (b, a)] {
-        for m in nodes(eg, y, "neg") {
+        for m in nodes(eg, y, OpKind::Neg) {
             out.extend(add(eg, Op::Binary(BinaryOp::Sub), vec![x, m.children()[0]]));
         }
     }
@@ -182,7 +182,7 @@ fn add_neg(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
 
 fn abs_neg(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let x = n.children()[0];
-    let inner: Vec<Id> = nodes(eg, x, "neg")
+    let inner: Vec<Id> = nodes(eg, x, OpKind::Neg)
         .iter()
         .map(|m| m.children()[0])
         .collect();

@@ -10,7 +10,7 @@
 //!   need not be kept once the forward matmul, bias and relu are fused.
 
 use egg::Id;
-use kiln_ir::{CmpOp, Op, Shape, UnaryOp};
+use kiln_ir::{CmpOp, Op, OpKind, Shape, UnaryOp};
 
 use super::{Rule, add, is_splat, nodes, splat, splat_like, ty};
 use crate::optimize::analysis::TensorGraph;
@@ -21,27 +21,27 @@ pub fn rules() -> Vec<Rule> {
     vec![
         Rule {
             name: "fusion/fma",
-            roots: &["add"],
+            roots: &[OpKind::Add],
             matcher: fma_add,
         },
         Rule {
             name: "fusion/fma-sub",
-            roots: &["sub"],
+            roots: &[OpKind::Sub],
             matcher: fma_sub,
         },
         Rule {
             name: "fusion/matmul-bias",
-            roots: &["add"],
+            roots: &[OpKind::Add],
             matcher: matmul_bias,
         },
         Rule {
             name: "fusion/matmul-bias-relu",
-            roots: &["relu"],
+            roots: &[OpKind::Relu],
             matcher: matmul_bias_relu,
         },
         Rule {
             name: "fusion/relu-mask",
-            roots: &["gt"],
+            roots: &[OpKind::Gt],
             matcher: relu_mask,
         },
     ]
@@ -54,7 +54,7 @@ fn fma_add(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     }
     let mut out = Vec::new();
     for (m, c) in [(l, r), (r, l)] {
-        for mul in nodes(eg, m, "mul") {
+        for mul in nodes(eg, m, OpKind::Mul) {
             let (a, b) = (mul.children()[0], mul.children()[1]);
             out.extend(add(eg, Op::Fma, vec![a, b, c]));
         }
@@ -73,12 +73,12 @@ fn fma_sub(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let mut out = Vec::new();
     if let Some(v) = splat(eg, r) {
         let nc = splat_like(eg, -v, &t);
-        for mul in nodes(eg, l, "mul") {
+        for mul in nodes(eg, l, OpKind::Mul) {
             let (a, b) = (mul.children()[0], mul.children()[1]);
             out.extend(add(eg, Op::Fma, vec![a, b, nc]));
         }
     }
-    for mul in nodes(eg, r, "mul") {
+    for mul in nodes(eg, r, OpKind::Mul) {
         let (a, b) = (mul.children()[0], mul.children()[1]);
         for (x, k) in [(a, b), (b, a)] {
             if let Some(v) = splat(eg, k) {
@@ -94,13 +94,13 @@ fn matmul_bias(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (l, r) = (n.children()[0], n.children()[1]);
     let mut out = Vec::new();
     for (p, q) in [(l, r), (r, l)] {
-        let products = nodes(eg, p, "matmul");
+        let products = nodes(eg, p, OpKind::MatMul);
         if products.is_empty() {
             continue;
         }
         let out_ty = ty(eg, p);
         let cols = out_ty.shape.dim(out_ty.shape.rank() - 1);
-        for bc in nodes(eg, q, "broadcast") {
+        for bc in nodes(eg, q, OpKind::Broadcast) {
             let bias = bc.children()[0];
             let bt = ty(eg, bias);
             // [n], or [1, ..., 1, n]: reshaped to [n].
@@ -130,7 +130,7 @@ fn matmul_bias_relu(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     }
     let x = n.children()[0];
     let mut out = Vec::new();
-    for m in nodes(eg, x, "matmul_bias") {
+    for m in nodes(eg, x, OpKind::MatMulBias) {
         if *m.op() == (Op::MatMulBias { relu: false }) {
             out.extend(add(
                 eg,

@@ -2,63 +2,67 @@
 //! broadcasts shrink, elementwise ops move before broadcasts (computing on the small
 //! tensor), and a transposed product is a product of transposes.
 
+use std::sync::OnceLock;
+
 use egg::Id;
-use kiln_ir::{BinaryOp, Op, ReduceOp, Shape, reduced_dims};
+use kiln_ir::{BinaryOp, Op, OpKind, ReduceOp, Shape, reduced_dims};
 
 use super::{Rule, add, broadcast, nodes, reshape, splat_like, ty};
 use crate::optimize::analysis::TensorGraph;
 use crate::optimize::lang::ENode;
+
+static REDUCTIONS: OnceLock<Vec<OpKind>> = OnceLock::new();
+static UNARY: OnceLock<Vec<OpKind>> = OnceLock::new();
+static BINARY: OnceLock<Vec<OpKind>> = OnceLock::new();
+
+/// Every kind in the op table whose sample `is_member`: rules over a whole family
+/// cover the kinds added to it later without a list to update.
+fn family(cell: &'static OnceLock<Vec<OpKind>>, is_member: fn(&Op) -> bool) -> &'static [OpKind] {
+    cell.get_or_init(|| {
+        OpKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| is_member(&k.sample()))
+            .collect()
+    })
+}
 
 /// The rules of this group.
 pub fn rules() -> Vec<Rule> {
     vec![
         Rule {
             name: "layout/transpose",
-            roots: &["transpose"],
+            roots: &[OpKind::Transpose],
             matcher: transpose_rules,
         },
         Rule {
             name: "layout/reshape",
-            roots: &["reshape"],
+            roots: &[OpKind::Reshape],
             matcher: reshape_rules,
         },
         Rule {
             name: "layout/broadcast",
-            roots: &["broadcast"],
+            roots: &[OpKind::Broadcast],
             matcher: broadcast_rules,
         },
         Rule {
             name: "layout/reduce-broadcast",
-            roots: &["reduce_sum", "reduce_mean", "reduce_max", "reduce_min"],
+            roots: family(&REDUCTIONS, |op| matches!(op, Op::Reduce { .. })),
             matcher: reduce_broadcast,
         },
         Rule {
             name: "layout/unary-broadcast",
-            roots: &[
-                "neg",
-                "exp",
-                "log",
-                "sqrt",
-                "rsqrt",
-                "tanh",
-                "sigmoid",
-                "relu",
-                "abs",
-                "recip",
-                "sign",
-                "leaky_relu",
-                "cast",
-            ],
+            roots: family(&UNARY, |op| matches!(op, Op::Unary(_) | Op::Cast(_))),
             matcher: unary_broadcast,
         },
         Rule {
             name: "layout/binary-broadcast",
-            roots: &["add", "sub", "mul", "div", "max", "min", "pow"],
+            roots: family(&BINARY, |op| matches!(op, Op::Binary(_))),
             matcher: binary_broadcast,
         },
         Rule {
             name: "layout/matmul-transpose",
-            roots: &["matmul"],
+            roots: &[OpKind::MatMul],
             matcher: matmul_transposed,
         },
     ]
@@ -85,7 +89,7 @@ fn transpose_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     }
     let mut out = Vec::new();
     // transpose(transpose(y, p), q) = transpose(y, p∘q): output axis j is y's p[q[j]].
-    for m in nodes(eg, x, "transpose") {
+    for m in nodes(eg, x, OpKind::Transpose) {
         let Op::Transpose(p) = m.op() else { continue };
         let y = m.children()[0];
         let r: Vec<usize> = q.iter().map(|&j| p[j]).collect();
@@ -98,7 +102,7 @@ fn transpose_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     // transpose(a @ b) = b^T @ a^T when the transpose swaps the last two axes.
     let rank = q.len();
     if rank >= 2 && *q == swap_last2(rank) {
-        for m in nodes(eg, x, "matmul") {
+        for m in nodes(eg, x, OpKind::MatMul) {
             let (a, b) = (m.children()[0], m.children()[1]);
             let Some(bt) = add(eg, Op::Transpose(q.clone()), vec![b]) else {
                 continue;
@@ -118,11 +122,11 @@ fn matmul_transposed(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let rank = eg[bt].data.ty.shape.rank();
     let swap = swap_last2(rank);
     let mut out = Vec::new();
-    for mb in nodes(eg, bt, "transpose") {
+    for mb in nodes(eg, bt, OpKind::Transpose) {
         if *mb.op() != Op::Transpose(swap.clone()) {
             continue;
         }
-        for ma in nodes(eg, at, "transpose") {
+        for ma in nodes(eg, at, OpKind::Transpose) {
             if *ma.op() != Op::Transpose(swap.clone()) {
                 continue;
             }
@@ -144,7 +148,7 @@ fn reshape_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
         return vec![x];
     }
     let mut out = Vec::new();
-    for m in nodes(eg, x, "reshape") {
+    for m in nodes(eg, x, OpKind::Reshape) {
         out.extend(reshape(eg, m.children()[0], s.clone()));
     }
     out
@@ -161,12 +165,12 @@ fn broadcast_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let mut out = Vec::new();
     // Right-aligned broadcasts compose: broadcasting the source directly is valid
     // (add checks it) and gives the same elements.
-    for m in nodes(eg, x, "broadcast") {
+    for m in nodes(eg, x, OpKind::Broadcast) {
         out.extend(broadcast(eg, m.children()[0], s.clone()));
     }
     // A broadcast of a reshape that only adds leading unit axes is a broadcast of
     // the source (`[n] -> [1,n] -> [m,n]` is `[n] -> [m,n]`).
-    for m in nodes(eg, x, "reshape") {
+    for m in nodes(eg, x, OpKind::Reshape) {
         let y = m.children()[0];
         let ys = eg[y].data.ty.shape.clone();
         let xs = eg[x].data.ty.shape.clone();
@@ -195,7 +199,7 @@ fn reduce_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     };
     let b = n.children()[0];
     let mut out = Vec::new();
-    for m in nodes(eg, b, "broadcast") {
+    for m in nodes(eg, b, OpKind::Broadcast) {
         let x = m.children()[0];
         let xt = ty(eg, x);
         let big = eg[b].data.ty.shape.clone();
@@ -235,7 +239,7 @@ fn reduce_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
 fn unary_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let x = n.children()[0];
     let mut out = Vec::new();
-    for m in nodes(eg, x, "broadcast") {
+    for m in nodes(eg, x, OpKind::Broadcast) {
         let Op::Broadcast(s) = m.op().clone() else {
             continue;
         };
@@ -252,8 +256,8 @@ fn binary_broadcast(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (l, r) = (n.children()[0], n.children()[1]);
     let target = eg[l].data.ty.shape.clone();
     let mut out = Vec::new();
-    let lb = nodes(eg, l, "broadcast");
-    let rb = nodes(eg, r, "broadcast");
+    let lb = nodes(eg, l, OpKind::Broadcast);
+    let rb = nodes(eg, r, OpKind::Broadcast);
     let mut small_pairs = Vec::new();
     for ml in &lb {
         let a = ml.children()[0];

@@ -1,7 +1,7 @@
 //! Rewrite rules, in groups (one module each), and the machinery that runs Rust
 //! matchers inside egg's runner.
 //!
-//! A [`Rule`] names the mnemonics its root can have and a matcher: a plain function
+//! A [`Rule`] names the op kinds its root can have and a matcher: a plain function
 //! that, given an e-class and one of its e-nodes with such a root, inspects the
 //! e-graph (operand classes, their e-nodes and analysis data) and returns e-classes
 //! equal to it, adding whatever e-nodes it needs. Matching in Rust rather than with
@@ -18,13 +18,13 @@ pub mod stable;
 use egg::{
     Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var,
 };
-use kiln_ir::{HostTensor, Op, Shape, TensorType, infer};
+use kiln_ir::{HostTensor, Op, OpKind, Shape, TensorType, infer};
 
 use super::analysis::{TensorAnalysis, TensorGraph};
 use super::lang::ENode;
 
 /// Finds the e-classes equal to the matched one: `(egraph, class, node)` where
-/// `node` is an e-node of `class` whose mnemonic is one of the rule's roots.
+/// `node` is an e-node of `class` whose kind is one of the rule's roots.
 pub type Matcher = fn(&mut TensorGraph, Id, &ENode) -> Vec<Id>;
 
 /// One rewrite rule.
@@ -32,8 +32,8 @@ pub type Matcher = fn(&mut TensorGraph, Id, &ENode) -> Vec<Id>;
 pub struct Rule {
     /// Shown in statistics (`algebra/add-zero`).
     pub name: &'static str,
-    /// Mnemonics the matched e-node can have.
-    pub roots: &'static [&'static str],
+    /// Op kinds the matched e-node can have.
+    pub roots: &'static [OpKind],
     pub matcher: Matcher,
 }
 
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-/// Finds the e-classes holding an e-node with one of the rule's root mnemonics, by
+/// Finds the e-classes holding an e-node with one of the rule's root kinds, by
 /// egg's per-operator index. The real matching happens when applying.
 struct RootSearcher(Rule);
 
@@ -66,7 +66,7 @@ impl Searcher<ENode, TensorAnalysis> for RootSearcher {
         class
             .nodes
             .iter()
-            .any(|n| self.0.roots.contains(&n.mnemonic()))
+            .any(|n| self.0.roots.contains(&n.kind()))
             .then(|| SearchMatches {
                 eclass: class.id,
                 substs: vec![Subst::with_capacity(0)],
@@ -122,7 +122,7 @@ impl Applier<ENode, TensorAnalysis> for RustApplier {
             let nodes: Vec<ENode> = egraph[class]
                 .nodes
                 .iter()
-                .filter(|n| self.0.roots.contains(&n.mnemonic()))
+                .filter(|n| self.0.roots.contains(&n.kind()))
                 .cloned()
                 .collect();
             for node in nodes {
@@ -181,12 +181,12 @@ pub fn add(eg: &mut TensorGraph, op: Op, children: Vec<Id>) -> Option<Id> {
     Some(eg.add(ENode::new(op, children)))
 }
 
-/// The e-nodes of class `id` with mnemonic `m` (children canonical).
-pub fn nodes(eg: &TensorGraph, id: Id, m: &str) -> Vec<ENode> {
+/// The e-nodes of class `id` of kind `kind` (children canonical).
+pub fn nodes(eg: &TensorGraph, id: Id, kind: OpKind) -> Vec<ENode> {
     eg[id]
         .nodes
         .iter()
-        .filter(|n| n.mnemonic() == m)
+        .filter(|n| n.kind() == kind)
         .map(|n| n.clone().map_children(|c| eg.find(c)))
         .collect()
 }

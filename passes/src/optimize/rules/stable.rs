@@ -12,7 +12,7 @@
 //!   so that `log(1 - sigmoid(x))` takes the same path.
 
 use egg::Id;
-use kiln_ir::{BinaryOp, Op, UnaryOp};
+use kiln_ir::{BinaryOp, Op, OpKind, UnaryOp};
 
 use super::{Rule, add, is_splat, nodes, splat_like, ty};
 use crate::optimize::analysis::TensorGraph;
@@ -23,17 +23,17 @@ pub fn rules() -> Vec<Rule> {
     vec![
         Rule {
             name: "stable/log-softmax",
-            roots: &["log"],
+            roots: &[OpKind::Log],
             matcher: log_of_exp_quotient,
         },
         Rule {
             name: "stable/log-sigmoid",
-            roots: &["log"],
+            roots: &[OpKind::Log],
             matcher: log_sigmoid,
         },
         Rule {
             name: "stable/one-minus-sigmoid",
-            roots: &["sub"],
+            roots: &[OpKind::Sub],
             matcher: one_minus_sigmoid,
         },
     ]
@@ -41,12 +41,12 @@ pub fn rules() -> Vec<Rule> {
 
 /// True if a `log` of class `id` may see a value that underflowed to zero.
 pub fn underflows(eg: &TensorGraph, id: Id) -> bool {
-    eg[id].nodes.iter().any(|n| match n.mnemonic() {
-        "exp" | "sigmoid" => true,
-        "div" => eg[n.children()[0]]
+    eg[id].nodes.iter().any(|n| match n.kind() {
+        OpKind::Exp | OpKind::Sigmoid => true,
+        OpKind::Div => eg[n.children()[0]]
             .nodes
             .iter()
-            .any(|m| m.mnemonic() == "exp"),
+            .any(|m| m.kind() == OpKind::Exp),
         _ => false,
     })
 }
@@ -54,9 +54,9 @@ pub fn underflows(eg: &TensorGraph, id: Id) -> bool {
 fn log_of_exp_quotient(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let q = n.children()[0];
     let mut out = Vec::new();
-    for div in nodes(eg, q, "div") {
+    for div in nodes(eg, q, OpKind::Div) {
         let (e, s) = (div.children()[0], div.children()[1]);
-        for ex in nodes(eg, e, "exp") {
+        for ex in nodes(eg, e, OpKind::Exp) {
             let d = ex.children()[0];
             let Some(ls) = add(eg, Op::Unary(UnaryOp::Log), vec![s]) else {
                 continue;
@@ -70,7 +70,7 @@ fn log_of_exp_quotient(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
 fn log_sigmoid(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let s = n.children()[0];
     let mut out = Vec::new();
-    for sig in nodes(eg, s, "sigmoid") {
+    for sig in nodes(eg, s, OpKind::Sigmoid) {
         let x = sig.children()[0];
         let t = ty(eg, x);
         let zero = splat_like(eg, 0.0, &t);
@@ -97,7 +97,7 @@ fn one_minus_sigmoid(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
         return vec![];
     }
     let mut out = Vec::new();
-    for sig in nodes(eg, b, "sigmoid") {
+    for sig in nodes(eg, b, OpKind::Sigmoid) {
         let x = sig.children()[0];
         if let Some(nx) = add(eg, Op::Unary(UnaryOp::Neg), vec![x]) {
             out.extend(add(eg, Op::Unary(UnaryOp::Sigmoid), vec![nx]));

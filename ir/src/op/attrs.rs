@@ -1,0 +1,219 @@
+//! Op attributes in the text format: the values, their errors, and the two
+//! [`AttrVisitor`]s — one reads an op's fields into `name=value` pairs (printing),
+//! the other writes parsed pairs into the fields (parsing). Each op lists its
+//! attributes once, in [`super::Op::visit_attrs`], and both directions come from it.
+
+use std::fmt;
+
+use crate::{DType, Shape};
+
+/// An attribute value in the text format.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    Int(i64),
+    /// Printed with a decimal point or exponent (`0.01`, `1.0`, `inf`, `NaN`), so it
+    /// reads back as a float and round-trips exactly.
+    Float(f64),
+    Bool(bool),
+    Ints(Vec<i64>),
+    DType(DType),
+}
+
+impl AttrValue {
+    fn ints(v: &[usize]) -> Self {
+        AttrValue::Ints(v.iter().map(|&x| x as i64).collect())
+    }
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Int(i) => write!(f, "{i}"),
+            AttrValue::Float(x) => write!(f, "{x:?}"),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+            AttrValue::DType(d) => write!(f, "{d}"),
+            AttrValue::Ints(v) => {
+                f.write_str("[")?;
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+/// A missing, unknown, repeated or ill-typed attribute.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{op}`{}: {message}", if attr.is_empty() { String::new() } else { format!(" attribute `{attr}`") })]
+pub struct AttrError {
+    pub op: String,
+    pub attr: String,
+    pub message: String,
+}
+
+impl AttrError {
+    pub(crate) fn new(op: &str, attr: &str, message: impl Into<String>) -> Self {
+        AttrError {
+            op: op.to_string(),
+            attr: attr.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Visits an op's attribute fields in text-format order, one method per field type.
+pub(crate) trait AttrVisitor {
+    fn usize(&mut self, name: &'static str, v: &mut usize) -> Result<(), AttrError>;
+    fn u32(&mut self, name: &'static str, v: &mut u32) -> Result<(), AttrError>;
+    fn usizes(&mut self, name: &'static str, v: &mut Vec<usize>) -> Result<(), AttrError>;
+    fn pair(&mut self, name: &'static str, v: &mut [usize; 2]) -> Result<(), AttrError>;
+    fn float(&mut self, name: &'static str, v: &mut f64) -> Result<(), AttrError>;
+    fn bool(&mut self, name: &'static str, v: &mut bool) -> Result<(), AttrError>;
+    fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError>;
+
+    fn shape(&mut self, name: &'static str, v: &mut Shape) -> Result<(), AttrError> {
+        let mut dims = v.dims().to_vec();
+        self.usizes(name, &mut dims)?;
+        *v = Shape::new(dims);
+        Ok(())
+    }
+}
+
+/// Reads the fields into `(name, value)` pairs.
+#[derive(Default)]
+pub(crate) struct Collect(pub Vec<(&'static str, AttrValue)>);
+
+impl AttrVisitor for Collect {
+    fn usize(&mut self, name: &'static str, v: &mut usize) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::Int(*v as i64)));
+        Ok(())
+    }
+    fn u32(&mut self, name: &'static str, v: &mut u32) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::Int(i64::from(*v))));
+        Ok(())
+    }
+    fn usizes(&mut self, name: &'static str, v: &mut Vec<usize>) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::ints(v)));
+        Ok(())
+    }
+    fn pair(&mut self, name: &'static str, v: &mut [usize; 2]) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::ints(v)));
+        Ok(())
+    }
+    fn float(&mut self, name: &'static str, v: &mut f64) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::Float(*v)));
+        Ok(())
+    }
+    fn bool(&mut self, name: &'static str, v: &mut bool) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::Bool(*v)));
+        Ok(())
+    }
+    fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::DType(*v)));
+        Ok(())
+    }
+}
+
+/// Writes parsed attributes into the fields. Every attribute is required; unknown
+/// or repeated ones are errors ([`Assign::finish`]).
+pub(crate) struct Assign<'a> {
+    op: &'a str,
+    items: Vec<(String, AttrValue)>,
+}
+
+impl<'a> Assign<'a> {
+    pub(crate) fn new(op: &'a str, items: Vec<(String, AttrValue)>) -> Result<Self, AttrError> {
+        for (i, (k, _)) in items.iter().enumerate() {
+            if items[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(AttrError::new(op, k, "given twice"));
+            }
+        }
+        Ok(Assign { op, items })
+    }
+
+    fn take(&mut self, key: &str) -> Result<AttrValue, AttrError> {
+        match self.items.iter().position(|(k, _)| k == key) {
+            Some(i) => Ok(self.items.remove(i).1),
+            None => Err(AttrError::new(self.op, key, "missing")),
+        }
+    }
+
+    fn err(&self, key: &str, what: &str, got: &AttrValue) -> AttrError {
+        AttrError::new(self.op, key, format!("expected {what}, got `{got}`"))
+    }
+
+    /// Fails on the first attribute no field took.
+    pub(crate) fn finish(self) -> Result<(), AttrError> {
+        match self.items.first() {
+            Some((k, _)) => Err(AttrError::new(self.op, k, "unknown attribute")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl AttrVisitor for Assign<'_> {
+    fn usize(&mut self, name: &'static str, v: &mut usize) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Int(i) if i >= 0 => i as usize,
+            got => return Err(self.err(name, "a non-negative integer", &got)),
+        };
+        Ok(())
+    }
+
+    fn u32(&mut self, name: &'static str, v: &mut u32) -> Result<(), AttrError> {
+        let mut wide = 0usize;
+        self.usize(name, &mut wide)?;
+        *v = u32::try_from(wide)
+            .map_err(|_| AttrError::new(self.op, name, "does not fit in u32"))?;
+        Ok(())
+    }
+
+    fn usizes(&mut self, name: &'static str, v: &mut Vec<usize>) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Ints(x) if x.iter().all(|&i| i >= 0) => {
+                x.into_iter().map(|i| i as usize).collect()
+            }
+            got => return Err(self.err(name, "a list of non-negative integers", &got)),
+        };
+        Ok(())
+    }
+
+    fn pair(&mut self, name: &'static str, v: &mut [usize; 2]) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Ints(x) if x.len() == 2 && x.iter().all(|&i| i >= 0) => {
+                [x[0] as usize, x[1] as usize]
+            }
+            got => return Err(self.err(name, "two non-negative integers `[h,w]`", &got)),
+        };
+        Ok(())
+    }
+
+    fn float(&mut self, name: &'static str, v: &mut f64) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Float(x) => x,
+            AttrValue::Int(i) => i as f64,
+            got => return Err(self.err(name, "a number", &got)),
+        };
+        Ok(())
+    }
+
+    fn bool(&mut self, name: &'static str, v: &mut bool) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Bool(b) => b,
+            got => return Err(self.err(name, "true or false", &got)),
+        };
+        Ok(())
+    }
+
+    fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::DType(d) => d,
+            got => return Err(self.err(name, "a dtype", &got)),
+        };
+        Ok(())
+    }
+}
