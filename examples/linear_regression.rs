@@ -6,19 +6,13 @@
 //!
 //! Run with `cargo run --release --example linear_regression`.
 
-use kiln::prelude::*;
+use kiln::workloads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let g = GraphBuilder::new("linear_regression");
-    let x = g.input("x", DType::F32, [3]);
-    let y = g.input("y", DType::F32, [3]);
-    let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
-    let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
-    let loss = loss::mse(&(&x * &w + &b), &y);
-    let mut step = TrainStep::new(&loss, &Sgd::new(0.01))?;
-
-    let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0])?;
-    let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0])?;
+    // The graph: inputs x and y (f32[3]), parameters w and b from 0,
+    // loss = mse(x * w + b, y), SGD with lr 0.01 (see `kiln::workloads::w1_step`).
+    let mut step = workloads::w1_step(0.01)?;
+    let (xs, ys) = workloads::w1_data();
     for i in 0..1000 {
         let out = step.run(&[("x", &xs), ("y", &ys)])?;
         if i % 100 == 0 || i == 999 {

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use kiln::data::read_idx_dataset;
 use kiln::prelude::*;
+use kiln::workloads::w2_mlp;
 
 const BATCH: usize = 64;
 
@@ -29,13 +30,6 @@ To get them, either
     and pass `--data mnist/MNIST/raw`.
 Fashion-MNIST (github.com/zalandoresearch/fashion-mnist) uses the same names and
 format and works as well.";
-
-fn mlp(g: &GraphBuilder, x: &Tensor, rng: &mut Rng) -> Tensor {
-    let fc1 = nn::Linear::new(g, "fc1", 784, 128, rng);
-    let fc2 = nn::Linear::new(g, "fc2", 128, 64, rng);
-    let fc3 = nn::Linear::new(g, "fc3", 64, 10, rng);
-    fc3.forward(&fc2.forward(&fc1.forward(x).relu()).relu())
-}
 
 /// The file `stem` in `dir`, under any of the usual spellings.
 fn find(dir: &Path, stem: &str) -> Result<PathBuf, String> {
@@ -95,12 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = GraphBuilder::new("w2");
     let x = g.input("x", DType::F32, [BATCH, 784]);
     let labels = g.input("labels", DType::I32, [BATCH]);
-    let loss = loss::cross_entropy(&mlp(&g, &x, &mut Rng::seed(0)), &labels);
+    let loss = loss::cross_entropy(&w2_mlp(&g, &x, &mut Rng::seed(0)), &labels);
     let mut step = TrainStep::new(&loss, &Adam::new(1e-3))?;
     let mut eval = Evaluator::new(|batch| {
         let g = GraphBuilder::new("w2_eval");
         let x = g.input("x", DType::F32, [batch, 784]);
-        let logits = mlp(&g, &x, &mut Rng::seed(0));
+        let logits = w2_mlp(&g, &x, &mut Rng::seed(0));
         g.build(&[("logits", &logits)]).map(|m| m.graph)
     });
 

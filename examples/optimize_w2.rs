@@ -8,18 +8,10 @@ use std::time::Instant;
 
 use kiln::passes::optimize::{fused_nodes, graph_cost, optimize};
 use kiln::prelude::*;
+use kiln::workloads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut rng = Rng::seed(7);
-    let g = GraphBuilder::new("w2_step");
-    let x = g.input("x", DType::F32, [64, 784]);
-    let labels = g.input("labels", DType::I32, [64]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let step = TrainStep::new(&loss, &Adam::new(1e-3))?;
+    let step = workloads::w2_step(64, &mut Rng::seed(7))?;
     let graph = step.graph();
 
     let mut times = Vec::new();

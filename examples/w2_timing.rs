@@ -10,26 +10,16 @@
 use std::time::Instant;
 
 use kiln::prelude::*;
+use kiln::workloads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const BATCH: usize = 64;
     let mut rng = Rng::seed(0);
-    let xs = HostTensor::from_f32(
-        [BATCH, 784],
-        (0..BATCH * 784).map(|_| rng.uniform(0.0, 1.0)).collect(),
-    )?;
-    let ys = HostTensor::from_i32([BATCH], (0..BATCH).map(|_| rng.below(10) as i32).collect())?;
+    let xs = workloads::uniform(&mut rng, &[BATCH, 784], 0.0, 1.0);
+    let ys = workloads::labels(&mut rng, BATCH, 10);
 
     let start = Instant::now();
-    let g = GraphBuilder::new("w2");
-    let x = g.input("x", DType::F32, [BATCH, 784]);
-    let labels = g.input("labels", DType::I32, [BATCH]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let mut step = TrainStep::new(&loss, &Adam::new(1e-3))?;
+    let mut step = workloads::w2_step(BATCH, &mut rng)?;
     let built = start.elapsed();
     let first = step.run(&[("x", &xs), ("labels", &ys)])?;
     let w5 = start.elapsed();
@@ -56,20 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Batch 256: one thread against all cores.
     const BIG: usize = 256;
-    let g = GraphBuilder::new("w2_256");
-    let x = g.input("x", DType::F32, [BIG, 784]);
-    let labels = g.input("labels", DType::I32, [BIG]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let mut big = TrainStep::new(&loss, &Adam::new(1e-3))?;
-    let xs = HostTensor::from_f32(
-        [BIG, 784],
-        (0..BIG * 784).map(|_| rng.uniform(0.0, 1.0)).collect(),
-    )?;
-    let ys = HostTensor::from_i32([BIG], (0..BIG).map(|_| rng.below(10) as i32).collect())?;
+    let mut big = workloads::w2_step(BIG, &mut rng)?;
+    let xs = workloads::uniform(&mut rng, &[BIG, 784], 0.0, 1.0);
+    let ys = workloads::labels(&mut rng, BIG, 10);
     let (one, lo1, hi1) = median_step(&mut big, &xs, &ys, 1)?;
     let (all, lo2, hi2) = median_step(&mut big, &xs, &ys, 0)?;
     println!("W2 Adam step, batch 256, 1 thread: median {one:.3} ms (min {lo1:.3}, max {hi1:.3})");

@@ -9,34 +9,16 @@
 use std::time::Instant;
 
 use kiln::prelude::*;
+use kiln::workloads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const BATCH: usize = 128;
     let mut rng = Rng::seed(3);
-    let xs = HostTensor::from_f32(
-        [BATCH, 3, 32, 32],
-        (0..BATCH * 3 * 32 * 32)
-            .map(|_| rng.uniform(-1.0, 1.0))
-            .collect(),
-    )?;
-    let ys = HostTensor::from_i32([BATCH], (0..BATCH).map(|_| rng.below(10) as i32).collect())?;
+    let xs = workloads::uniform(&mut rng, &[BATCH, 3, 32, 32], -1.0, 1.0);
+    let ys = workloads::labels(&mut rng, BATCH, 10);
 
     let start = Instant::now();
-    let g = GraphBuilder::new("lenet");
-    let x = g.input("x", DType::F32, [BATCH, 3, 32, 32]);
-    let labels = g.input("labels", DType::I32, [BATCH]);
-    let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
-    let conv2 = nn::Conv2d::new(&g, "conv2", 6, 16, 5, &mut rng);
-    let pool = nn::MaxPool2d::new(2);
-    let h = pool.forward(&conv1.forward(&x).relu());
-    let h = pool.forward(&conv2.forward(&h).relu());
-    let h = h.flatten(1);
-    let fc1 = nn::Linear::new(&g, "fc1", 400, 120, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 120, 84, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 84, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&h).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let mut step = TrainStep::new(&loss, &Sgd::new(1e-3).momentum(0.9))?;
+    let mut step = workloads::w3_step(BATCH, &mut rng)?;
     let first = step.run(&[("x", &xs), ("labels", &ys)])?;
     println!(
         "compile latency {:.1} ms to the first result; first loss {:.4}",

@@ -148,6 +148,43 @@ fn index_bound(graph: &Graph, id: NodeId) -> Option<(usize, &'static str)> {
             best = Some((n, why));
         }
     };
+    walk_users(graph, id, |n, user| {
+        let ops = graph.operands(user);
+        match &graph.node(user).op {
+            Op::Gather if ops.get(1) == Some(&n) => {
+                if let Some(&d) = graph.node(ops[0]).ty.shape.dims().first() {
+                    keep(d, "gather rows");
+                }
+            }
+            Op::ScatterAdd { rows } if ops.first() == Some(&n) => keep(*rows, "scatter_add rows"),
+            Op::OneHot { depth, .. } => keep(*depth, "one_hot depth"),
+            Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Broadcast(_)
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Pad { .. } => return Walk::Follow,
+            _ => {}
+        }
+        Walk::Skip
+    });
+    best
+}
+
+/// What [`walk_users`] does with a user it visits.
+enum Walk {
+    /// Visit the user's own users too.
+    Follow,
+    /// Go on with the other users.
+    Skip,
+    /// End the walk.
+    Stop,
+}
+
+/// Depth-first over the users of `id`: calls `visit(node, user)` for each user of
+/// each node reached (each node once), following the users `visit` says to.
+/// Returns true if `visit` stopped the walk.
+fn walk_users(graph: &Graph, id: NodeId, mut visit: impl FnMut(NodeId, NodeId) -> Walk) -> bool {
     let mut stack = vec![id];
     let mut seen = std::collections::HashSet::new();
     while let Some(n) = stack.pop() {
@@ -155,56 +192,33 @@ fn index_bound(graph: &Graph, id: NodeId) -> Option<(usize, &'static str)> {
             continue;
         }
         for user in graph.users(n) {
-            let ops = graph.operands(user);
-            match &graph.node(user).op {
-                Op::Gather if ops.get(1) == Some(&n) => {
-                    if let Some(&d) = graph.node(ops[0]).ty.shape.dims().first() {
-                        keep(d, "gather rows");
-                    }
-                }
-                Op::ScatterAdd { rows } if ops.first() == Some(&n) => {
-                    keep(*rows, "scatter_add rows")
-                }
-                Op::OneHot { depth, .. } => keep(*depth, "one_hot depth"),
-                Op::Reshape(_)
-                | Op::Transpose(_)
-                | Op::Broadcast(_)
-                | Op::Slice { .. }
-                | Op::Concat { .. }
-                | Op::Pad { .. } => stack.push(user),
-                _ => {}
+            match visit(n, user) {
+                Walk::Follow => stack.push(user),
+                Walk::Skip => {}
+                Walk::Stop => return true,
             }
         }
     }
-    best
+    false
 }
 
 /// True if the value of `id` reaches `sqrt`, `rsqrt`, `log` or `pow` through
 /// elementwise and movement ops only, as optimizer state does (Adam's second
 /// moment and step count): random values of either sign would make it NaN.
 fn feeds_a_restricted_domain(graph: &Graph, id: NodeId) -> bool {
-    let mut stack = vec![id];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
+    walk_users(graph, id, |_, user| match &graph.node(user).op {
+        Op::Unary(UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Log) | Op::Binary(BinaryOp::Pow) => {
+            Walk::Stop
         }
-        for user in graph.users(n) {
-            match &graph.node(user).op {
-                Op::Unary(UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Log)
-                | Op::Binary(BinaryOp::Pow) => return true,
-                Op::Unary(_)
-                | Op::Binary(_)
-                | Op::Fma
-                | Op::Reshape(_)
-                | Op::Transpose(_)
-                | Op::Broadcast(_)
-                | Op::Slice { .. } => stack.push(user),
-                _ => {}
-            }
-        }
-    }
-    false
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Fma
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Broadcast(_)
+        | Op::Slice { .. } => Walk::Follow,
+        _ => Walk::Skip,
+    })
 }
 
 /// Seeded arguments for `graph`, never all zeros: floats uniform in `[-1, 1)`,

@@ -4,13 +4,14 @@
 //! training-step graph ([`TrainStep`]), and run it. The facade re-exports the
 //! workspace crates: [`ir`] (tensor IR, text format, reference interpreter),
 //! [`frontend`] (the DSL), [`passes`] (autodiff and graph transforms), [`codegen`]
-//! and [`runtime`].
+//! and [`runtime`]. [`workloads`] builds the benchmark models.
 
 pub mod checkpoint;
 pub mod debug;
 mod fit;
 mod jit;
 mod train;
+pub mod workloads;
 
 pub use debug::{GraphFileError, load_graph, save_graph};
 pub use fit::{EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, Progress};

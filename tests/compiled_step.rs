@@ -2,64 +2,35 @@
 //! results.
 
 use kiln::prelude::*;
+use kiln::workloads;
+use kiln_testutil::assert_w1_result;
 
 fn linear_regression(lr: f32) -> TrainStep {
-    let g = GraphBuilder::new("linear_regression");
-    let x = g.input("x", DType::F32, [3]);
-    let y = g.input("y", DType::F32, [3]);
-    let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
-    let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
-    let loss = loss::mse(&(&x * &w + &b), &y);
-    TrainStep::new(&loss, &Sgd::new(lr)).unwrap()
+    workloads::w1_step(lr).unwrap()
 }
 
 #[test]
 fn compiled_w1_reaches_w_and_b_near_one() {
     let mut step = linear_regression(0.01);
-    let xs = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).unwrap();
-    let ys = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).unwrap();
+    let (xs, ys) = workloads::w1_data();
     for _ in 0..1000 {
         step.run(&[("x", &xs), ("y", &ys)]).unwrap();
     }
     let w = step.params().get("w").unwrap().get_f64(0);
     let b = step.params().get("b").unwrap().get_f64(0);
-    assert!(
-        (w - 1.0).abs() < 0.05 && (b - 1.0).abs() < 0.05,
-        "w = {w}, b = {b}"
-    );
-    // JAX's result for the same run (shared/FACTS.md).
-    assert!(
-        (w - 1.002474).abs() < 1e-3 && (b - 0.990555).abs() < 1e-3,
-        "w = {w}, b = {b}"
-    );
+    // Near w = b = 1, and at JAX's result for the same run (shared/FACTS.md).
+    assert_w1_result(w, b);
 }
 
 /// W2 (shared/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam.
 fn w2_step(batch: usize) -> (TrainStep, Vec<HostTensor>, Vec<HostTensor>) {
     let mut rng = Rng::seed(42);
-    let g = GraphBuilder::new("w2");
-    let x = g.input("x", DType::F32, [batch, 784]);
-    let labels = g.input("labels", DType::I32, [batch]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let step = TrainStep::new(&loss, &Adam::new(1e-3)).unwrap();
+    let step = workloads::w2_step(batch, &mut rng).unwrap();
     let xs = (0..3)
-        .map(|_| {
-            HostTensor::from_f32(
-                [batch, 784],
-                (0..batch * 784).map(|_| rng.uniform(0.0, 1.0)).collect(),
-            )
-            .unwrap()
-        })
+        .map(|_| workloads::uniform(&mut rng, &[batch, 784], 0.0, 1.0))
         .collect();
     let ys = (0..3)
-        .map(|_| {
-            HostTensor::from_i32([batch], (0..batch).map(|_| rng.below(10) as i32).collect())
-                .unwrap()
-        })
+        .map(|_| workloads::labels(&mut rng, batch, 10))
         .collect();
     (step, xs, ys)
 }

@@ -1,11 +1,10 @@
 //! End to end on real data: the digits MLP trained with `Fit` from the shipped CSV
 //! file, evaluated, checkpointed and restored.
 
-use std::path::PathBuf;
-
 use kiln::checkpoint::{CheckpointError, Mismatch};
 use kiln::data::{CsvOptions, read_csv};
 use kiln::prelude::*;
+use kiln_testutil::TempDir;
 
 const BATCH: usize = 32;
 
@@ -44,17 +43,6 @@ fn digits() -> (Dataset, Dataset) {
     data.split(0.8, 3)
 }
 
-fn temp_path(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("kiln-digits-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("digits.safetensors")
-}
-
 #[test]
 fn digits_mlp_reaches_95_percent_and_survives_a_checkpoint() {
     let (train, test) = digits();
@@ -79,7 +67,8 @@ fn digits_mlp_reaches_95_percent_and_survives_a_checkpoint() {
     assert!(last.samples_per_sec > 0.0);
 
     // Save, restore into a fresh step: bit-identical values, the same accuracy.
-    let path = temp_path("ok");
+    let dir = TempDir::new("digits-ok");
+    let path = dir.join("digits.safetensors");
     step.save_checkpoint(&path).unwrap();
     let mut restored = self::step(128);
     assert_ne!(restored.params(), step.params());
@@ -102,12 +91,12 @@ fn digits_mlp_reaches_95_percent_and_survives_a_checkpoint() {
         restored.run(&inputs).unwrap().loss
     );
     assert_eq!(step.params(), restored.params());
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[test]
 fn loading_a_checkpoint_of_another_model_lists_every_mismatch() {
-    let path = temp_path("mismatch");
+    let dir = TempDir::new("digits-mismatch");
+    let path = dir.join("digits.safetensors");
     step(32).save_checkpoint(&path).unwrap();
     let mut target = step(128);
     let before = target.params().clone();
@@ -134,7 +123,6 @@ fn loading_a_checkpoint_of_another_model_lists_every_mismatch() {
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let e = target.load_checkpoint(&path).unwrap_err();
     assert!(matches!(e, CheckpointError::Format { .. }), "{e:?}");
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kiln::prelude::*;
 use kiln::runtime::CompileOptions;
+use kiln::workloads;
 
 /// A fresh folder for one test.
 fn scratch(test: &str) -> PathBuf {
@@ -36,16 +37,7 @@ fn files(dir: &Path) -> BTreeSet<String> {
 /// W2 (shared/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam,
 /// batch 64.
 fn w2_step() -> TrainStep {
-    let mut rng = Rng::seed(42);
-    let g = GraphBuilder::new("w2");
-    let x = g.input("x", DType::F32, [64, 784]);
-    let labels = g.input("labels", DType::I32, [64]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    TrainStep::new(&loss, &Adam::new(1e-3)).unwrap()
+    workloads::w2_step(64, &mut Rng::seed(42)).unwrap()
 }
 
 #[test]
@@ -129,12 +121,8 @@ fn w2_step_dump_has_every_stage_and_each_graph_parses_back() {
 
     // The dumped step still trains.
     let mut rng = Rng::seed(1);
-    let xs = HostTensor::from_f32(
-        [64, 784],
-        (0..64 * 784).map(|_| rng.uniform(0.0, 1.0)).collect(),
-    )
-    .unwrap();
-    let ys = HostTensor::from_i32([64], (0..64).map(|_| rng.below(10) as i32).collect()).unwrap();
+    let xs = workloads::uniform(&mut rng, &[64, 784], 0.0, 1.0);
+    let ys = workloads::labels(&mut rng, 64, 10);
     let first = step.run(&[("x", &xs), ("labels", &ys)]).unwrap().loss;
     let second = step.run(&[("x", &xs), ("labels", &ys)]).unwrap().loss;
     assert!(second < first);

@@ -2,6 +2,7 @@
 //! the textbook formulas computed here in f64.
 
 use kiln::prelude::*;
+use kiln_testutil::near;
 
 const C: [f32; 5] = [0.5, 1.5, -0.7, 2.0, 1.1];
 const P0: [f32; 5] = [1.0, -2.0, 0.3, 0.8, -1.2];
@@ -29,10 +30,7 @@ fn run(opt: &dyn Optimizer, steps: usize) -> Vec<Vec<f64>> {
             let p = step.params().get("p").unwrap().to_f64_vec();
             let q = compiled.params().get("p").unwrap().to_f64_vec();
             for (a, b) in p.iter().zip(&q) {
-                assert!(
-                    (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
-                    "compiled {b} vs interpreted {a}"
-                );
+                assert!(near(*b, *a, 1e-6), "compiled {b} vs interpreted {a}");
             }
             p
         })
@@ -61,7 +59,7 @@ fn assert_close(name: &str, got: &[Vec<f64>], want: &[Vec<f64>]) {
     for (t, (g, w)) in got.iter().zip(want).enumerate() {
         for i in 0..g.len() {
             assert!(
-                (g[i] - w[i]).abs() <= 2e-5 * (1.0 + w[i].abs()),
+                near(g[i], w[i], 2e-5),
                 "{name}, step {}: p[{i}] = {} but the formula gives {}",
                 t + 1,
                 g[i],

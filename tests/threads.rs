@@ -4,25 +4,14 @@
 //! order.
 
 use kiln::prelude::*;
+use kiln::workloads;
 
+/// W2 (shared/WORKLOADS.md) with its data.
 fn w2(batch: usize) -> (TrainStep, HostTensor, HostTensor) {
     let mut rng = Rng::seed(9);
-    let g = GraphBuilder::new("w2");
-    let x = g.input("x", DType::F32, [batch, 784]);
-    let labels = g.input("labels", DType::I32, [batch]);
-    let fc1 = nn::Linear::new(&g, "fc1", 784, 128, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 128, 64, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 64, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels);
-    let step = TrainStep::new(&loss, &Adam::new(1e-3)).unwrap();
-    let xs = HostTensor::from_f32(
-        [batch, 784],
-        (0..batch * 784).map(|_| rng.uniform(0.0, 1.0)).collect(),
-    )
-    .unwrap();
-    let ys =
-        HostTensor::from_i32([batch], (0..batch).map(|_| rng.below(10) as i32).collect()).unwrap();
+    let step = workloads::w2_step(batch, &mut rng).unwrap();
+    let xs = workloads::uniform(&mut rng, &[batch, 784], 0.0, 1.0);
+    let ys = workloads::labels(&mut rng, batch, 10);
     (step, xs, ys)
 }
 
@@ -66,15 +55,8 @@ fn lenet(batch: usize) -> (TrainStep, HostTensor, HostTensor) {
     let fc = nn::Linear::new(&g, "fc", 16 * 6 * 6, 10, &mut rng);
     let loss = loss::cross_entropy(&fc.forward(&h), &labels);
     let step = TrainStep::new(&loss, &Sgd::new(1e-2).momentum(0.9)).unwrap();
-    let xs = HostTensor::from_f32(
-        [batch, 3, 32, 32],
-        (0..batch * 3 * 32 * 32)
-            .map(|_| rng.uniform(-1.0, 1.0))
-            .collect(),
-    )
-    .unwrap();
-    let ys =
-        HostTensor::from_i32([batch], (0..batch).map(|_| rng.below(10) as i32).collect()).unwrap();
+    let xs = workloads::uniform(&mut rng, &[batch, 3, 32, 32], -1.0, 1.0);
+    let ys = workloads::labels(&mut rng, batch, 10);
     (step, xs, ys)
 }
 

@@ -1,25 +1,20 @@
-//! The benchmark workloads of shared/WORKLOADS.md, built with kiln's DSL: the same
-//! definitions every peer figure in BENCHMARKS.md uses. All float32, inputs from a
-//! fixed seed (never zeros), labels uniform in range.
+//! The benchmark workloads of shared/WORKLOADS.md, built with kiln's DSL (the
+//! models come from `kiln::workloads`): the same definitions every peer figure in
+//! BENCHMARKS.md uses. All float32, inputs from a fixed seed (never zeros), labels
+//! uniform in range.
 
 use kiln::prelude::*;
+use kiln::workloads;
 
-/// Random inputs in `[lo, hi)` of the given shape.
-pub fn uniform(rng: &mut Rng, dims: &[usize], lo: f32, hi: f32) -> HostTensor {
-    let n = dims.iter().product();
-    HostTensor::from_f32(dims.to_vec(), (0..n).map(|_| rng.uniform(lo, hi)).collect())
-        .expect("sized from the shape")
-}
+pub use kiln::workloads::{labels, uniform};
 
-/// `batch` labels uniform in `0..classes`.
-pub fn labels(rng: &mut Rng, batch: usize, classes: usize) -> HostTensor {
-    HostTensor::from_i32(
-        [batch],
-        (0..batch)
-            .map(|_| rng.below(classes as u64) as i32)
-            .collect(),
-    )
-    .expect("sized from the batch")
+/// The default options with `threads` threads (0: all cores).
+fn options(threads: usize) -> CompileOptions {
+    let mut options = CompileOptions::default();
+    if threads > 0 {
+        options.threads = threads;
+    }
+    options
 }
 
 /// A compiled workload and the inputs it runs on.
@@ -32,11 +27,7 @@ pub struct Workload {
 impl Workload {
     /// Compiles for `threads` threads (0: all cores).
     pub fn threads(mut self, threads: usize) -> Self {
-        let mut options = CompileOptions::default();
-        if threads > 0 {
-            options.threads = threads;
-        }
-        self.step.compile_with(&options).expect("compiles");
+        self.step.compile_with(&options(threads)).expect("compiles");
         self
     }
 
@@ -49,23 +40,10 @@ impl Workload {
     }
 }
 
-/// W2's MLP (784-128-64-10, ReLU) and its softmax cross-entropy loss.
-fn w2_loss(g: &GraphBuilder, batch: usize, rng: &mut Rng) -> Tensor {
-    let x = g.input("x", DType::F32, [batch, 784]);
-    let labels = g.input("labels", DType::I32, [batch]);
-    let fc1 = nn::Linear::new(g, "fc1", 784, 128, rng);
-    let fc2 = nn::Linear::new(g, "fc2", 128, 64, rng);
-    let fc3 = nn::Linear::new(g, "fc3", 64, 10, rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
-    loss::cross_entropy(&logits, &labels)
-}
-
 /// W2: forward, backward and Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8).
 pub fn w2(batch: usize) -> Workload {
     let mut rng = Rng::seed(0);
-    let g = GraphBuilder::new("w2");
-    let loss = w2_loss(&g, batch, &mut rng);
-    let step = TrainStep::new(&loss, &Adam::new(1e-3)).expect("W2 builds");
+    let step = workloads::w2_step(batch, &mut rng).expect("W2 builds");
     Workload {
         step,
         x: uniform(&mut rng, &[batch, 784], 0.0, 1.0),
@@ -78,18 +56,14 @@ pub fn w2(batch: usize) -> Workload {
 pub fn w2_forward(batch: usize, threads: usize) -> (Executable, Vec<HostTensor>) {
     let mut rng = Rng::seed(0);
     let g = GraphBuilder::new("w2_forward");
-    let loss = w2_loss(&g, batch, &mut rng);
+    let loss = workloads::w2_loss(&g, batch, &mut rng);
     let model = g.build(&[("loss", &loss)]).expect("W2 forward builds");
     let x = uniform(&mut rng, &[batch, 784], 0.0, 1.0);
     let y = labels(&mut rng, batch, 10);
     let args = model
         .call_args(&[("x", &x), ("labels", &y)])
         .expect("arguments match");
-    let mut options = CompileOptions::default();
-    if threads > 0 {
-        options.threads = threads;
-    }
-    let exe = Executable::compile_with(&model.graph, &options).expect("compiles");
+    let exe = Executable::compile_with(&model.graph, &options(threads)).expect("compiles");
     (exe, args)
 }
 
@@ -98,21 +72,7 @@ pub fn w2_forward(batch: usize, threads: usize) -> (Executable, Vec<HostTensor>)
 /// lr 1e-3, input 3×32×32.
 pub fn w3(batch: usize) -> Workload {
     let mut rng = Rng::seed(3);
-    let g = GraphBuilder::new("lenet");
-    let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
-    let labels_in = g.input("labels", DType::I32, [batch]);
-    let conv1 = nn::Conv2d::new(&g, "conv1", 3, 6, 5, &mut rng);
-    let conv2 = nn::Conv2d::new(&g, "conv2", 6, 16, 5, &mut rng);
-    let pool = nn::MaxPool2d::new(2);
-    let h = pool.forward(&conv1.forward(&x).relu());
-    let h = pool.forward(&conv2.forward(&h).relu());
-    let h = h.flatten(1);
-    let fc1 = nn::Linear::new(&g, "fc1", 400, 120, &mut rng);
-    let fc2 = nn::Linear::new(&g, "fc2", 120, 84, &mut rng);
-    let fc3 = nn::Linear::new(&g, "fc3", 84, 10, &mut rng);
-    let logits = fc3.forward(&fc2.forward(&fc1.forward(&h).relu()).relu());
-    let loss = loss::cross_entropy(&logits, &labels_in);
-    let step = TrainStep::new(&loss, &Sgd::new(1e-3).momentum(0.9)).expect("W3 builds");
+    let step = workloads::w3_step(batch, &mut rng).expect("W3 builds");
     Workload {
         step,
         x: uniform(&mut rng, &[batch, 3, 32, 32], -1.0, 1.0),
@@ -133,11 +93,7 @@ pub fn w6(
     let a = g.input("a", DType::F32, [m, k]);
     let b = g.input("b", DType::F32, [k, n]);
     let model = g.build(&[&a.matmul(&b)]).expect("GEMM builds");
-    let mut options = CompileOptions::default();
-    if threads > 0 {
-        options.threads = threads;
-    }
-    let exe = Executable::compile_with(&model.graph, &options).expect("compiles");
+    let exe = Executable::compile_with(&model.graph, &options(threads)).expect("compiles");
     let args = vec![
         uniform(&mut rng, &[m, k], -1.0, 1.0),
         uniform(&mut rng, &[k, n], -1.0, 1.0),

@@ -65,6 +65,51 @@ pub struct LinearConfig {
     pub bias_init: Init,
 }
 
+/// `with_bias`, `with_weight_init` and `with_bias_init` for a layer configuration
+/// with the fields `bias`, `weight_init` and `bias_init`.
+macro_rules! bias_and_init_setters {
+    () => {
+        /// With or without a bias.
+        pub fn with_bias(mut self, bias: bool) -> Self {
+            self.bias = bias;
+            self
+        }
+
+        /// With another weight initializer.
+        pub fn with_weight_init(mut self, init: Init) -> Self {
+            self.weight_init = init;
+            self
+        }
+
+        /// With another bias initializer.
+        pub fn with_bias_init(mut self, init: Init) -> Self {
+            self.bias_init = init;
+            self
+        }
+    };
+}
+
+/// Declares `{name}.weight` of shape `weight_dims` (output size first) drawn from
+/// `weight_init` and, when `bias_init` is given, `{name}.bias` of the output size
+/// drawn from it.
+#[track_caller]
+fn weight_and_bias<const N: usize>(
+    g: &GraphBuilder,
+    name: &str,
+    weight_dims: [usize; N],
+    weight_init: Init,
+    bias_init: Option<Init>,
+    rng: &mut Rng,
+) -> (Tensor, Option<Tensor>) {
+    let out = weight_dims[0];
+    let weight = g.param_init(&format!("{name}.weight"), weight_dims, weight_init, rng);
+    let bias = bias_init.map(|bias_init| {
+        let value = bias_init.sample([out], rng);
+        g.param(&format!("{name}.bias"), value)
+    });
+    (weight, bias)
+}
+
 impl LinearConfig {
     /// A layer from `in_features` to `out_features` with a bias and PyTorch's default
     /// initialization: `U(-1/sqrt(in), 1/sqrt(in))` for weight and bias.
@@ -78,37 +123,19 @@ impl LinearConfig {
         }
     }
 
-    /// With or without a bias.
-    pub fn with_bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-
-    /// With another weight initializer.
-    pub fn with_weight_init(mut self, init: Init) -> Self {
-        self.weight_init = init;
-        self
-    }
-
-    /// With another bias initializer.
-    pub fn with_bias_init(mut self, init: Init) -> Self {
-        self.bias_init = init;
-        self
-    }
+    bias_and_init_setters!();
 
     /// Declares the parameters `{name}.weight` and `{name}.bias` in `g`.
     #[track_caller]
     pub fn init(&self, g: &GraphBuilder, name: &str, rng: &mut Rng) -> Linear {
-        let weight = g.param_init(
-            &format!("{name}.weight"),
+        let (weight, bias) = weight_and_bias(
+            g,
+            name,
             [self.out_features, self.in_features],
             self.weight_init,
+            self.bias.then_some(self.bias_init),
             rng,
         );
-        let bias = self.bias.then(|| {
-            let value = self.bias_init.sample([self.out_features], rng);
-            g.param(&format!("{name}.bias"), value)
-        });
         Linear { weight, bias }
     }
 }
@@ -242,38 +269,20 @@ impl Conv2dConfig {
         self
     }
 
-    /// With or without a bias.
-    pub fn with_bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-
-    /// With another weight initializer.
-    pub fn with_weight_init(mut self, init: Init) -> Self {
-        self.weight_init = init;
-        self
-    }
-
-    /// With another bias initializer.
-    pub fn with_bias_init(mut self, init: Init) -> Self {
-        self.bias_init = init;
-        self
-    }
+    bias_and_init_setters!();
 
     /// Declares the parameters `{name}.weight` and `{name}.bias` in `g`.
     #[track_caller]
     pub fn init(&self, g: &GraphBuilder, name: &str, rng: &mut Rng) -> Conv2d {
         let [kh, kw] = self.kernel;
-        let weight = g.param_init(
-            &format!("{name}.weight"),
+        let (weight, bias) = weight_and_bias(
+            g,
+            name,
             [self.out_channels, self.in_channels, kh, kw],
             self.weight_init,
+            self.bias.then_some(self.bias_init),
             rng,
         );
-        let bias = self.bias.then(|| {
-            let value = self.bias_init.sample([self.out_channels], rng);
-            g.param(&format!("{name}.bias"), value)
-        });
         Conv2d {
             weight,
             bias,

@@ -3,6 +3,7 @@
 
 use kiln_frontend::prelude::*;
 use kiln_ir::interp;
+use kiln_testutil::near;
 
 /// Builds `outputs` and evaluates them on the named inputs.
 fn eval(g: &GraphBuilder, outputs: &[&Tensor], inputs: &[(&str, &HostTensor)]) -> Vec<Vec<f64>> {
@@ -35,7 +36,7 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
+            near(*g, *w, tol),
             "element {i}: got {g}, want {w}\n got: {got:?}\nwant: {want:?}"
         );
     }

@@ -8,6 +8,7 @@ use kiln_ir::{
     BinaryOp, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs, PoolKind,
     ReduceOp, Shape, TensorData, TensorType, UnaryOp,
 };
+use kiln_testutil::Rng;
 use proptest::prelude::*;
 
 fn f32t(dims: &[usize]) -> TensorType {
@@ -217,22 +218,13 @@ fn malformed_inputs_report_line_and_column() {
     }
 }
 
-/// xorshift64*: the random-graph generator's source of choices.
-struct Rng(u64);
+/// The random-graph generator's draws beyond the shared generator's own.
+trait Draws {
+    fn dims(&mut self, rank: usize) -> Vec<usize>;
+    fn float(&mut self) -> f64;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
+impl Draws for Rng {
     fn dims(&mut self, rank: usize) -> Vec<usize> {
         (0..rank).map(|_| 1 + self.below(4)).collect()
     }
@@ -250,7 +242,7 @@ impl Rng {
         if self.chance(0.3) {
             SPECIAL[self.below(8)]
         } else {
-            (self.next() % 2000) as f64 / 64.0 - 15.0
+            (self.bits() % 2000) as f64 / 64.0 - 15.0
         }
     }
 }
@@ -615,7 +607,7 @@ impl Gen {
                     Op::RandomUniform {
                         shape: Shape::new(dims),
                         dtype,
-                        salt: self.rng.next() as u32,
+                        salt: self.rng.bits() as u32,
                     },
                     vec![s],
                 )

@@ -11,6 +11,7 @@ use kiln_ir::{
     ReduceOp, Shape, TensorType, UnaryOp, interp,
 };
 use kiln_passes::{AutodiffError, grad};
+use kiln_testutil::Rng;
 
 /// Ops with no gradient check, and why.
 const NO_GRADIENT: &[(&str, &str)] = &[
@@ -36,26 +37,9 @@ const NO_GRADIENT: &[(&str, &str)] = &[
     ),
 ];
 
-/// xorshift64*: small, seeded, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// One of the sizes tests care about: 1, and odd sizes that are not multiples of 4.
-    fn dim(&mut self) -> usize {
-        [1, 2, 3, 5, 7][self.below(5)]
-    }
+/// One of the sizes tests care about: 1, and odd sizes that are not multiples of 4.
+fn dim(rng: &mut Rng) -> usize {
+    [1, 2, 3, 5, 7][rng.below(5)]
 }
 
 /// How to draw an argument's values.
@@ -197,7 +181,7 @@ fn check(name: &str, mut s: Setup, out: NodeId, rng: &mut Rng) {
 }
 
 fn shape2(rng: &mut Rng) -> Vec<usize> {
-    vec![rng.dim(), rng.dim() + 2]
+    vec![dim(rng), dim(rng) + 2]
 }
 
 /// Builds every case: (name of the op under test, setup, node under test).

@@ -11,6 +11,7 @@ use kiln_frontend::{GraphBuilder, Rng, loss, nn};
 use kiln_ir::{BinaryOp, CmpOp, DType, Graph, NodeId, Op, Shape, TensorType, UnaryOp, interp};
 use kiln_passes::emit::Emitter;
 use kiln_passes::optimize::{OptimizeConfig, StopReason, optimize, optimize_with};
+use kiln_testutil::near;
 use optimize_util::{assert_close, assert_same_signature, random_args, train_step};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -136,10 +137,7 @@ fn random_graphs_keep_their_values() {
                     for i in 0..w.numel() {
                         let (a, b) = (o.get_f64(i), w.get_f64(i));
                         // fma and x/c -> x*(1/c) round differently in the last bits.
-                        prop_assert!(
-                            (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
-                            "element {i}: optimized {a}, original {b}"
-                        );
+                        prop_assert!(near(a, b, 1e-9), "element {i}: optimized {a}, original {b}");
                     }
                 }
             }

@@ -1,32 +1,11 @@
 //! Safetensors checkpoints: bit-identical round trips, clear errors for damaged or
 //! mismatched files, and atomic replacement.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_ir::{DType, HostTensor, TensorType};
 use kiln_runtime::checkpoint::{self, CheckpointError, Mismatch};
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("kiln-ckpt-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use kiln_testutil::TempDir;
 
 /// Tensors of every dtype, with values whose bits are easy to lose: -0.0, NaN with
 /// a payload, subnormals, extremes.
@@ -103,8 +82,8 @@ fn assert_bits_eq(a: &[(String, HostTensor)], b: &[(String, HostTensor)]) {
 
 #[test]
 fn round_trip_is_bit_identical() {
-    let dir = TempDir::new("round");
-    let path = dir.0.join("model.safetensors");
+    let dir = TempDir::new("ckpt-round");
+    let path = dir.join("model.safetensors");
     let t = tensors();
     checkpoint::save(&path, refs(&t)).unwrap();
     let loaded = checkpoint::load_checked(&path, types(&t)).unwrap();
@@ -116,14 +95,14 @@ fn round_trip_is_bit_identical() {
     assert_bits_eq(&sorted, &checkpoint::load(&path).unwrap());
 
     // Nothing else is left in the directory.
-    let files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(files.len(), 1);
 }
 
 #[test]
 fn the_file_is_standard_safetensors() {
-    let dir = TempDir::new("format");
-    let path = dir.0.join("m.safetensors");
+    let dir = TempDir::new("ckpt-format");
+    let path = dir.join("m.safetensors");
     let w = HostTensor::from_f32([2], vec![1.0, -2.0]).unwrap();
     checkpoint::save(&path, [("w", &w)]).unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -142,8 +121,8 @@ fn the_file_is_standard_safetensors() {
 
 #[test]
 fn truncated_and_corrupted_files_give_clear_errors() {
-    let dir = TempDir::new("corrupt");
-    let path = dir.0.join("m.safetensors");
+    let dir = TempDir::new("ckpt-corrupt");
+    let path = dir.join("m.safetensors");
     let t = tensors();
     checkpoint::save(&path, refs(&t)).unwrap();
     let good = std::fs::read(&path).unwrap();
@@ -165,7 +144,7 @@ fn truncated_and_corrupted_files_give_clear_errors() {
         }),
     ];
     for (what, bytes) in cases {
-        let bad = dir.0.join(format!("{what}.safetensors"));
+        let bad = dir.join(format!("{what}.safetensors"));
         std::fs::write(&bad, bytes).unwrap();
         for result in [
             checkpoint::load(&bad).map(|_| ()),
@@ -191,15 +170,15 @@ fn truncated_and_corrupted_files_give_clear_errors() {
     let e = checkpoint::load(&path).unwrap_err().to_string();
     assert!(e.contains("`mask`") && e.contains("0x07"), "{e}");
 
-    let e = checkpoint::load(dir.0.join("absent.safetensors")).unwrap_err();
+    let e = checkpoint::load(dir.join("absent.safetensors")).unwrap_err();
     assert!(matches!(e, CheckpointError::Io { .. }), "{e:?}");
     assert!(e.to_string().contains("absent.safetensors"), "{e}");
 }
 
 #[test]
 fn mismatched_files_report_every_difference() {
-    let dir = TempDir::new("mismatch");
-    let path = dir.0.join("m.safetensors");
+    let dir = TempDir::new("ckpt-mismatch");
+    let path = dir.join("m.safetensors");
     let t = tensors();
     checkpoint::save(&path, refs(&t)).unwrap();
 
@@ -253,8 +232,8 @@ fn load_w(path: &Path) -> f32 {
 
 #[test]
 fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
-    let dir = TempDir::new("crash");
-    let path = dir.0.join("m.safetensors");
+    let dir = TempDir::new("ckpt-crash");
+    let path = dir.join("m.safetensors");
     let old = HostTensor::from_f32([1], vec![1.0]).unwrap();
     let new = HostTensor::from_f32([1], vec![2.0]).unwrap();
     checkpoint::save(&path, [("w", &old)]).unwrap();
@@ -294,13 +273,13 @@ fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
 
 #[test]
 fn duplicate_names_and_bad_paths_are_errors() {
-    let dir = TempDir::new("dup");
+    let dir = TempDir::new("ckpt-dup");
     let w = HostTensor::from_f32([1], vec![1.0]).unwrap();
-    let e = checkpoint::save(dir.0.join("d.safetensors"), [("w", &w), ("w", &w)]).unwrap_err();
+    let e = checkpoint::save(dir.join("d.safetensors"), [("w", &w), ("w", &w)]).unwrap_err();
     assert!(
         matches!(e, CheckpointError::DuplicateName(ref n) if n == "w"),
         "{e:?}"
     );
-    let e = checkpoint::save(dir.0.join("no/such/dir/x.safetensors"), [("w", &w)]).unwrap_err();
+    let e = checkpoint::save(dir.join("no/such/dir/x.safetensors"), [("w", &w)]).unwrap_err();
     assert!(matches!(e, CheckpointError::Io { .. }), "{e:?}");
 }

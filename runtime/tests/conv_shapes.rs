@@ -9,6 +9,7 @@ use kiln_ir::{
     Conv2dAttrs, DType, Graph, HostTensor, Op, Pool2dAttrs, PoolKind, TensorType, interp,
 };
 use kiln_runtime::{CompileOptions, Executable};
+use kiln_testutil::near;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -99,7 +100,7 @@ fn agree(op: Op, args: &[TensorType], tol: f64) -> Result<(), TestCaseError> {
         for i in 0..want[0].numel() {
             let (a, b) = (got[0].get_f64(i), want[0].get_f64(i));
             prop_assert!(
-                (a - b).abs() <= tol * (1.0 + b.abs()),
+                near(a, b, tol),
                 "{} on {:?}, {threads} threads: element {i}: jit {a}, interpreter {b}",
                 op.mnemonic(),
                 args.iter()

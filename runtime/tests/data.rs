@@ -8,39 +8,13 @@ use kiln_runtime::data::{
     CsvOptions, DataError, Dataset, Header, IdxData, LabelColumn, read_csv, read_idx,
     read_idx_dataset,
 };
+use kiln_testutil::TempDir;
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("kiln-data-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn write_gz(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(bytes).unwrap();
-        self.write(name, &enc.finish().unwrap())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `bytes` gzip-compressed to `name` in `dir`.
+fn write_gz(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    dir.write(name, &enc.finish().unwrap())
 }
 
 fn csv(path: &Path) -> Result<Dataset, DataError> {
@@ -57,9 +31,9 @@ fn assert_error(e: DataError, parts: &[&str]) {
 
 #[test]
 fn csv_without_header_plain_and_gzip() {
-    let dir = TempDir::new("csv");
+    let dir = TempDir::new("data-csv");
     let text = b"0,1.5,2\n3,4,0\r\n\n5,6e-1,1\n";
-    for path in [dir.write("a.csv", text), dir.write_gz("a.csv.gz", text)] {
+    for path in [dir.write("a.csv", text), write_gz(&dir, "a.csv.gz", text)] {
         let d = csv(&path).unwrap();
         assert_eq!(d.len(), 3);
         assert_eq!(d.dim(), 2);
@@ -71,7 +45,7 @@ fn csv_without_header_plain_and_gzip() {
 
 #[test]
 fn csv_header_detection_and_label_column() {
-    let dir = TempDir::new("header");
+    let dir = TempDir::new("data-header");
     let path = dir.write("h.csv", b"label, a, b\n1, 0.5, 0.25\n0, 1, 2\n");
     let opts = CsvOptions {
         label: LabelColumn::First,
@@ -112,7 +86,7 @@ fn csv_header_detection_and_label_column() {
 
 #[test]
 fn csv_errors_name_file_line_and_expectation() {
-    let dir = TempDir::new("bad");
+    let dir = TempDir::new("data-bad");
     let path = dir.write("ragged.csv", b"1,2,0\n3,4,1\n5,1\n");
     assert_error(
         csv(&path).unwrap_err(),
@@ -151,12 +125,12 @@ fn csv_errors_name_file_line_and_expectation() {
     assert_error(csv(&path).unwrap_err(), &["bin.csv:2", "UTF-8"]);
 
     // A gzip file cut short.
-    let gz = dir.write_gz("t.csv.gz", &b"1,2,0\n".repeat(1000));
+    let gz = write_gz(&dir, "t.csv.gz", &b"1,2,0\n".repeat(1000));
     let bytes = std::fs::read(&gz).unwrap();
     let cut = dir.write("cut.csv.gz", &bytes[..bytes.len() / 2]);
     assert!(matches!(csv(&cut).unwrap_err(), DataError::Gzip { .. }));
 
-    let missing = dir.0.join("nope.csv");
+    let missing = dir.join("nope.csv");
     assert_error(csv(&missing).unwrap_err(), &["nope.csv"]);
 }
 
@@ -172,7 +146,7 @@ fn idx(code: u8, dims: &[u32], body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn idx_reads_every_element_type_big_endian() {
-    let dir = TempDir::new("idx");
+    let dir = TempDir::new("data-idx");
     let u8s = dir.write("u8", &idx(0x08, &[2, 3], &[0, 1, 2, 3, 254, 255]));
     let a = read_idx(&u8s).unwrap();
     assert_eq!(a.dims, [2, 3]);
@@ -190,7 +164,11 @@ fn idx_reads_every_element_type_big_endian() {
     let f32s = dir.write("f32", &idx(0x0D, &[1], &1.5f32.to_be_bytes()));
     assert_eq!(read_idx(&f32s).unwrap().data, IdxData::F32(vec![1.5]));
 
-    let f64s = dir.write_gz("f64.gz", &idx(0x0E, &[1, 1], &(-0.25f64).to_be_bytes()));
+    let f64s = write_gz(
+        &dir,
+        "f64.gz",
+        &idx(0x0E, &[1, 1], &(-0.25f64).to_be_bytes()),
+    );
     assert_eq!(read_idx(&f64s).unwrap().data, IdxData::F64(vec![-0.25]));
 
     let i8s = dir.write("i8", &idx(0x09, &[1], &[0x80]));
@@ -199,9 +177,9 @@ fn idx_reads_every_element_type_big_endian() {
 
 #[test]
 fn idx_dataset_pairs_images_and_labels() {
-    let dir = TempDir::new("idxds");
+    let dir = TempDir::new("data-idxds");
     let pixels: Vec<u8> = (0..3 * 2 * 2).collect();
-    let images = dir.write_gz("images.gz", &idx(0x08, &[3, 2, 2], &pixels));
+    let images = write_gz(&dir, "images.gz", &idx(0x08, &[3, 2, 2], &pixels));
     let labels = dir.write("labels", &idx(0x08, &[3], &[7, 0, 9]));
     let d = read_idx_dataset(&images, &labels).unwrap();
     assert_eq!((d.len(), d.dim()), (3, 4));
@@ -223,7 +201,7 @@ fn idx_dataset_pairs_images_and_labels() {
 
 #[test]
 fn idx_errors_name_file_offset_and_expectation() {
-    let dir = TempDir::new("idxbad");
+    let dir = TempDir::new("data-idxbad");
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         ("tiny", vec![0, 0], &["at byte 2", "4-byte IDX magic"]),
         (

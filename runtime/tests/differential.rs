@@ -15,23 +15,7 @@ use kiln_ir::{
     ReduceOp, Shape, TensorType, UnaryOp, interp,
 };
 use kiln_runtime::{CompileOptions, Executable, RunError};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use kiln_testutil::{Rng, near_or_same};
 
 /// A graph under construction with the values of its arguments.
 struct Case {
@@ -75,10 +59,6 @@ impl Case {
     }
 }
 
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * (1.0 + b.abs())
-}
-
 /// Compiles and runs `case` as given and through the optimizer.
 fn check(case: &Case, tol: f64) {
     check_with(case, tol, &CompileOptions::unoptimized());
@@ -100,7 +80,7 @@ fn check_with(case: &Case, tol: f64, options: &CompileOptions) {
         for i in 0..w.numel() {
             let (a, b) = (g.get_f64(i), w.get_f64(i));
             assert!(
-                close(a, b, tol),
+                near_or_same(a, b, tol),
                 "output {o}[{i}]: jit {a}, interpreter {b}\n{}\n{}",
                 case.graph,
                 exe.program()

@@ -10,24 +10,8 @@ use kiln_ir::{
     BinaryOp, DType, Graph, HostTensor, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp, interp,
 };
 use kiln_runtime::{CompileOptions, Executable};
+use kiln_testutil::Rng;
 use proptest::prelude::*;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn value(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
-    }
-}
 
 /// A random graph over one or two f32 inputs of a random 2-D or 3-D shape.
 fn random_graph(seed: u64) -> (Graph, Vec<HostTensor>) {
@@ -161,7 +145,7 @@ fn random_graph(seed: u64) -> (Graph, Vec<HostTensor>) {
         .unwrap();
     g.output(sum, Some("total"));
     let values = (0..2)
-        .map(|_| HostTensor::from_fn(&ty, |_| r.value()))
+        .map(|_| HostTensor::from_fn(&ty, |_| r.uniform(-2.0, 2.0)))
         .collect();
     (g, values)
 }

@@ -107,11 +107,7 @@ impl Tensor {
         padding: impl Into<Pair>,
         dilation: impl Into<Pair>,
     ) -> Tensor {
-        let attrs = Conv2dAttrs {
-            stride: stride.into().0,
-            padding: padding.into().0,
-            dilation: dilation.into().0,
-        };
+        let attrs = conv_attrs(stride, padding, dilation);
         let cx = enter!("conv2d", self, weight);
         cx.emit(|e, x| e.op(Op::Conv2d(attrs), x))
     }
@@ -128,11 +124,7 @@ impl Tensor {
         output_padding: impl Into<Pair>,
         dilation: impl Into<Pair>,
     ) -> Tensor {
-        let conv = Conv2dAttrs {
-            stride: stride.into().0,
-            padding: padding.into().0,
-            dilation: dilation.into().0,
-        };
+        let conv = conv_attrs(stride, padding, dilation);
         let output_padding = output_padding.into().0;
         let cx = enter!("conv_transpose2d", self, weight);
         cx.emit(|e, x| {
@@ -198,5 +190,18 @@ impl Tensor {
             stride.into(),
             padding.into(),
         )
+    }
+}
+
+/// The attributes of a convolution with this geometry.
+fn conv_attrs(
+    stride: impl Into<Pair>,
+    padding: impl Into<Pair>,
+    dilation: impl Into<Pair>,
+) -> Conv2dAttrs {
+    Conv2dAttrs {
+        stride: stride.into().0,
+        padding: padding.into().0,
+        dilation: dilation.into().0,
     }
 }

@@ -17,7 +17,8 @@ mod random;
 mod reduce;
 
 use kiln_ir::interp::{EvalError, eval_op};
-use kiln_ir::{BinaryOp, CmpOp, DType, HostTensor, Op, PoolKind, ReduceOp, TensorType, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, HostTensor, Op, PoolKind, ReduceOp, UnaryOp};
+pub use kiln_testutil::Rng;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -100,32 +101,6 @@ pub fn dot(a: &HostTensor, b: &HostTensor) -> f64 {
         .zip(b.to_f64_vec())
         .map(|(x, y)| x * y)
         .sum()
-}
-
-/// xorshift64*: small, seeded test data.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    pub fn bits(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.bits() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.bits() % n as u64) as usize
-    }
-    /// A tensor of `dtype` and `dims` with values uniform in `[lo, hi)`.
-    pub fn tensor(&mut self, dtype: DType, dims: &[usize], lo: f64, hi: f64) -> HostTensor {
-        HostTensor::from_fn(&TensorType::new(dtype, dims), |_| self.uniform(lo, hi))
-    }
 }
 
 // ---------------------------------------------------------------------------

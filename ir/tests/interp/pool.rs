@@ -73,34 +73,41 @@ const CASES: [Case; 5] = [
     ([2, 3], [3, 1], [1, 1], [1, 1, 6, 4]),
 ];
 
-#[test]
-fn max_pool2d_by_hand() {
-    #[rustfmt::skip]
-    let x = t32(&[1, 1, 4, 4], &[
+/// The 4×4 input of the by-hand checks.
+#[rustfmt::skip]
+fn by_hand_input() -> HostTensor {
+    t32(&[1, 1, 4, 4], &[
         1.0, 5.0, 2.0, 0.0,
         3.0, 4.0, 8.0, 6.0,
         7.0, 1.0, 0.0, 2.0,
         9.0, 3.0, 4.0, 5.0,
-    ]);
-    let y = ev(
-        Op::Pool2d(pool(PoolKind::Max, [2, 2], [2, 2], [0, 0])),
-        &[&x],
-    );
+    ])
+}
+
+/// `x` pooled with these attributes.
+fn pool_ev(
+    x: &HostTensor,
+    kind: PoolKind,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> HostTensor {
+    ev(Op::Pool2d(pool(kind, kernel, stride, padding)), &[x])
+}
+
+#[test]
+fn max_pool2d_by_hand() {
+    let x = by_hand_input();
+    let y = pool_ev(&x, PoolKind::Max, [2, 2], [2, 2], [0, 0]);
     assert_same(&y, &t32(&[1, 1, 2, 2], &[5.0, 8.0, 9.0, 5.0]));
     // Padding is -inf: with all-negative input the border windows still report
     // the input's values, never 0.
     let x = t32(&[1, 1, 2, 2], &[-4.0, -3.0, -2.0, -1.0]);
-    let y = ev(
-        Op::Pool2d(pool(PoolKind::Max, [2, 2], [2, 2], [1, 1])),
-        &[&x],
-    );
+    let y = pool_ev(&x, PoolKind::Max, [2, 2], [2, 2], [1, 1]);
     assert_same(&y, &t32(&[1, 1, 2, 2], &[-4.0, -3.0, -2.0, -1.0]));
     // NaN poisons exactly the windows that contain it (overlapping windows).
     let x = t64(&[1, 1, 2, 3], &[1.0, f64::NAN, 3.0, 4.0, 5.0, 6.0]);
-    let y = ev(
-        Op::Pool2d(pool(PoolKind::Max, [1, 2], [1, 1], [0, 0])),
-        &[&x],
-    );
+    let y = pool_ev(&x, PoolKind::Max, [1, 2], [1, 1], [0, 0]);
     assert_close(&y, &[1, 1, 2, 2], &[f64::NAN, f64::NAN, 5.0, 6.0], 0.0);
 }
 
@@ -119,24 +126,12 @@ fn max_pool2d_matches_padded_reference() {
 
 #[test]
 fn avg_pool2d_by_hand() {
-    #[rustfmt::skip]
-    let x = t32(&[1, 1, 4, 4], &[
-        1.0, 5.0, 2.0, 0.0,
-        3.0, 4.0, 8.0, 6.0,
-        7.0, 1.0, 0.0, 2.0,
-        9.0, 3.0, 4.0, 5.0,
-    ]);
-    let y = ev(
-        Op::Pool2d(pool(PoolKind::Avg, [2, 2], [2, 2], [0, 0])),
-        &[&x],
-    );
+    let x = by_hand_input();
+    let y = pool_ev(&x, PoolKind::Avg, [2, 2], [2, 2], [0, 0]);
     assert_same(&y, &t32(&[1, 1, 2, 2], &[3.25, 4.0, 5.0, 2.75]));
     // Padding counts in the area: each window holds one real value out of four.
     let x = t32(&[1, 1, 2, 2], &[4.0, 8.0, 12.0, 16.0]);
-    let y = ev(
-        Op::Pool2d(pool(PoolKind::Avg, [2, 2], [2, 2], [1, 1])),
-        &[&x],
-    );
+    let y = pool_ev(&x, PoolKind::Avg, [2, 2], [2, 2], [1, 1]);
     assert_same(&y, &t32(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]));
 }
 

@@ -4,6 +4,7 @@
 use kiln_frontend::optim::{self, Optimizer};
 use kiln_frontend::{GraphBuilder, Model, Tensor};
 use kiln_ir::{DType, Graph, HostTensor, TensorType};
+use kiln_testutil::Rng;
 
 /// The graph in kiln's text format (what snapshots record).
 pub fn listing(g: &Graph) -> String {
@@ -32,26 +33,11 @@ pub fn train_step(loss: &Tensor, optimizer: &dyn Optimizer) -> Model {
     step.build(&named).unwrap()
 }
 
-/// xorshift64*: seeded test data.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Random, non-zero arguments for `g`: floats in ±[0.1, 1) (positive for
 /// second-moment and step-count state, which are non-negative by construction),
 /// i32 values in `[0, int_bound)`.
 pub fn random_args(g: &Graph, seed: u64, int_bound: usize) -> Vec<HostTensor> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     g.args()
         .iter()
         .map(|&a| {
@@ -59,11 +45,11 @@ pub fn random_args(g: &Graph, seed: u64, int_bound: usize) -> Vec<HostTensor> {
             let name = node.name.as_deref().unwrap_or_default();
             let positive = name.contains(".v.") || name.ends_with(".step") || name.contains("sum");
             HostTensor::from_fn(&node.ty, |_| match node.ty.dtype {
-                DType::I32 => (rng.next() % int_bound as u64) as f64,
-                DType::Bool => (rng.next() % 2) as f64,
+                DType::I32 => (rng.bits() % int_bound as u64) as f64,
+                DType::Bool => (rng.bits() % 2) as f64,
                 _ => {
                     let m = rng.uniform(0.1, 1.0);
-                    if positive || rng.next().is_multiple_of(2) {
+                    if positive || rng.bits().is_multiple_of(2) {
                         m
                     } else {
                         -m

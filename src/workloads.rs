@@ -1,0 +1,117 @@
+//! The benchmark workloads of shared/WORKLOADS.md, defined once for the examples,
+//! the tests and the criterion benchmarks (`bench/`), so every figure measures the
+//! same graphs.
+//!
+//! - W1: linear regression `y = w*x + b` on three points, MSE, SGD, from w = b = 0;
+//! - W2: MLP 784-128-64-10 with ReLU, softmax cross-entropy, Adam (lr 1e-3);
+//! - W3: LeNet on 3×32×32 images, softmax cross-entropy, SGD momentum 0.9, lr 1e-3.
+//!
+//! The builders take the random generator that initializes the parameters, so a
+//! caller decides the seed and whether it draws data before or after.
+//!
+//! ```
+//! use kiln::prelude::*;
+//! use kiln::workloads;
+//!
+//! let mut rng = Rng::seed(0);
+//! let mut step = workloads::w2_step(8, &mut rng).unwrap();
+//! let x = workloads::uniform(&mut rng, &[8, 784], 0.0, 1.0);
+//! let labels = workloads::labels(&mut rng, 8, 10);
+//! let loss = step.run_interpreted(&[("x", &x), ("labels", &labels)]).unwrap().loss;
+//! assert!(loss.is_finite());
+//! ```
+
+use kiln_frontend::prelude::*;
+
+use crate::{TrainError, TrainStep};
+
+/// W1's training step with learning rate `lr`: `loss = mse(x * w + b, y)` over
+/// inputs `x` and `y` of type `f32[3]`, scalar parameters `w` and `b` from 0, SGD.
+pub fn w1_step(lr: f32) -> Result<TrainStep, TrainError> {
+    let g = GraphBuilder::new("linear_regression");
+    let x = g.input("x", DType::F32, [3]);
+    let y = g.input("y", DType::F32, [3]);
+    let w = g.param("w", HostTensor::scalar(DType::F32, 0.0));
+    let b = g.param("b", HostTensor::scalar(DType::F32, 0.0));
+    let loss = loss::mse(&(&x * &w + &b), &y);
+    TrainStep::new(&loss, &Sgd::new(lr))
+}
+
+/// W1's data: `x = [1, 3, 5]`, `y = [2, 4, 6]` (the exact fit is w = b = 1).
+pub fn w1_data() -> (HostTensor, HostTensor) {
+    let x = HostTensor::from_f32([3], vec![1.0, 3.0, 5.0]).expect("three values");
+    let y = HostTensor::from_f32([3], vec![2.0, 4.0, 6.0]).expect("three values");
+    (x, y)
+}
+
+/// W2's MLP in `g`: the logits of `x` (`[batch, 784]`) through layers `fc1`
+/// (784-128), `fc2` (128-64) and `fc3` (64-10) initialized from `rng`, with ReLU
+/// between.
+pub fn w2_mlp(g: &GraphBuilder, x: &Tensor, rng: &mut Rng) -> Tensor {
+    let fc1 = nn::Linear::new(g, "fc1", 784, 128, rng);
+    let fc2 = nn::Linear::new(g, "fc2", 128, 64, rng);
+    let fc3 = nn::Linear::new(g, "fc3", 64, 10, rng);
+    fc3.forward(&fc2.forward(&fc1.forward(x).relu()).relu())
+}
+
+/// W2's loss in `g`: inputs `x: f32[batch, 784]` and `labels: i32[batch]`, the
+/// softmax cross-entropy of [`w2_mlp`]'s logits.
+pub fn w2_loss(g: &GraphBuilder, batch: usize, rng: &mut Rng) -> Tensor {
+    let x = g.input("x", DType::F32, [batch, 784]);
+    let labels = g.input("labels", DType::I32, [batch]);
+    loss::cross_entropy(&w2_mlp(g, &x, rng), &labels)
+}
+
+/// W2's training step (graph `w2`): [`w2_loss`], its gradients and Adam (lr 1e-3,
+/// betas 0.9/0.999, eps 1e-8).
+pub fn w2_step(batch: usize, rng: &mut Rng) -> Result<TrainStep, TrainError> {
+    let g = GraphBuilder::new("w2");
+    let loss = w2_loss(&g, batch, rng);
+    TrainStep::new(&loss, &Adam::new(1e-3))
+}
+
+/// W3's loss in `g`: inputs `x: f32[batch, 3, 32, 32]` and `labels: i32[batch]`;
+/// LeNet: conv 3->6 k5, ReLU, maxpool 2, conv 6->16 k5, ReLU, maxpool 2, fc
+/// 400-120-84-10 with ReLU between, initialized from `rng`; softmax cross-entropy.
+pub fn w3_loss(g: &GraphBuilder, batch: usize, rng: &mut Rng) -> Tensor {
+    let x = g.input("x", DType::F32, [batch, 3, 32, 32]);
+    let labels = g.input("labels", DType::I32, [batch]);
+    let conv1 = nn::Conv2d::new(g, "conv1", 3, 6, 5, rng);
+    let conv2 = nn::Conv2d::new(g, "conv2", 6, 16, 5, rng);
+    let pool = nn::MaxPool2d::new(2);
+    let h = pool.forward(&conv1.forward(&x).relu());
+    let h = pool.forward(&conv2.forward(&h).relu());
+    let h = h.flatten(1);
+    let fc1 = nn::Linear::new(g, "fc1", 400, 120, rng);
+    let fc2 = nn::Linear::new(g, "fc2", 120, 84, rng);
+    let fc3 = nn::Linear::new(g, "fc3", 84, 10, rng);
+    let logits = fc3.forward(&fc2.forward(&fc1.forward(&h).relu()).relu());
+    loss::cross_entropy(&logits, &labels)
+}
+
+/// W3's training step (graph `lenet`): [`w3_loss`], its gradients and SGD with
+/// momentum 0.9, lr 1e-3.
+pub fn w3_step(batch: usize, rng: &mut Rng) -> Result<TrainStep, TrainError> {
+    let g = GraphBuilder::new("lenet");
+    let loss = w3_loss(&g, batch, rng);
+    TrainStep::new(&loss, &Sgd::new(1e-3).momentum(0.9))
+}
+
+/// An `f32` tensor of shape `dims` with values uniform in `[lo, hi)`, drawn in
+/// order from `rng`.
+pub fn uniform(rng: &mut Rng, dims: &[usize], lo: f32, hi: f32) -> HostTensor {
+    let n = dims.iter().product();
+    HostTensor::from_f32(dims.to_vec(), (0..n).map(|_| rng.uniform(lo, hi)).collect())
+        .expect("sized from the shape")
+}
+
+/// `batch` `i32` labels uniform in `0..classes`.
+pub fn labels(rng: &mut Rng, batch: usize, classes: usize) -> HostTensor {
+    HostTensor::from_i32(
+        [batch],
+        (0..batch)
+            .map(|_| rng.below(classes as u64) as i32)
+            .collect(),
+    )
+    .expect("sized from the batch")
+}

@@ -1,0 +1,130 @@
+//! Helpers shared by the tests of the kiln crates (a dev-dependency only).
+//!
+//! - [`Rng`]: a tiny seeded xorshift64* generator for test data and random test
+//!   cases, independent of the library's own generator (so changing that one does
+//!   not reshuffle every test);
+//! - [`TempDir`]: a fresh scratch folder, removed when dropped;
+//! - [`near`] and [`near_or_same`]: the relative tolerance most numeric tests use;
+//! - [`assert_w1_result`]: the expected outcome of the W1 workload.
+//!
+//! It depends on `kiln-ir` only, so every crate's integration tests can use it,
+//! `kiln-ir`'s included.
+
+use std::path::{Path, PathBuf};
+
+use kiln_ir::{DType, HostTensor, TensorType};
+
+/// xorshift64*: small, seeded, good enough for test data.
+///
+/// `Rng(s)` starts from the state `s` as given (it must not be zero);
+/// [`Rng::new`] scrambles a small seed first.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator for `seed`, any value (zero included).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, 1)` (53 random bits).
+    pub fn unit(&mut self) -> f64 {
+        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.bits() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.bits() % n.max(1) as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() <= p
+    }
+
+    /// A tensor of `dtype` and `dims` with values uniform in `[lo, hi)`.
+    pub fn tensor(&mut self, dtype: DType, dims: &[usize], lo: f64, hi: f64) -> HostTensor {
+        HostTensor::from_fn(&TensorType::new(dtype, dims), |_| self.uniform(lo, hi))
+    }
+}
+
+/// A fresh folder under the system temp dir, removed (with its contents) when
+/// dropped. Its name holds `prefix`, the process id and the time, so concurrent
+/// tests and test runs do not meet.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `kiln-{prefix}-{pid}-{nanos}` under the system temp dir.
+    pub fn new(prefix: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("kiln-{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `name` inside the folder.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `bytes` to `name` inside the folder and returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `|got - want| <= tol * (1 + |want|)`: relative to `want`, absolute near zero.
+pub fn near(got: f64, want: f64, tol: f64) -> bool {
+    (got - want).abs() <= tol * (1.0 + want.abs())
+}
+
+/// [`near`], or both NaN, or equal (equal infinities included).
+pub fn near_or_same(got: f64, want: f64, tol: f64) -> bool {
+    (got.is_nan() && want.is_nan()) || got == want || near(got, want, tol)
+}
+
+/// Asserts the parameters after W1 (shared/WORKLOADS.md: 1000 SGD steps, lr 0.01,
+/// from w = b = 0) are near the exact fit w = b = 1, and within 1e-3 of JAX's
+/// result for the same run, w = 1.002474, b = 0.990555 (shared/FACTS.md).
+#[track_caller]
+pub fn assert_w1_result(w: f64, b: f64) {
+    assert!(
+        (w - 1.0).abs() < 0.05 && (b - 1.0).abs() < 0.05,
+        "w = {w}, b = {b}"
+    );
+    assert!(
+        (w - 1.002474).abs() < 1e-3 && (b - 0.990555).abs() < 1e-3,
+        "w = {w}, b = {b}"
+    );
+}
