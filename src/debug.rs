@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_frontend::Rng;
 use kiln_ir::text::ParseError;
-use kiln_ir::{BinaryOp, DType, Graph, HostTensor, NodeId, Op, Output, TensorData, UnaryOp};
+use kiln_ir::{DType, Domain, Graph, HostTensor, NodeId, Op, OpClass, OpKind, Output, TensorData};
 use kiln_passes::AutodiffError;
 
 /// Writes `graph` to `path` in the text format (conventionally a `.kir` file).
@@ -158,12 +158,11 @@ fn index_bound(graph: &Graph, id: NodeId) -> Option<(usize, &'static str)> {
             }
             Op::ScatterAdd { rows } if ops.first() == Some(&n) => keep(*rows, "scatter_add rows"),
             Op::OneHot { depth, .. } => keep(*depth, "one_hot depth"),
-            Op::Reshape(_)
-            | Op::Transpose(_)
-            | Op::Broadcast(_)
-            | Op::Slice { .. }
-            | Op::Concat { .. }
-            | Op::Pad { .. } => return Walk::Follow,
+            op if matches!(op.class(), OpClass::View { .. })
+                || matches!(op.kind(), OpKind::Concat | OpKind::Pad) =>
+            {
+                return Walk::Follow;
+            }
             _ => {}
         }
         Walk::Skip
@@ -206,18 +205,15 @@ fn walk_users(graph: &Graph, id: NodeId, mut visit: impl FnMut(NodeId, NodeId) -
 /// elementwise and movement ops only, as optimizer state does (Adam's second
 /// moment and step count): random values of either sign would make it NaN.
 fn feeds_a_restricted_domain(graph: &Graph, id: NodeId) -> bool {
-    walk_users(graph, id, |_, user| match &graph.node(user).op {
-        Op::Unary(UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Log) | Op::Binary(BinaryOp::Pow) => {
-            Walk::Stop
+    walk_users(graph, id, |_, user| {
+        let op = &graph.node(user).op;
+        if op.kind().domain() != Domain::Any {
+            return Walk::Stop;
         }
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Fma
-        | Op::Reshape(_)
-        | Op::Transpose(_)
-        | Op::Broadcast(_)
-        | Op::Slice { .. } => Walk::Follow,
-        _ => Walk::Skip,
+        match op.class() {
+            OpClass::Elementwise | OpClass::View { .. } => Walk::Follow,
+            _ => Walk::Skip,
+        }
     })
 }
 

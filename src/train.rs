@@ -220,15 +220,9 @@ impl TrainStep {
     fn with_history(&self, options: &CompileOptions) -> CompileOptions {
         let mut options = options.clone();
         if (options.trace || options.dump_dir.is_some()) && options.history.is_empty() {
-            let stage = |pass: &str, graph: &Graph, duration| Stage {
-                pass: pass.into(),
-                graph: graph.clone(),
-                report: None,
-                duration,
-            };
             options.history = vec![
-                stage("built", &self.forward, Duration::ZERO),
-                stage("grad", &self.graph, self.grad_time),
+                Stage::new("built", self.forward.clone(), Duration::ZERO),
+                Stage::new("grad", self.graph.clone(), self.grad_time),
             ];
         }
         options

@@ -26,7 +26,7 @@ pub use dtype::{DType, UnknownDType};
 pub use graph::{Graph, GraphError, Node, NodeId, Output};
 pub use infer::{TypeError, infer, reduced_dims, window_out};
 pub use op::{
-    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Finiteness, Op, OpClass, OpKind,
+    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Domain, Finiteness, Op, OpClass, OpKind,
     Pool2dAttrs, PoolKind, ReduceOp, UnaryOp, Work,
 };
 pub use shape::{MAX_ELEMENTS, Shape, TensorType};

@@ -3,7 +3,7 @@
 mod optimize_util;
 
 use kiln_ir::{BinaryOp, DType, Graph, HostTensor, Op, TensorType, UnaryOp};
-use kiln_passes::optimize::{Pass, PassOutput, Pipeline};
+use kiln_passes::optimize::{Pass, PassOutput, Pipeline, Report};
 use optimize_util::listing;
 
 fn sample() -> Graph {
@@ -49,12 +49,15 @@ fn run_collect_keeps_every_stage_and_errors_name_the_pass() {
         .then(Pass::new("identity", |g| {
             Ok(PassOutput {
                 graph: g.clone(),
-                report: Some("nothing to do".into()),
+                report: Some(Report::Text("nothing to do".into())),
             })
         }));
     let (g, stages) = p.run_collect(&sample()).unwrap();
     assert_eq!(stages.len(), 2);
-    assert_eq!(stages[1].report.as_deref(), Some("nothing to do"));
+    assert_eq!(
+        stages[1].report.as_ref().map(|r| r.to_string()).as_deref(),
+        Some("nothing to do")
+    );
     assert_eq!(listing(&g), listing(&stages[1].graph));
 
     let failing = Pipeline::new().then(Pass::new("broken", |_| Err("no luck".into())));

@@ -8,7 +8,7 @@ use kiln_codegen::library::CallContext;
 use kiln_codegen::parallel::Workers;
 use kiln_codegen::{CodegenError, CodegenOptions, CompiledProgram};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
-use kiln_passes::optimize::{OptimizeConfig, OptimizeError, OptimizeStats, Stage, optimize_with};
+use kiln_passes::optimize::{OptimizeConfig, OptimizeStats, Pipeline, PipelineError, Stage};
 use kiln_passes::schedule::{BufferKind, KernelProgram, MemoryPlan, ScheduleError, schedule};
 
 use crate::buffer::AlignedBuffer;
@@ -16,8 +16,9 @@ use crate::buffer::AlignedBuffer;
 /// Why a graph could not be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
+    /// A graph pass before scheduling (the optimizer) failed.
     #[error(transparent)]
-    Optimize(Box<OptimizeError>),
+    Pass(Box<PipelineError>),
     #[error(transparent)]
     Schedule(Box<ScheduleError>),
     #[error(transparent)]
@@ -28,9 +29,9 @@ pub enum CompileError {
     Dump { dir: String, message: String },
 }
 
-impl From<OptimizeError> for CompileError {
-    fn from(e: OptimizeError) -> Self {
-        CompileError::Optimize(Box::new(e))
+impl From<PipelineError> for CompileError {
+    fn from(e: PipelineError) -> Self {
+        CompileError::Pass(Box::new(e))
     }
 }
 
@@ -100,6 +101,11 @@ impl Default for CompileOptions {
 }
 
 impl CompileOptions {
+    /// The graph passes a compile with these options runs before scheduling.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::for_compile(self.optimize.then_some(&self.optimizer))
+    }
+
     /// Compile the graph exactly as given (no rewrites): for testing the lowering of
     /// each op.
     pub fn unoptimized() -> Self {
@@ -219,31 +225,21 @@ impl Executable {
         if traced {
             stages = options.history.clone();
             if stages.is_empty() {
-                stages.push(Stage {
-                    pass: "built".into(),
-                    graph: graph.clone(),
-                    report: None,
-                    duration: Duration::ZERO,
-                });
+                stages.push(Stage::new("built", graph.clone(), Duration::ZERO));
             }
         }
         let t0 = Instant::now();
-        let (optimized, optimize_stats) = if options.optimize {
-            let (g, stats) = optimize_with(graph, &options.optimizer)?;
-            (Some(g), Some(stats))
-        } else {
-            (None, None)
-        };
+        let mut optimize_stats = None;
+        let optimized = options.pipeline().run_with(graph, |stage| {
+            if let Some(s) = stage.optimize_stats() {
+                optimize_stats = Some(s.clone());
+            }
+            if traced {
+                stages.push(stage.clone());
+            }
+        })?;
         let t1 = Instant::now();
-        if traced && let (Some(g), Some(stats)) = (&optimized, &optimize_stats) {
-            stages.push(Stage {
-                pass: "optimize".into(),
-                graph: g.clone(),
-                report: Some(stats.to_string()),
-                duration: t1 - t0,
-            });
-        }
-        let program = schedule(optimized.as_ref().unwrap_or(graph))?;
+        let program = schedule(&optimized)?;
         let t2 = Instant::now();
         let mut compiled =
             kiln_codegen::compile_with(&program, &CodegenOptions { disasm: traced })?;

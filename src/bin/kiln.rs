@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::debug::{self, Agreement};
-use kiln::ir::Graph;
 use kiln::passes::optimize::{Stage, graph_cost};
 use kiln::passes::schedule::{Kernel, KernelProgram};
 use kiln::runtime::{CompileOptions, Executable, dump};
@@ -127,22 +126,13 @@ fn front_stages(cli: &Cli, file: &PathBuf) -> Result<Vec<Stage>, Error> {
     let t = Instant::now();
     let graph = kiln::load_graph(file)?;
     graph.validate()?;
-    let mut stages = vec![stage("built", graph, t.elapsed())];
+    let mut stages = vec![Stage::new("built", graph, t.elapsed())];
     if let Some(loss) = &cli.grad {
         let t = Instant::now();
         let g = debug::differentiate(&stages[0].graph, loss)?;
-        stages.push(stage("grad", g, t.elapsed()));
+        stages.push(Stage::new("grad", g, t.elapsed()));
     }
     Ok(stages)
-}
-
-fn stage(pass: &str, graph: Graph, duration: Duration) -> Stage {
-    Stage {
-        pass: pass.into(),
-        graph,
-        report: None,
-        duration,
-    }
 }
 
 /// Compiles the last front stage; with `trace`, keeps every stage on the

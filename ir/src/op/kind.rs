@@ -1,6 +1,6 @@
 //! The op table: one row per op kind, from which every per-op decision outside the
-//! semantics comes — mnemonic, op class, arithmetic work, finiteness and a sample
-//! instance. The stages ask the op ([`super::Op::kind`]) instead of keeping their
+//! semantics comes — mnemonic, op class, arithmetic work, finiteness, domain and a
+//! sample instance. The stages ask the op ([`super::Op::kind`]) instead of keeping their
 //! own lists, and the rules of the optimizer name ops by [`OpKind`], never by
 //! string.
 //!
@@ -77,8 +77,18 @@ pub enum Finiteness {
     MayNotBe,
 }
 
+/// The operand values an op is defined on (the `kiln` tool draws random arguments
+/// that reach a restricted op from its domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Domain {
+    /// Every value.
+    Any,
+    /// Positive values (`log`, `sqrt`, `rsqrt`, the base of `pow`): others give NaN.
+    Positive,
+}
+
 macro_rules! op_table {
-    ($( $kind:ident $mnemonic:literal $class:expr, $work:ident, $finite:ident, $sample:expr; )*) => {
+    ($( $kind:ident $mnemonic:literal $class:expr, $work:ident, $finite:ident, $domain:ident, $sample:expr; )*) => {
         /// One kind of op per text-format mnemonic: [`Op`] without its attributes.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum OpKind {
@@ -115,6 +125,11 @@ macro_rules! op_table {
                 match self { $(OpKind::$kind => Finiteness::$finite,)* }
             }
 
+            /// The operand values the op is defined on.
+            pub fn domain(self) -> Domain {
+                match self { $(OpKind::$kind => Domain::$domain,)* }
+            }
+
             /// A representative op of this kind with arbitrary (not default)
             /// attributes; the parser starts from it and overwrites every attribute.
             pub fn sample(self) -> Op {
@@ -149,79 +164,79 @@ fn reduce(kind: ReduceOp) -> Op {
 }
 
 op_table! {
-    // kind           mnemonic              class                       work            finiteness  sample
-    Input            "input"               Argument,                    None,           MayNotBe,   Op::Input;
-    Param            "param"               Argument,                    None,           MayNotBe,   Op::Param;
-    Const            "const"               Literal,                     None,           MayNotBe,
+    // kind           mnemonic              class                    work            finiteness domain    sample
+    Input            "input"               Argument,                None,           MayNotBe,  Any,      Op::Input;
+    Param            "param"               Argument,                None,           MayNotBe,  Any,      Op::Param;
+    Const            "const"               Literal,                 None,           MayNotBe,  Any,
         Op::Const(HostTensor::from_f32([2], vec![1.5, -2.0]).expect("2 elements"));
 
-    Neg              "neg"                 Elementwise,                 Simple,         Preserves,  Op::Unary(UnaryOp::Neg);
-    Exp              "exp"                 Elementwise,                 Transcendental, MayNotBe,   Op::Unary(UnaryOp::Exp);
-    Log              "log"                 Elementwise,                 Transcendental, MayNotBe,   Op::Unary(UnaryOp::Log);
-    Sqrt             "sqrt"                Elementwise,                 Root,           MayNotBe,   Op::Unary(UnaryOp::Sqrt);
-    Rsqrt            "rsqrt"               Elementwise,                 Root,           MayNotBe,   Op::Unary(UnaryOp::Rsqrt);
-    Tanh             "tanh"                Elementwise,                 Transcendental, Preserves,  Op::Unary(UnaryOp::Tanh);
-    Sigmoid          "sigmoid"             Elementwise,                 Transcendental, Preserves,  Op::Unary(UnaryOp::Sigmoid);
-    Relu             "relu"                Elementwise,                 Simple,         Preserves,  Op::Unary(UnaryOp::Relu);
-    Abs              "abs"                 Elementwise,                 Simple,         Preserves,  Op::Unary(UnaryOp::Abs);
+    Neg              "neg"                 Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Neg);
+    Exp              "exp"                 Elementwise,             Transcendental, MayNotBe,  Any,      Op::Unary(UnaryOp::Exp);
+    Log              "log"                 Elementwise,             Transcendental, MayNotBe,  Positive, Op::Unary(UnaryOp::Log);
+    Sqrt             "sqrt"                Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Sqrt);
+    Rsqrt            "rsqrt"               Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Rsqrt);
+    Tanh             "tanh"                Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Tanh);
+    Sigmoid          "sigmoid"             Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Sigmoid);
+    Relu             "relu"                Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Relu);
+    Abs              "abs"                 Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Abs);
     // Costed as one instruction (not a division): the extractor's choices and the
     // reviewed snapshots depend on it.
-    Recip            "recip"               Elementwise,                 Simple,         MayNotBe,   Op::Unary(UnaryOp::Recip);
-    Sign             "sign"                Elementwise,                 Simple,         Preserves,  Op::Unary(UnaryOp::Sign);
-    LeakyRelu        "leaky_relu"          Elementwise,                 Simple,         Preserves,  Op::Unary(UnaryOp::LeakyRelu(0.01));
+    Recip            "recip"               Elementwise,             Simple,         MayNotBe,  Any,      Op::Unary(UnaryOp::Recip);
+    Sign             "sign"                Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Sign);
+    LeakyRelu        "leaky_relu"          Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::LeakyRelu(0.01));
 
-    Add              "add"                 Elementwise,                 Simple,         MayNotBe,   Op::Binary(BinaryOp::Add);
-    Sub              "sub"                 Elementwise,                 Simple,         MayNotBe,   Op::Binary(BinaryOp::Sub);
-    Mul              "mul"                 Elementwise,                 Simple,         MayNotBe,   Op::Binary(BinaryOp::Mul);
-    Div              "div"                 Elementwise,                 Divide,         MayNotBe,   Op::Binary(BinaryOp::Div);
-    Max              "max"                 Elementwise,                 Simple,         Preserves,  Op::Binary(BinaryOp::Max);
-    Min              "min"                 Elementwise,                 Simple,         Preserves,  Op::Binary(BinaryOp::Min);
-    Pow              "pow"                 Elementwise,                 Power,          MayNotBe,   Op::Binary(BinaryOp::Pow);
+    Add              "add"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Add);
+    Sub              "sub"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Sub);
+    Mul              "mul"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Mul);
+    Div              "div"                 Elementwise,             Divide,         MayNotBe,  Any,      Op::Binary(BinaryOp::Div);
+    Max              "max"                 Elementwise,             Simple,         Preserves, Any,      Op::Binary(BinaryOp::Max);
+    Min              "min"                 Elementwise,             Simple,         Preserves, Any,      Op::Binary(BinaryOp::Min);
+    Pow              "pow"                 Elementwise,             Power,          MayNotBe,  Positive, Op::Binary(BinaryOp::Pow);
 
-    Eq               "eq"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Eq);
-    Ne               "ne"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Ne);
-    Lt               "lt"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Lt);
-    Le               "le"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Le);
-    Gt               "gt"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Gt);
-    Ge               "ge"                  Elementwise,                 Simple,         Always,     Op::Compare(CmpOp::Ge);
+    Eq               "eq"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Eq);
+    Ne               "ne"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Ne);
+    Lt               "lt"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Lt);
+    Le               "le"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Le);
+    Gt               "gt"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Gt);
+    Ge               "ge"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Ge);
 
-    Select           "select"              Elementwise,                 Simple,         Preserves,  Op::Select;
-    Cast             "cast"                Elementwise,                 Simple,         Preserves,  Op::Cast(DType::I32);
-    Fma              "fma"                 Elementwise,                 MulAdd,         MayNotBe,   Op::Fma;
-    RandomUniform    "random_uniform"      Generator,                   Hash,           Always,
+    Select           "select"              Elementwise,             Simple,         Preserves, Any,      Op::Select;
+    Cast             "cast"                Elementwise,             Simple,         Preserves, Any,      Op::Cast(DType::I32);
+    Fma              "fma"                 Elementwise,             MulAdd,         MayNotBe,  Any,      Op::Fma;
+    RandomUniform    "random_uniform"      Generator,               Hash,           Always,    Any,
         Op::RandomUniform { shape: Shape::from([3]), dtype: DType::F32, salt: 7 };
 
-    StopGradient     "stop_gradient"       View { strided: true },      None,           Preserves,  Op::StopGradient;
-    Broadcast        "broadcast"           View { strided: true },      None,           Preserves,  Op::Broadcast(Shape::from([2, 3]));
-    Transpose        "transpose"           View { strided: true },      None,           Preserves,  Op::Transpose(vec![1, 0]);
-    Slice            "slice"               View { strided: true },      None,           Preserves,
+    StopGradient     "stop_gradient"       View { strided: true },  None,           Preserves, Any,      Op::StopGradient;
+    Broadcast        "broadcast"           View { strided: true },  None,           Preserves, Any,      Op::Broadcast(Shape::from([2, 3]));
+    Transpose        "transpose"           View { strided: true },  None,           Preserves, Any,      Op::Transpose(vec![1, 0]);
+    Slice            "slice"               View { strided: true },  None,           Preserves, Any,
         Op::Slice { start: vec![0, 1], end: vec![2, 3], step: vec![1, 2] };
-    Reshape          "reshape"             View { strided: false },     None,           Preserves,  Op::Reshape(Shape::from([6]));
+    Reshape          "reshape"             View { strided: false }, None,           Preserves, Any,      Op::Reshape(Shape::from([6]));
 
-    ReduceSum        "reduce_sum"          Reduction,                   Shaped,         MayNotBe,   reduce(ReduceOp::Sum);
-    ReduceMean       "reduce_mean"         Reduction,                   Shaped,         MayNotBe,   reduce(ReduceOp::Mean);
-    ReduceMax        "reduce_max"          Reduction,                   Shaped,         Preserves,  reduce(ReduceOp::Max);
-    ReduceMin        "reduce_min"          Reduction,                   Shaped,         Preserves,  reduce(ReduceOp::Min);
+    ReduceSum        "reduce_sum"          Reduction,               Shaped,         MayNotBe,  Any,      reduce(ReduceOp::Sum);
+    ReduceMean       "reduce_mean"         Reduction,               Shaped,         MayNotBe,  Any,      reduce(ReduceOp::Mean);
+    ReduceMax        "reduce_max"          Reduction,               Shaped,         Preserves, Any,      reduce(ReduceOp::Max);
+    ReduceMin        "reduce_min"          Reduction,               Shaped,         Preserves, Any,      reduce(ReduceOp::Min);
 
-    Concat           "concat"              Library,                     Shaped,         Preserves,  Op::Concat { axis: 1 };
-    Pad              "pad"                 Library,                     Shaped,         Preserves,
+    Concat           "concat"              Library,                 Shaped,         Preserves, Any,      Op::Concat { axis: 1 };
+    Pad              "pad"                 Library,                 Shaped,         Preserves, Any,
         Op::Pad { low: vec![1], high: vec![0], value: -0.5 };
-    ArgMax           "argmax"              Library,                     Shaped,         Always,
+    ArgMax           "argmax"              Library,                 Shaped,         Always,    Any,
         Op::ArgMax { axis: 1, keepdims: false };
-    MatMul           "matmul"              Library,                     Shaped,         MayNotBe,   Op::MatMul;
-    MatMulBias       "matmul_bias"         Library,                     Shaped,         MayNotBe,   Op::MatMulBias { relu: true };
-    Conv2d           "conv2d"              Library,                     Shaped,         MayNotBe,   Op::Conv2d(CONV);
-    ConvTranspose2d  "conv_transpose2d"    Library,                     Shaped,         MayNotBe,
+    MatMul           "matmul"              Library,                 Shaped,         MayNotBe,  Any,      Op::MatMul;
+    MatMulBias       "matmul_bias"         Library,                 Shaped,         MayNotBe,  Any,      Op::MatMulBias { relu: true };
+    Conv2d           "conv2d"              Library,                 Shaped,         MayNotBe,  Any,      Op::Conv2d(CONV);
+    ConvTranspose2d  "conv_transpose2d"    Library,                 Shaped,         MayNotBe,  Any,
         Op::ConvTranspose2d { conv: CONV, output_padding: [1, 0] };
-    Conv2dWeightGrad "conv2d_weight_grad"  Library,                     Shaped,         MayNotBe,
+    Conv2dWeightGrad "conv2d_weight_grad"  Library,                 Shaped,         MayNotBe,  Any,
         Op::Conv2dWeightGrad { conv: CONV, kernel: [3, 3] };
     // Padding counts as -inf, so a window inside the padding has no finite maximum.
-    MaxPool2d        "max_pool2d"          Library,                     Shaped,         MayNotBe,   Op::Pool2d(MAX_POOL);
-    AvgPool2d        "avg_pool2d"          Library,                     Shaped,         MayNotBe,   Op::Pool2d(AVG_POOL);
-    MaxPool2dGrad    "max_pool2d_grad"     Library,                     Shaped,         MayNotBe,   Op::Pool2dGrad(MAX_POOL);
-    AvgPool2dGrad    "avg_pool2d_grad"     Library,                     Shaped,         MayNotBe,   Op::Pool2dGrad(AVG_POOL);
-    Gather           "gather"              Library,                     Shaped,         Preserves,  Op::Gather;
-    ScatterAdd       "scatter_add"         Library,                     Shaped,         MayNotBe,   Op::ScatterAdd { rows: 10 };
-    OneHot           "one_hot"             Library,                     Shaped,         Always,
+    MaxPool2d        "max_pool2d"          Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2d(MAX_POOL);
+    AvgPool2d        "avg_pool2d"          Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2d(AVG_POOL);
+    MaxPool2dGrad    "max_pool2d_grad"     Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2dGrad(MAX_POOL);
+    AvgPool2dGrad    "avg_pool2d_grad"     Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2dGrad(AVG_POOL);
+    Gather           "gather"              Library,                 Shaped,         Preserves, Any,      Op::Gather;
+    ScatterAdd       "scatter_add"         Library,                 Shaped,         MayNotBe,  Any,      Op::ScatterAdd { rows: 10 };
+    OneHot           "one_hot"             Library,                 Shaped,         Always,    Any,
         Op::OneHot { depth: 4, dtype: DType::F32 };
 }

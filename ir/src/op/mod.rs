@@ -20,7 +20,7 @@ use crate::{DType, HostTensor, Shape};
 
 use attrs::{Assign, AttrVisitor, Collect};
 pub use attrs::{AttrError, AttrValue};
-pub use kind::{Finiteness, OpClass, OpKind, Work};
+pub use kind::{Domain, Finiteness, OpClass, OpKind, Work};
 
 /// Elementwise operations with one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]

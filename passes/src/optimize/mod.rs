@@ -51,7 +51,7 @@ use kiln_ir::{Graph, GraphError, TensorType};
 
 pub use analysis::TensorAnalysis;
 pub use cost::{Cost, fused_nodes, graph_cost};
-pub use pipeline::{Pass, PassOutput, Pipeline, PipelineError, Stage};
+pub use pipeline::{Pass, PassOutput, Pipeline, PipelineError, Report, Stage};
 pub use rules::Rule;
 
 /// Which rule groups run.

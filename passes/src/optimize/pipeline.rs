@@ -1,19 +1,42 @@
-//! A pass manager: named graph-to-graph passes run in order, with a hook that sees
-//! the graph after each one (what `KILN_DUMP` and the `kiln` tool print).
+//! The pass manager: named graph-to-graph passes run in order, with a hook that
+//! sees the graph after each one. It is the one way compile stages are run and
+//! recorded: `kiln_runtime::Executable` compiles through it, and the stages it
+//! records (after the caller's own history, such as a training step's `built` and
+//! `grad` graphs) are what `KILN_DUMP`, `Executable::trace` and the `kiln` tool
+//! show.
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_ir::Graph;
 
-use super::{OptimizeConfig, optimize_with};
+use super::{OptimizeConfig, OptimizeStats, optimize_with};
 
-/// What a pass returns: the new graph and, optionally, a report (statistics).
+/// What a pass says about its run.
+#[derive(Clone, Debug)]
+pub enum Report {
+    /// The egg optimizer's statistics.
+    Optimize(OptimizeStats),
+    /// Free text, for passes without statistics of their own.
+    Text(String),
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Report::Optimize(stats) => stats.fmt(f),
+            Report::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// What a pass returns: the new graph and, optionally, a report.
 #[derive(Clone, Debug)]
 pub struct PassOutput {
     pub graph: Graph,
-    pub report: Option<String>,
+    pub report: Option<Report>,
 }
 
 type PassFn = dyn Fn(&Graph) -> Result<PassOutput, Box<dyn Error + Send + Sync>> + Send + Sync;
@@ -52,7 +75,7 @@ impl Pass {
             let (graph, stats) = optimize_with(g, &config)?;
             Ok(PassOutput {
                 graph,
-                report: Some(stats.to_string()),
+                report: Some(Report::Optimize(stats)),
             })
         })
     }
@@ -68,17 +91,37 @@ impl fmt::Debug for Pass {
     }
 }
 
-/// The graph after one pass.
+/// The graph after one pass (or one step of building it, such as `built` or
+/// `grad`).
 #[derive(Clone, Debug)]
 pub struct Stage {
     /// The pass that produced it.
     pub pass: String,
     pub graph: Graph,
-    pub report: Option<String>,
+    pub report: Option<Report>,
     pub duration: Duration,
 }
 
 impl Stage {
+    /// A stage without a report: how a graph was made before compiling (the
+    /// caller's `built` and `grad` graphs).
+    pub fn new(pass: impl Into<String>, graph: Graph, duration: Duration) -> Stage {
+        Stage {
+            pass: pass.into(),
+            graph,
+            report: None,
+            duration,
+        }
+    }
+
+    /// The optimizer's statistics, if this stage is the optimizer's.
+    pub fn optimize_stats(&self) -> Option<&OptimizeStats> {
+        match &self.report {
+            Some(Report::Optimize(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The graph in the text format.
     pub fn text(&self) -> String {
         self.graph.to_string()
@@ -86,12 +129,19 @@ impl Stage {
 }
 
 /// A pass failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("pass `{pass}` failed: {source}")]
 pub struct PipelineError {
     pub pass: String,
     #[source]
-    pub source: Box<dyn Error + Send + Sync>,
+    pub source: Arc<dyn Error + Send + Sync>,
+}
+
+impl PartialEq for PipelineError {
+    /// Same pass, same message.
+    fn eq(&self, other: &Self) -> bool {
+        self.pass == other.pass && self.source.to_string() == other.source.to_string()
+    }
 }
 
 /// Passes run in order.
@@ -117,6 +167,15 @@ impl Pipeline {
         Pipeline::new()
             .then(Pass::dce())
             .then(Pass::optimize(OptimizeConfig::default()))
+    }
+
+    /// What a compile runs before scheduling: the optimizer with `config`, or
+    /// nothing (`None`: the graph is compiled as given).
+    pub fn for_compile(config: Option<&OptimizeConfig>) -> Self {
+        match config {
+            Some(c) => Pipeline::new().then(Pass::optimize(c.clone())),
+            None => Pipeline::new(),
+        }
     }
 
     /// Appends `pass`.
@@ -146,7 +205,7 @@ impl Pipeline {
             let start = Instant::now();
             let out = (pass.run)(&current).map_err(|source| PipelineError {
                 pass: pass.name.clone(),
-                source,
+                source: source.into(),
             })?;
             let stage = Stage {
                 pass: pass.name.clone(),
