@@ -4,7 +4,7 @@
 //! parameters and optimizer state are saved to a safetensors checkpoint and loaded
 //! into a freshly built step, which must reach the same test accuracy.
 //!
-//! Run with `cargo run --release --example digits_mlp`.
+//! Run with `cargo run --example digits_mlp` (the build the tests share; `--release` for timing).
 
 use kiln::data::{CsvOptions, read_csv};
 use kiln::prelude::*;

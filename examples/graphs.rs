@@ -1,7 +1,7 @@
 //! Builds two models with the Rust DSL, prints their graphs in the text format and
 //! evaluates them with the reference interpreter.
 //!
-//! 1. W1 (shared/WORKLOADS.md): linear regression `y = w*x + b` with MSE loss on
+//! 1. W1 (docs/WORKLOADS.md): linear regression `y = w*x + b` with MSE loss on
 //!    x = [1,3,5], y = [2,4,6], starting from w = b = 0.
 //! 2. W2's forward pass: an MLP 784-128-64-10 with ReLU and softmax cross-entropy,
 //!    at a small batch of seeded random data.

@@ -1,4 +1,4 @@
-//! W1 (shared/WORKLOADS.md): fit y = w*x + b to x = [1,3,5], y = [2,4,6] with MSE
+//! W1 (docs/WORKLOADS.md): fit y = w*x + b to x = [1,3,5], y = [2,4,6] with MSE
 //! and SGD (lr 0.01, 1000 steps, from w = b = 0). The exact answer is w = b = 1.
 //!
 //! The whole training step (forward, gradient, SGD update) is one graph, compiled to

@@ -1,4 +1,4 @@
-//! W2 (shared/WORKLOADS.md) on real MNIST: the 784-128-64-10 ReLU MLP, softmax
+//! W2 (docs/WORKLOADS.md) on real MNIST: the 784-128-64-10 ReLU MLP, softmax
 //! cross-entropy, Adam (1e-3), batch 64, read from the IDX files in `--data DIR`.
 //! The training loop is written out by hand here (digits_mlp uses `kiln::Fit`).
 //!

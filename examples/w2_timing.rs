@@ -1,7 +1,7 @@
 //! Measures W5 (compile latency: from building the W2 training-step graph to the
 //! first result of the compiled step) and the W2 step time at batch 64 and 256
 //! (median of 200 steps after 20 warm-up steps), on one thread and on all cores.
-//! See shared/WORKLOADS.md.
+//! See docs/WORKLOADS.md.
 //!
 //! Run with `cargo run --release --example w2_timing`. This is the quick report,
 //! and the one W5 figure taken in a fresh process; the criterion benchmarks are in

@@ -1,4 +1,4 @@
-//! Measures the W3 LeNet training step (shared/WORKLOADS.md): conv 3->6 k5, ReLU,
+//! Measures the W3 LeNet training step (docs/WORKLOADS.md): conv 3->6 k5, ReLU,
 //! maxpool 2, conv 6->16 k5, ReLU, maxpool 2, fc 400-120-84-10 with ReLU between,
 //! softmax cross-entropy, SGD momentum 0.9, lr 1e-3, batch 128, input 3x32x32 —
 //! median of 200 steps after 50 warm-up steps, on one thread and on all cores.

@@ -1,4 +1,4 @@
-//! The benchmark workloads of shared/WORKLOADS.md, defined once for the examples,
+//! The benchmark workloads of docs/WORKLOADS.md, defined once for the examples,
 //! the tests and the criterion benchmarks (`bench/`), so every figure measures the
 //! same graphs.
 //!

@@ -18,11 +18,11 @@ fn compiled_w1_reaches_w_and_b_near_one() {
     }
     let w = step.params().get("w").unwrap().get_f64(0);
     let b = step.params().get("b").unwrap().get_f64(0);
-    // Near w = b = 1, and at JAX's result for the same run (shared/FACTS.md).
+    // Near w = b = 1, and at JAX's result for the same run (docs/WORKLOADS.md).
     assert_w1_result(w, b);
 }
 
-/// W2 (shared/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam.
+/// W2 (docs/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam.
 fn w2_step(batch: usize) -> (TrainStep, Vec<HostTensor>, Vec<HostTensor>) {
     let mut rng = Rng::seed(42);
     let step = workloads::w2_step(batch, &mut rng).unwrap();

@@ -34,7 +34,7 @@ fn files(dir: &Path) -> BTreeSet<String> {
     out
 }
 
-/// W2 (shared/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam,
+/// W2 (docs/WORKLOADS.md): MLP 784-128-64-10, ReLU, softmax cross-entropy, Adam,
 /// batch 64.
 fn w2_step() -> TrainStep {
     workloads::w2_step(64, &mut Rng::seed(42)).unwrap()

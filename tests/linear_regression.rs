@@ -1,4 +1,4 @@
-//! W1 of shared/WORKLOADS.md trained through the interpreter with the training-step
+//! W1 of docs/WORKLOADS.md trained through the interpreter with the training-step
 //! graph: y = w*x + b, MSE, SGD lr 0.01, 1000 steps from w = b = 0.
 
 use kiln::prelude::*;
@@ -28,7 +28,7 @@ fn w1_trains_to_w_and_b_near_one() {
     let w = step.params().get("w").unwrap().get_f64(0);
     let b = step.params().get("b").unwrap().get_f64(0);
     // Near w = b = 1. JAX reaches w = 1.002474, b = 0.990555, loss 2.04e-5 with the
-    // same setup (shared/FACTS.md); gradient descent is deterministic, so f32 runs
+    // same setup (docs/WORKLOADS.md); gradient descent is deterministic, so f32 runs
     // agree closely.
     assert_w1_result(w, b);
     assert!(last < 1e-4, "loss {last}");
@@ -36,7 +36,7 @@ fn w1_trains_to_w_and_b_near_one() {
 
 #[test]
 fn diverging_training_is_reported_not_silent() {
-    // lr 0.1 diverges on this data (shared/FACTS.md): the step must say so.
+    // lr 0.1 diverges on this data (docs/WORKLOADS.md): the step must say so.
     let (mut step, xs, ys) = w1(0.1);
     let err = (0..1000)
         .find_map(|_| step.run_interpreted(&[("x", &xs), ("y", &ys)]).err())

@@ -6,7 +6,7 @@
 use kiln::prelude::*;
 use kiln::workloads;
 
-/// W2 (shared/WORKLOADS.md) with its data.
+/// W2 (docs/WORKLOADS.md) with its data.
 fn w2(batch: usize) -> (TrainStep, HostTensor, HostTensor) {
     let mut rng = Rng::seed(9);
     let step = workloads::w2_step(batch, &mut rng).unwrap();

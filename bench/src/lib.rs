@@ -1,4 +1,4 @@
-//! The benchmark workloads of shared/WORKLOADS.md, built with kiln's DSL (the
+//! The benchmark workloads of docs/WORKLOADS.md, built with kiln's DSL (the
 //! models come from `kiln::workloads`): the same definitions every peer figure in
 //! BENCHMARKS.md uses. All float32, inputs from a fixed seed (never zeros), labels
 //! uniform in range.

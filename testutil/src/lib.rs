@@ -114,9 +114,9 @@ pub fn near_or_same(got: f64, want: f64, tol: f64) -> bool {
     (got.is_nan() && want.is_nan()) || got == want || near(got, want, tol)
 }
 
-/// Asserts the parameters after W1 (shared/WORKLOADS.md: 1000 SGD steps, lr 0.01,
+/// Asserts the parameters after W1 (docs/WORKLOADS.md: 1000 SGD steps, lr 0.01,
 /// from w = b = 0) are near the exact fit w = b = 1, and within 1e-3 of JAX's
-/// result for the same run, w = 1.002474, b = 0.990555 (shared/FACTS.md).
+/// result for the same run, w = 1.002474, b = 0.990555 (docs/WORKLOADS.md).
 #[track_caller]
 pub fn assert_w1_result(w: f64, b: f64) {
     assert!(
