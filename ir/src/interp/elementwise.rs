@@ -74,7 +74,15 @@ fn unary_i32(k: UnaryOp, v: &[i32]) -> Vec<i32> {
         UnaryOp::Abs => map(v, i32::wrapping_abs),
         UnaryOp::Relu => map(v, |x| x.max(0)),
         UnaryOp::Sign => map(v, i32::signum),
-        k => unreachable!("infer rejects `{}` on i32", k.name()),
+        // Listed, not a wildcard: a new op must say whether it takes integers.
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Tanh
+        | UnaryOp::Sigmoid
+        | UnaryOp::Recip
+        | UnaryOp::LeakyRelu(_) => unreachable!("infer rejects `{}` on i32", k.name()),
     }
 }
 

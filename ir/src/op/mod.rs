@@ -1,7 +1,8 @@
 //! The operation set, grouped in families so each stage handles a family with one
-//! match arm; the op table ([`OpKind`], in `kind.rs`) holds every per-kind decision
-//! (mnemonic, class, work, finiteness, a sample), and [`Op::visit_attrs`] defines
-//! each op's attributes once for printing and parsing.
+//! match arm; the op table ([`OpKind`], at the end of this file) holds every per-kind decision
+//! (mnemonic, class, work, finiteness, domain, a sample) and sits at the end of
+//! this file; `syntax.rs` defines each op's attributes once for printing and
+//! parsing.
 //!
 //! Conventions shared by every stage:
 //! - Elementwise, comparison and select operands have *identical* types; broadcasting
@@ -11,16 +12,14 @@
 //! - Attributes hold plain integers and `f64`s so that one `Op` value describes an
 //!   f32 and an f64 graph alike.
 
-mod attrs;
-mod kind;
-
-use std::fmt;
+#[macro_use]
+mod table;
+mod syntax;
 
 use crate::{DType, HostTensor, Shape};
 
-use attrs::{Assign, AttrVisitor, Collect};
-pub use attrs::{AttrError, AttrValue};
-pub use kind::{Domain, Finiteness, OpClass, OpKind, Work};
+pub use syntax::{AttrError, AttrValue};
+pub use table::{Domain, Finiteness, OpClass, Work};
 
 /// Elementwise operations with one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -431,216 +430,112 @@ impl Op {
     pub fn is_elementwise(&self) -> bool {
         self.class() == OpClass::Elementwise
     }
+}
 
-    /// The one definition of the op's attributes, in text-format order: printing
-    /// ([`Op::attrs`]) and parsing ([`Op::from_syntax`]) both walk it. Leaves have
-    /// none (`const` prints its literal instead).
-    pub(crate) fn visit_attrs(&mut self, v: &mut dyn AttrVisitor) -> Result<(), AttrError> {
-        fn conv(c: &mut Conv2dAttrs, v: &mut dyn AttrVisitor) -> Result<(), AttrError> {
-            v.pair("stride", &mut c.stride)?;
-            v.pair("padding", &mut c.padding)?;
-            v.pair("dilation", &mut c.dilation)
-        }
-        match self {
-            Op::Input | Op::Param | Op::Const(_) => Ok(()),
-            Op::Unary(UnaryOp::LeakyRelu(slope)) => v.float("slope", slope),
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::StopGradient => Ok(()),
-            Op::MatMul | Op::Gather | Op::Fma => Ok(()),
-            Op::MatMulBias { relu } => v.bool("relu", relu),
-            Op::Cast(to) => v.dtype("to", to),
-            Op::Broadcast(s) | Op::Reshape(s) => v.shape("shape", s),
-            Op::Transpose(perm) => v.usizes("perm", perm),
-            Op::Slice { start, end, step } => {
-                v.usizes("start", start)?;
-                v.usizes("end", end)?;
-                v.usizes("step", step)
-            }
-            Op::Concat { axis } => v.usize("axis", axis),
-            Op::Pad { low, high, value } => {
-                v.usizes("low", low)?;
-                v.usizes("high", high)?;
-                v.float("value", value)
-            }
-            Op::Reduce { axes, keepdims, .. } => {
-                v.usizes("axes", axes)?;
-                v.bool("keepdims", keepdims)
-            }
-            Op::ArgMax { axis, keepdims } => {
-                v.usize("axis", axis)?;
-                v.bool("keepdims", keepdims)
-            }
-            Op::Conv2d(c) => conv(c, v),
-            Op::ConvTranspose2d {
-                conv: c,
-                output_padding,
-            } => {
-                conv(c, v)?;
-                v.pair("output_padding", output_padding)
-            }
-            Op::Conv2dWeightGrad { conv: c, kernel } => {
-                conv(c, v)?;
-                v.pair("kernel", kernel)
-            }
-            Op::Pool2d(p) | Op::Pool2dGrad(p) => {
-                v.pair("kernel", &mut p.kernel)?;
-                v.pair("stride", &mut p.stride)?;
-                v.pair("padding", &mut p.padding)
-            }
-            Op::ScatterAdd { rows } => v.usize("rows", rows),
-            Op::OneHot { depth, dtype } => {
-                v.usize("depth", depth)?;
-                v.dtype("dtype", dtype)
-            }
-            Op::RandomUniform { shape, dtype, salt } => {
-                v.shape("shape", shape)?;
-                v.dtype("dtype", dtype)?;
-                v.u32("salt", salt)
-            }
-        }
-    }
+/// The op table: one row per kind, columns as documented on their types in
+/// `table.rs`. A new op needs a row here (and an arm in its family's `kind()`), or
+/// `Op::kind` does not compile.
+const CONV: Conv2dAttrs = Conv2dAttrs {
+    stride: [2, 1],
+    padding: [1, 0],
+    dilation: [1, 3],
+};
+const MAX_POOL: Pool2dAttrs = Pool2dAttrs {
+    kind: PoolKind::Max,
+    kernel: [2, 3],
+    stride: [2, 2],
+    padding: [1, 0],
+};
+const AVG_POOL: Pool2dAttrs = Pool2dAttrs {
+    kind: PoolKind::Avg,
+    ..MAX_POOL
+};
 
-    /// The attributes of the op, in text-format order. Leaves have none (`const`
-    /// prints its literal instead).
-    pub fn attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        if self.is_leaf() {
-            return vec![];
-        }
-        let mut collect = Collect::default();
-        self.clone()
-            .visit_attrs(&mut collect)
-            .expect("collecting attributes cannot fail");
-        collect.0
-    }
-
-    /// True if every float attribute is finite (an infinite `leaky_relu` slope or
-    /// `pad` value makes finite operands give infinite results).
-    pub fn float_attrs_finite(&self) -> bool {
-        self.attrs().iter().all(|(_, v)| match v {
-            AttrValue::Float(x) => x.is_finite(),
-            _ => true,
-        })
-    }
-
-    /// Builds a non-leaf op from its mnemonic and attributes: the inverse of
-    /// [`Op::mnemonic`] and [`Op::attrs`]. Every attribute is required; unknown or
-    /// repeated ones are errors.
-    pub fn from_syntax(mnemonic: &str, attrs: Vec<(String, AttrValue)>) -> Result<Op, AttrError> {
-        let kind = OpKind::from_mnemonic(mnemonic)
-            .ok_or_else(|| AttrError::new(mnemonic, "", "unknown op"))?;
-        if matches!(kind.class(), OpClass::Argument | OpClass::Literal) {
-            return Err(AttrError::new(
-                mnemonic,
-                "",
-                "leaves are declared in the signature (input, param) or with a literal (const)",
-            ));
-        }
-        let mut assign = Assign::new(mnemonic, attrs)?;
-        let mut op = kind.sample();
-        op.visit_attrs(&mut assign)?;
-        assign.finish()?;
-        Ok(op)
+fn reduce(kind: ReduceOp) -> Op {
+    Op::Reduce {
+        kind,
+        axes: vec![0, 2],
+        keepdims: true,
     }
 }
 
-impl fmt::Display for Op {
-    /// The op as it appears in the text format, without operands: `transpose perm=[1,0]`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.mnemonic())?;
-        for (k, v) in self.attrs() {
-            write!(f, " {k}={v}")?;
-        }
-        Ok(())
-    }
+op_table! {
+    // kind           mnemonic              class                    work            finiteness domain    sample
+    Input            "input"               Argument,                None,           MayNotBe,  Any,      Op::Input;
+    Param            "param"               Argument,                None,           MayNotBe,  Any,      Op::Param;
+    Const            "const"               Literal,                 None,           MayNotBe,  Any,
+        Op::Const(HostTensor::from_f32([2], vec![1.5, -2.0]).expect("2 elements"));
+
+    Neg              "neg"                 Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Neg);
+    Exp              "exp"                 Elementwise,             Transcendental, MayNotBe,  Any,      Op::Unary(UnaryOp::Exp);
+    Log              "log"                 Elementwise,             Transcendental, MayNotBe,  Positive, Op::Unary(UnaryOp::Log);
+    Sqrt             "sqrt"                Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Sqrt);
+    Rsqrt            "rsqrt"               Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Rsqrt);
+    Tanh             "tanh"                Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Tanh);
+    Sigmoid          "sigmoid"             Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Sigmoid);
+    Relu             "relu"                Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Relu);
+    Abs              "abs"                 Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Abs);
+    // Costed as one instruction (not a division): the extractor's choices and the
+    // reviewed snapshots depend on it.
+    Recip            "recip"               Elementwise,             Simple,         MayNotBe,  Any,      Op::Unary(UnaryOp::Recip);
+    Sign             "sign"                Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Sign);
+    LeakyRelu        "leaky_relu"          Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::LeakyRelu(0.01));
+
+    Add              "add"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Add);
+    Sub              "sub"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Sub);
+    Mul              "mul"                 Elementwise,             Simple,         MayNotBe,  Any,      Op::Binary(BinaryOp::Mul);
+    Div              "div"                 Elementwise,             Divide,         MayNotBe,  Any,      Op::Binary(BinaryOp::Div);
+    Max              "max"                 Elementwise,             Simple,         Preserves, Any,      Op::Binary(BinaryOp::Max);
+    Min              "min"                 Elementwise,             Simple,         Preserves, Any,      Op::Binary(BinaryOp::Min);
+    Pow              "pow"                 Elementwise,             Power,          MayNotBe,  Positive, Op::Binary(BinaryOp::Pow);
+
+    Eq               "eq"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Eq);
+    Ne               "ne"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Ne);
+    Lt               "lt"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Lt);
+    Le               "le"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Le);
+    Gt               "gt"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Gt);
+    Ge               "ge"                  Elementwise,             Simple,         Always,    Any,      Op::Compare(CmpOp::Ge);
+
+    Select           "select"              Elementwise,             Simple,         Preserves, Any,      Op::Select;
+    Cast             "cast"                Elementwise,             Simple,         Preserves, Any,      Op::Cast(DType::I32);
+    Fma              "fma"                 Elementwise,             MulAdd,         MayNotBe,  Any,      Op::Fma;
+    RandomUniform    "random_uniform"      Generator,               Hash,           Always,    Any,
+        Op::RandomUniform { shape: Shape::from([3]), dtype: DType::F32, salt: 7 };
+
+    StopGradient     "stop_gradient"       View { strided: true },  None,           Preserves, Any,      Op::StopGradient;
+    Broadcast        "broadcast"           View { strided: true },  None,           Preserves, Any,      Op::Broadcast(Shape::from([2, 3]));
+    Transpose        "transpose"           View { strided: true },  None,           Preserves, Any,      Op::Transpose(vec![1, 0]);
+    Slice            "slice"               View { strided: true },  None,           Preserves, Any,
+        Op::Slice { start: vec![0, 1], end: vec![2, 3], step: vec![1, 2] };
+    Reshape          "reshape"             View { strided: false }, None,           Preserves, Any,      Op::Reshape(Shape::from([6]));
+
+    ReduceSum        "reduce_sum"          Reduction,               Shaped,         MayNotBe,  Any,      reduce(ReduceOp::Sum);
+    ReduceMean       "reduce_mean"         Reduction,               Shaped,         MayNotBe,  Any,      reduce(ReduceOp::Mean);
+    ReduceMax        "reduce_max"          Reduction,               Shaped,         Preserves, Any,      reduce(ReduceOp::Max);
+    ReduceMin        "reduce_min"          Reduction,               Shaped,         Preserves, Any,      reduce(ReduceOp::Min);
+
+    Concat           "concat"              Library,                 Shaped,         Preserves, Any,      Op::Concat { axis: 1 };
+    Pad              "pad"                 Library,                 Shaped,         Preserves, Any,
+        Op::Pad { low: vec![1], high: vec![0], value: -0.5 };
+    ArgMax           "argmax"              Library,                 Shaped,         Always,    Any,
+        Op::ArgMax { axis: 1, keepdims: false };
+    MatMul           "matmul"              Library,                 Shaped,         MayNotBe,  Any,      Op::MatMul;
+    MatMulBias       "matmul_bias"         Library,                 Shaped,         MayNotBe,  Any,      Op::MatMulBias { relu: true };
+    Conv2d           "conv2d"              Library,                 Shaped,         MayNotBe,  Any,      Op::Conv2d(CONV);
+    ConvTranspose2d  "conv_transpose2d"    Library,                 Shaped,         MayNotBe,  Any,
+        Op::ConvTranspose2d { conv: CONV, output_padding: [1, 0] };
+    Conv2dWeightGrad "conv2d_weight_grad"  Library,                 Shaped,         MayNotBe,  Any,
+        Op::Conv2dWeightGrad { conv: CONV, kernel: [3, 3] };
+    // Padding counts as -inf, so a window inside the padding has no finite maximum.
+    MaxPool2d        "max_pool2d"          Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2d(MAX_POOL);
+    AvgPool2d        "avg_pool2d"          Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2d(AVG_POOL);
+    MaxPool2dGrad    "max_pool2d_grad"     Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2dGrad(MAX_POOL);
+    AvgPool2dGrad    "avg_pool2d_grad"     Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2dGrad(AVG_POOL);
+    Gather           "gather"              Library,                 Shaped,         Preserves, Any,      Op::Gather;
+    ScatterAdd       "scatter_add"         Library,                 Shaped,         MayNotBe,  Any,      Op::ScatterAdd { rows: 10 };
+    OneHot           "one_hot"             Library,                 Shaped,         Always,    Any,
+        Op::OneHot { depth: 4, dtype: DType::F32 };
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn syntax_round_trips_for_every_kind() {
-        let ops: Vec<Op> = Op::samples().into_iter().filter(|o| !o.is_leaf()).collect();
-        for op in ops {
-            let attrs = op
-                .attrs()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            assert_eq!(Op::from_syntax(op.mnemonic(), attrs).unwrap(), op);
-        }
-    }
-
-    #[test]
-    fn every_row_of_the_table_is_its_own_kind() {
-        for &kind in OpKind::ALL {
-            assert_eq!(kind.sample().kind(), kind, "sample of {kind:?}");
-            assert_eq!(OpKind::from_mnemonic(kind.mnemonic()), Some(kind));
-        }
-        let mut names: Vec<&str> = OpKind::ALL.iter().map(|k| k.mnemonic()).collect();
-        names.sort_unstable();
-        let n = names.len();
-        names.dedup();
-        assert_eq!(names.len(), n, "every kind has its own mnemonic");
-    }
-
-    #[test]
-    fn family_lists_hold_every_kind_of_their_family() {
-        let table = |f: fn(&Op) -> bool| -> Vec<OpKind> {
-            OpKind::ALL
-                .iter()
-                .copied()
-                .filter(|k| f(&k.sample()))
-                .collect()
-        };
-        assert_eq!(
-            table(|o| matches!(o, Op::Unary(_))),
-            UnaryOp::ALL.iter().map(|k| k.kind()).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            table(|o| matches!(o, Op::Binary(_))),
-            BinaryOp::ALL.iter().map(|k| k.kind()).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            table(|o| matches!(o, Op::Compare(_))),
-            CmpOp::ALL.iter().map(|k| k.kind()).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            table(|o| matches!(o, Op::Reduce { .. })),
-            ReduceOp::ALL.iter().map(|k| k.kind()).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn non_finite_float_attributes_are_seen() {
-        assert!(Op::Unary(UnaryOp::LeakyRelu(0.2)).float_attrs_finite());
-        assert!(!Op::Unary(UnaryOp::LeakyRelu(f64::INFINITY)).float_attrs_finite());
-        let pad = |value| Op::Pad {
-            low: vec![1],
-            high: vec![1],
-            value,
-        };
-        assert!(!pad(f64::NAN).float_attrs_finite());
-        assert!(pad(-3.0).float_attrs_finite());
-    }
-
-    #[test]
-    fn attribute_errors_name_the_problem() {
-        let e = Op::from_syntax("transpose", vec![]).unwrap_err();
-        assert_eq!(e.to_string(), "`transpose` attribute `perm`: missing");
-        let e = Op::from_syntax(
-            "concat",
-            vec![
-                ("axis".into(), AttrValue::Int(0)),
-                ("bogus".into(), AttrValue::Int(1)),
-            ],
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "`concat` attribute `bogus`: unknown attribute"
-        );
-        assert!(Op::from_syntax("frobnicate", vec![]).is_err());
-        let e = Op::from_syntax("concat", vec![("axis".into(), AttrValue::Int(-1))]).unwrap_err();
-        assert!(e.to_string().contains("non-negative"), "{e}");
-    }
-}
+mod tests;

@@ -1,10 +1,11 @@
-//! Op attributes in the text format: the values, their errors, and the two
+//! An op's text syntax: attribute values, their errors, and the two
 //! [`AttrVisitor`]s — one reads an op's fields into `name=value` pairs (printing),
 //! the other writes parsed pairs into the fields (parsing). Each op lists its
-//! attributes once, in [`super::Op::visit_attrs`], and both directions come from it.
+//! attributes once, in [`Op::visit_attrs`], and both directions come from it.
 
 use std::fmt;
 
+use super::{Conv2dAttrs, Op, OpClass, OpKind, UnaryOp};
 use crate::{DType, Shape};
 
 /// An attribute value in the text format.
@@ -214,6 +215,128 @@ impl AttrVisitor for Assign<'_> {
             AttrValue::DType(d) => d,
             got => return Err(self.err(name, "a dtype", &got)),
         };
+        Ok(())
+    }
+}
+
+impl Op {
+    /// The one definition of the op's attributes, in text-format order: printing
+    /// ([`Op::attrs`]) and parsing ([`Op::from_syntax`]) both walk it. Leaves have
+    /// none (`const` prints its literal instead).
+    pub(crate) fn visit_attrs(&mut self, v: &mut dyn AttrVisitor) -> Result<(), AttrError> {
+        fn conv(c: &mut Conv2dAttrs, v: &mut dyn AttrVisitor) -> Result<(), AttrError> {
+            v.pair("stride", &mut c.stride)?;
+            v.pair("padding", &mut c.padding)?;
+            v.pair("dilation", &mut c.dilation)
+        }
+        match self {
+            Op::Input | Op::Param | Op::Const(_) => Ok(()),
+            Op::Unary(UnaryOp::LeakyRelu(slope)) => v.float("slope", slope),
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::StopGradient => Ok(()),
+            Op::MatMul | Op::Gather | Op::Fma => Ok(()),
+            Op::MatMulBias { relu } => v.bool("relu", relu),
+            Op::Cast(to) => v.dtype("to", to),
+            Op::Broadcast(s) | Op::Reshape(s) => v.shape("shape", s),
+            Op::Transpose(perm) => v.usizes("perm", perm),
+            Op::Slice { start, end, step } => {
+                v.usizes("start", start)?;
+                v.usizes("end", end)?;
+                v.usizes("step", step)
+            }
+            Op::Concat { axis } => v.usize("axis", axis),
+            Op::Pad { low, high, value } => {
+                v.usizes("low", low)?;
+                v.usizes("high", high)?;
+                v.float("value", value)
+            }
+            Op::Reduce { axes, keepdims, .. } => {
+                v.usizes("axes", axes)?;
+                v.bool("keepdims", keepdims)
+            }
+            Op::ArgMax { axis, keepdims } => {
+                v.usize("axis", axis)?;
+                v.bool("keepdims", keepdims)
+            }
+            Op::Conv2d(c) => conv(c, v),
+            Op::ConvTranspose2d {
+                conv: c,
+                output_padding,
+            } => {
+                conv(c, v)?;
+                v.pair("output_padding", output_padding)
+            }
+            Op::Conv2dWeightGrad { conv: c, kernel } => {
+                conv(c, v)?;
+                v.pair("kernel", kernel)
+            }
+            Op::Pool2d(p) | Op::Pool2dGrad(p) => {
+                v.pair("kernel", &mut p.kernel)?;
+                v.pair("stride", &mut p.stride)?;
+                v.pair("padding", &mut p.padding)
+            }
+            Op::ScatterAdd { rows } => v.usize("rows", rows),
+            Op::OneHot { depth, dtype } => {
+                v.usize("depth", depth)?;
+                v.dtype("dtype", dtype)
+            }
+            Op::RandomUniform { shape, dtype, salt } => {
+                v.shape("shape", shape)?;
+                v.dtype("dtype", dtype)?;
+                v.u32("salt", salt)
+            }
+        }
+    }
+
+    /// The attributes of the op, in text-format order. Leaves have none (`const`
+    /// prints its literal instead).
+    pub fn attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        if self.is_leaf() {
+            return vec![];
+        }
+        let mut collect = Collect::default();
+        self.clone()
+            .visit_attrs(&mut collect)
+            .expect("collecting attributes cannot fail");
+        collect.0
+    }
+
+    /// True if every float attribute is finite (an infinite `leaky_relu` slope or
+    /// `pad` value makes finite operands give infinite results).
+    pub fn float_attrs_finite(&self) -> bool {
+        self.attrs().iter().all(|(_, v)| match v {
+            AttrValue::Float(x) => x.is_finite(),
+            _ => true,
+        })
+    }
+
+    /// Builds a non-leaf op from its mnemonic and attributes: the inverse of
+    /// [`Op::mnemonic`] and [`Op::attrs`]. Every attribute is required; unknown or
+    /// repeated ones are errors.
+    pub fn from_syntax(mnemonic: &str, attrs: Vec<(String, AttrValue)>) -> Result<Op, AttrError> {
+        let kind = OpKind::from_mnemonic(mnemonic)
+            .ok_or_else(|| AttrError::new(mnemonic, "", "unknown op"))?;
+        if matches!(kind.class(), OpClass::Argument | OpClass::Literal) {
+            return Err(AttrError::new(
+                mnemonic,
+                "",
+                "leaves are declared in the signature (input, param) or with a literal (const)",
+            ));
+        }
+        let mut assign = Assign::new(mnemonic, attrs)?;
+        let mut op = kind.sample();
+        op.visit_attrs(&mut assign)?;
+        assign.finish()?;
+        Ok(op)
+    }
+}
+
+impl fmt::Display for Op {
+    /// The op as it appears in the text format, without operands: `transpose perm=[1,0]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.mnemonic())?;
+        for (k, v) in self.attrs() {
+            write!(f, " {k}={v}")?;
+        }
         Ok(())
     }
 }
