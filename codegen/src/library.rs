@@ -13,8 +13,8 @@
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use kiln_ir::kernel::{BufferId, CallInput};
 use kiln_ir::{DType, HostTensor, Op, TensorData, TensorType, interp};
-use kiln_passes::schedule::CallInput;
 
 use crate::conv::{self, ConvShape};
 use crate::parallel::{self, Workers};
@@ -26,7 +26,7 @@ use crate::{index, movement};
 pub struct CallDesc {
     pub op: Op,
     pub inputs: Vec<CallInput>,
-    pub out: (usize, TensorType),
+    pub out: (BufferId, TensorType),
 }
 
 /// What generated code passes to [`kiln_call`]: the calls of one program and the
@@ -146,7 +146,7 @@ unsafe fn write(ptr: *mut u8, t: &HostTensor) {
 /// the operands.
 unsafe fn gemm(
     desc: &CallDesc,
-    ptr: &dyn Fn(usize) -> *mut u8,
+    ptr: &dyn Fn(BufferId) -> *mut u8,
     epilogue: Option<bool>,
     workers: Option<&Workers>,
 ) {
@@ -380,7 +380,7 @@ fn add_bias_row<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
 /// Returns false to fall back to the reference path.
 fn native_f32(
     desc: &CallDesc,
-    ptr: &dyn Fn(usize) -> *mut u8,
+    ptr: &dyn Fn(BufferId) -> *mut u8,
     scratch: &mut Vec<conv::Scratch>,
     workers: Option<&Workers>,
 ) -> bool {
@@ -504,7 +504,7 @@ macro_rules! typed {
 
 /// The index and data-movement routines of [`crate::index`] and [`crate::movement`]
 /// for every dtype. Returns `None` to fall back to the reference path.
-fn native_any(desc: &CallDesc, ptr: &dyn Fn(usize) -> *mut u8) -> Option<Result<(), String>> {
+fn native_any(desc: &CallDesc, ptr: &dyn Fn(BufferId) -> *mut u8) -> Option<Result<(), String>> {
     if !desc.inputs.iter().all(CallInput::is_contiguous) {
         return None;
     }
@@ -612,7 +612,7 @@ fn run_call(
 ) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
-    let ptr = |i: usize| unsafe { *bufs.add(i) };
+    let ptr = |i: BufferId| unsafe { *bufs.add(i.index()) };
     if native_f32(desc, &ptr, scratch, workers) {
         return Ok(());
     }

@@ -19,8 +19,10 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use kiln_ir::kernel::{
+    Access, Affine, BufferId, Expr, ExprId, ExprNode, Kernel, KernelProgram, LoopKernel,
+};
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
-use kiln_passes::schedule::{Access, Affine, Expr, ExprNode, Kernel, KernelProgram, LoopKernel};
 
 use crate::approx;
 use crate::library::{self, CallContext, CallDesc};
@@ -219,10 +221,10 @@ pub fn compile_with(
     ]);
     let mut kernel_ids = Vec::new();
     let mut calls = Vec::new();
-    for (i, kernel) in program.kernels.iter().enumerate() {
+    for (i, kernel) in program.kernels_with_ids() {
         match kernel {
             Kernel::Loop(k) => {
-                let name = format!("k{i}");
+                let name = i.to_string();
                 let id = module
                     .declare_function(&name, Linkage::Local, &kernel_sig)
                     .map_err(module_err)?;
@@ -241,7 +243,7 @@ pub fn compile_with(
                 calls.push(CallDesc {
                     op: c.op.clone(),
                     inputs: c.inputs.clone(),
-                    out: (c.out, program.buffers[c.out].ty.clone()),
+                    out: (c.out, program.buffer(c.out).ty.clone()),
                 });
                 kernel_ids.push(None);
             }
@@ -384,7 +386,7 @@ fn split_of(k: &LoopKernel) -> Split {
 fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
     let stores_f32 = std::iter::once(k.out)
         .chain(k.also.iter().map(|&(_, b)| b))
-        .all(|b| program.buffers[b].ty.dtype == DType::F32);
+        .all(|b| program.buffer(b).ty.dtype == DType::F32);
     if !stores_f32 {
         return false;
     }
@@ -404,7 +406,7 @@ fn exprs_vectorizable(list: &[ExprNode], last: usize) -> bool {
             && match &e.expr {
                 Expr::Load(a) => e.dtype == DType::F32 && a.strides[last] <= 1,
                 Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) | Expr::Row(_) => true,
-                Expr::Compare(_, a, _) => list[*a].dtype == DType::F32,
+                Expr::Compare(_, a, _) => list[a.index()].dtype == DType::F32,
                 Expr::Unary(u, _) => *u != UnaryOp::Sign,
                 Expr::Binary(b, _, _) => *b != BinaryOp::Pow,
                 Expr::Cast(_) | Expr::Random { .. } => false,
@@ -418,7 +420,7 @@ struct LoopEmitter<'a, 'b> {
     imports: &'a Imports,
     program: &'a KernelProgram,
     kernel: &'a LoopKernel,
-    bases: HashMap<usize, Value>,
+    bases: HashMap<BufferId, Value>,
     flags: MemFlagsData,
     /// The kernel's row reductions for the current outer indices.
     rows: Vec<Value>,
@@ -438,7 +440,7 @@ fn emit_loop_kernel(
         let count: usize = kernel.dims[kernel.dims.len() - r.count..].iter().product();
         if r.kind == ReduceOp::Mean
             && count == 0
-            && program.buffers[kernel.out].ty.dtype == DType::I32
+            && program.buffer(kernel.out).ty.dtype == DType::I32
         {
             return Err(CodegenError::Unsupported(
                 "integer mean over an empty axis".into(),
@@ -456,14 +458,17 @@ fn emit_loop_kernel(
     );
     // Load the base address of every buffer the kernel touches, once.
     let mut bases = HashMap::new();
-    let mut touched: Vec<usize> = Kernel::Loop(kernel.clone()).reads();
+    let mut touched: Vec<BufferId> = Kernel::Loop(kernel.clone()).reads();
     touched.push(kernel.out);
     touched.extend(kernel.also.iter().map(|&(_, b)| b));
     for buf in touched {
         if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(buf) {
-            let addr = b
-                .ins()
-                .load(types::I64, MemFlagsData::trusted(), bufs, (buf * 8) as i32);
+            let addr = b.ins().load(
+                types::I64,
+                MemFlagsData::trusted(),
+                bufs,
+                (buf.index() * 8) as i32,
+            );
             v.insert(addr);
         }
     }
@@ -606,7 +611,7 @@ impl LoopEmitter<'_, '_> {
     fn reduction(&mut self, idx: &mut Vec<Value>) {
         let k = self.kernel;
         let r = k.reduce.expect("reduction kernel");
-        let dtype = self.program.buffers[k.out].ty.dtype;
+        let dtype = self.program.buffer(k.out).ty.dtype;
         let t = scalar_type(dtype);
         let init = match (r.kind, dtype.is_float()) {
             (ReduceOp::Sum | ReduceOp::Mean, _) => 0.0,
@@ -664,7 +669,7 @@ impl LoopEmitter<'_, '_> {
         self.rows.clear();
         let last = k.dims.len() - 1;
         for row in &k.rows {
-            let dtype = row.exprs[row.value].dtype;
+            let dtype = row.exprs[row.value.index()].dtype;
             let init = match (row.kind, dtype.is_float()) {
                 (ReduceOp::Sum | ReduceOp::Mean, _) => 0.0,
                 (ReduceOp::Max, true) => f64::NEG_INFINITY,
@@ -704,7 +709,7 @@ impl LoopEmitter<'_, '_> {
     fn reduce_last(
         &mut self,
         list: &[ExprNode],
-        value: usize,
+        value: ExprId,
         n: usize,
         kind: ReduceOp,
         dtype: DType,
@@ -777,7 +782,7 @@ impl LoopEmitter<'_, '_> {
     }
 
     fn address(&mut self, a: &Access, idx: &[Value]) -> Value {
-        let size = self.program.buffers[a.buffer].ty.dtype.size_bytes() as i64;
+        let size = self.program.buffer(a.buffer).ty.dtype.size_bytes() as i64;
         let off = self.affine(
             &Affine {
                 offset: a.offset,
@@ -794,9 +799,9 @@ impl LoopEmitter<'_, '_> {
     fn body_and_stores(&mut self, idx: &[Value], lanes: usize) {
         let k = self.kernel;
         let vals = self.eval_all(&k.exprs, idx, lanes);
-        self.store_to(k.out, idx, vals[k.value]);
+        self.store_to(k.out, idx, vals[k.value.index()]);
         for &(v, buffer) in &k.also {
-            self.store_to(buffer, idx, vals[v]);
+            self.store_to(buffer, idx, vals[v.index()]);
         }
     }
 
@@ -805,7 +810,7 @@ impl LoopEmitter<'_, '_> {
     }
 
     /// Stores `v` to `buffer` at the flat index of the output loops.
-    fn store_to(&mut self, buffer: usize, idx: &[Value], v: Value) {
+    fn store_to(&mut self, buffer: BufferId, idx: &[Value], v: Value) {
         let k = self.kernel;
         let outer = k.outer_dims();
         let strides = kiln_ir::Shape::new(outer.to_vec()).strides();
@@ -859,8 +864,8 @@ impl LoopEmitter<'_, '_> {
     }
 
     /// Evaluates expression `value` of `list` at the loop indices `idx`.
-    fn eval(&mut self, list: &[ExprNode], value: usize, idx: &[Value], lanes: usize) -> Value {
-        self.eval_all(list, idx, lanes)[value]
+    fn eval(&mut self, list: &[ExprNode], value: ExprId, idx: &[Value], lanes: usize) -> Value {
+        self.eval_all(list, idx, lanes)[value.index()]
     }
 
     /// Evaluates every expression of `list` at the loop indices `idx`.
@@ -897,9 +902,9 @@ impl LoopEmitter<'_, '_> {
                 }
             }
             Expr::Const(v) => self.constant(dtype, *v, lanes),
-            Expr::Unary(k, x) => self.unary(*k, dtype, vals[*x], lanes),
+            Expr::Unary(k, x) => self.unary(*k, dtype, vals[x.index()], lanes),
             Expr::Binary(k, a, b) => {
-                let (a, b) = (vals[*a], vals[*b]);
+                let (a, b) = (vals[a.index()], vals[b.index()]);
                 let ins = self.b.ins();
                 match (k, float) {
                     (BinaryOp::Add, true) => ins.fadd(a, b),
@@ -924,8 +929,8 @@ impl LoopEmitter<'_, '_> {
                 }
             }
             Expr::Compare(k, a, b) => {
-                let operand = exprs[*a].dtype;
-                let (a, b) = (vals[*a], vals[*b]);
+                let operand = exprs[a.index()].dtype;
+                let (a, b) = (vals[a.index()], vals[b.index()]);
                 if operand.is_float() {
                     let cc = match k {
                         CmpOp::Eq => FloatCC::Equal,
@@ -949,7 +954,7 @@ impl LoopEmitter<'_, '_> {
                 }
             }
             Expr::Select(c, a, b) => {
-                let (c, a, b) = (vals[*c], vals[*a], vals[*b]);
+                let (c, a, b) = (vals[c.index()], vals[a.index()], vals[b.index()]);
                 if lanes == 4 {
                     let mask = self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), c);
                     self.b.ins().bitselect(mask, a, b)
@@ -957,7 +962,10 @@ impl LoopEmitter<'_, '_> {
                     self.b.ins().select(c, a, b)
                 }
             }
-            Expr::Fma(a, b, c) => self.b.ins().fma(vals[*a], vals[*b], vals[*c]),
+            Expr::Fma(a, b, c) => {
+                let (a, b, c) = (vals[a.index()], vals[b.index()], vals[c.index()]);
+                self.b.ins().fma(a, b, c)
+            }
             Expr::Row(r) => {
                 let v = self.rows[*r];
                 if lanes == 4 {
@@ -966,7 +974,7 @@ impl LoopEmitter<'_, '_> {
                     v
                 }
             }
-            Expr::Cast(x) => self.cast(vals[*x], exprs[*x].dtype, dtype),
+            Expr::Cast(x) => self.cast(vals[x.index()], exprs[x.index()].dtype, dtype),
             Expr::Random { seed, salt, flat } => {
                 let seed_addr = self.address(seed, idx);
                 let seed = self.b.ins().load(types::I32, self.flags, seed_addr, 0);
