@@ -4,7 +4,6 @@
 //!   program.
 //! - [`library`]: routines the generated code calls (contractions, pooling, ...).
 
-pub mod approx;
 pub mod conv;
 pub mod gemm;
 pub mod index;
