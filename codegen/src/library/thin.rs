@@ -1,4 +1,4 @@
-//! Dense f32 matrix products for the thin shapes convolutions produce.
+//! Unpacked f32 matrix products for the thin shapes convolutions produce.
 //!
 //! A convolution per image is a product with as many rows as output channels (6
 //! and 16 in LeNet) and a long other side. A general packed GEMM (matrixmultiply)
@@ -487,50 +487,6 @@ fn hsum<const L: usize>(mut v: [f32; L]) -> f32 {
         }
     }
     v[0]
-}
-
-/// `C[m, n] = beta·C + A·B` through matrixmultiply (packed, register-blocked,
-/// AVX2 / AVX-512), for products too large for the unpacked kernels. `a` is
-/// `[m, k]`, or `[k, m]` read transposed when `ta`; likewise `b` is `[k, n]` or
-/// `[n, k]` when `tb`. All row-major and contiguous.
-///
-/// # Panics
-/// If a slice is shorter than its dimensions.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    (m, n, k): (usize, usize, usize),
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    beta: f32,
-    c: &mut [f32],
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "sgemm operands too short"
-    );
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the slices hold m·k, k·n and m·n elements, as the strides address.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
 }
 
 #[cfg(test)]
