@@ -1,16 +1,17 @@
-//! kiln-codegen: kernel programs to native code with Cranelift.
+//! kiln-codegen: kernel programs ([`kiln_ir::kernel`]) to native code, in two
+//! halves.
 //!
-//! - [`lower`]: loop kernels to Cranelift IR and machine code; one entry point per
-//!   program.
-//! - [`library`]: routines the generated code calls (contractions, pooling, ...).
+//! - [`lower`]: Cranelift lowering. Every loop kernel becomes a function of loop
+//!   nests (vectorized inner loops, reductions, row reductions) over the buffer
+//!   table, and one entry function runs the kernels in order: a compiled program
+//!   is a single native entry point.
+//! - [`library`]: the native kernel library the entry calls for everything that
+//!   is not a loop: GEMMs, convolutions, pooling, gather/scatter, pad/concat, with
+//!   the C-ABI symbols the JIT links against.
+//! - [`parallel`]: the worker pool both halves split long work across.
 
-pub mod approx;
-pub mod conv;
-pub mod gemm;
-pub mod index;
 pub mod library;
 pub mod lower;
-pub mod movement;
 pub mod parallel;
 
 pub use lower::{CodegenError, CodegenOptions, CompiledProgram, compile, compile_with};

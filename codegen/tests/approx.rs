@@ -13,7 +13,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
-use kiln_codegen::approx::{self, MulAdd};
+use kiln_codegen::lower::approx::{self, MulAdd};
 use kiln_codegen::lower::host_module;
 
 type Kernel = unsafe extern "C" fn(*const f32, *mut f32, i64);

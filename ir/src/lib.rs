@@ -9,6 +9,8 @@
 //! - [`interp`]: the reference interpreter, the oracle every compiled result is
 //!   checked against.
 //! - [`HostTensor`]: dense values on the host.
+//! - [`kernel`]: the kernel program (loop nests and library calls over flat buffers)
+//!   that the scheduler produces and the code generator lowers.
 
 mod dtype;
 mod graph;
@@ -20,6 +22,7 @@ mod tensor;
 pub mod dot;
 pub use dot::to_dot;
 pub mod interp;
+pub mod kernel;
 pub mod text;
 
 pub use dtype::{DType, UnknownDType};

@@ -2,8 +2,9 @@
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 
-/// Alignment of every runtime buffer: a cache line, and enough for any vector load.
-pub const ALIGN: usize = 64;
+/// Alignment of every runtime buffer: the kernel program's arena alignment (a
+/// cache line, and enough for any vector load).
+pub use kiln_ir::kernel::ALIGN;
 
 /// An owned, 64-byte aligned, zeroed block of memory.
 pub struct AlignedBuffer {

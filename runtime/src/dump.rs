@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_ir::Graph;
+use kiln_ir::kernel::BufferKind;
 use kiln_passes::optimize::graph_cost;
-use kiln_passes::schedule::BufferKind;
 
 use crate::Executable;
 

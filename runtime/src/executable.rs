@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use kiln_codegen::library::CallContext;
 use kiln_codegen::parallel::Workers;
 use kiln_codegen::{CodegenError, CodegenOptions, CompiledProgram};
+use kiln_ir::kernel::{BufferKind, KernelProgram, MemoryPlan};
 use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
 use kiln_passes::optimize::{OptimizeConfig, OptimizeStats, Pipeline, PipelineError, Stage};
-use kiln_passes::schedule::{BufferKind, KernelProgram, MemoryPlan, ScheduleError, schedule};
+use kiln_passes::schedule::{ScheduleError, schedule};
 
 use crate::buffer::AlignedBuffer;
 
@@ -384,7 +385,7 @@ impl Executable {
         }
         for (i, d) in dests.iter().enumerate() {
             if let Some(d) = d {
-                let ty = &self.program.buffers[outputs[i]].ty;
+                let ty = &self.program.buffer(outputs[i]).ty;
                 if d.ty() != *ty {
                     return Err(RunError::Destinations(format!(
                         "output {i} is {ty}, its destination {}",
@@ -435,9 +436,9 @@ impl Executable {
             let first = outputs.iter().position(|&o| o == b) == Some(i);
             if let Some(d) = d
                 && first
-                && self.program.buffers[b].kind == BufferKind::Temp
+                && self.program.buffer(b).kind == BufferKind::Temp
             {
-                table[b] = d.as_mut_ptr();
+                table[b.index()] = d.as_mut_ptr();
                 redirected[i] = true;
             }
         }
@@ -456,9 +457,9 @@ impl Executable {
         }
         let mut result = Vec::with_capacity(outputs.len());
         for (i, &b) in outputs.iter().enumerate() {
-            let ty = &self.program.buffers[b].ty;
+            let ty = &self.program.buffer(b).ty;
             // SAFETY: output buffers hold values of their type after the call.
-            let value = (!redirected[i]).then(|| unsafe { read(table[b], ty) });
+            let value = (!redirected[i]).then(|| unsafe { read(table[b.index()], ty) });
             match (&mut dests[i], value) {
                 (Some(d), Some(v)) => {
                     **d = v;

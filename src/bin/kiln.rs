@@ -267,7 +267,7 @@ fn kernel_table(p: &KernelProgram) -> String {
         p.kernels.len()
     );
     for (i, k) in p.kernels.iter().enumerate() {
-        let out = &p.buffers[k.out()];
+        let out = p.buffer(k.out());
         let what = match k {
             Kernel::Loop(l) => {
                 let dims: Vec<String> = l.dims.iter().map(|d| d.to_string()).collect();
@@ -292,7 +292,7 @@ fn kernel_table(p: &KernelProgram) -> String {
         let _ = writeln!(
             s,
             "k{i:<4} b{:<5} {:<20} {:>10} B  {what}  (%{})",
-            k.out(),
+            k.out().index(),
             out.ty.to_string(),
             out.ty.size_bytes(),
             out.node.index()

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Shape, Work};
 
 use super::{
-    Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprNode, Kernel,
-    KernelProgram, LoopKernel, Reduction,
+    Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprId, ExprNode,
+    Kernel, KernelProgram, LoopKernel, Reduction,
 };
 
 /// Why a graph cannot be scheduled.
@@ -177,7 +177,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
             Op::Const(t) if splat_value(&node.op).is_none() => BufferKind::Const(t.clone()),
             _ => BufferKind::Temp,
         };
-        buffer_of.insert(n, program.buffers.len());
+        buffer_of.insert(n, BufferId::new(program.buffers.len()));
         program.buffers.push(Buffer {
             ty: node.ty.clone(),
             kind,
@@ -192,7 +192,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         let Some(&out) = buffer_of.get(&n) else {
             continue;
         };
-        if program.buffers[out].kind != BufferKind::Temp {
+        if program.buffer(out).kind != BufferKind::Temp {
             continue;
         }
         let node = graph.node(n);
@@ -258,7 +258,7 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                         let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, o, rank);
                         b.root = NodeId::end();
                         let e = b.build(o, &identity(rank));
-                        let Expr::Load(access) = b.exprs[e].expr.clone() else {
+                        let Expr::Load(access) = b.exprs[e.index()].expr.clone() else {
                             unreachable!("call operands are buffers or views of buffers")
                         };
                         CallInput { ty, access }
@@ -286,7 +286,7 @@ struct ExprBuilder<'a> {
     root: NodeId,
     loops: usize,
     exprs: Vec<ExprNode>,
-    memo: HashMap<(NodeId, Map), usize>,
+    memo: HashMap<(NodeId, Map), ExprId>,
 }
 
 impl<'a> ExprBuilder<'a> {
@@ -308,20 +308,20 @@ impl<'a> ExprBuilder<'a> {
         }
     }
 
-    fn push(&mut self, expr: Expr, dtype: DType) -> usize {
+    fn push(&mut self, expr: Expr, dtype: DType) -> ExprId {
         // Identical expressions (e.g. the same load twice) are computed once.
         if let Some(i) = self
             .exprs
             .iter()
             .position(|e| e.expr == expr && e.dtype == dtype)
         {
-            return i;
+            return ExprId::new(i);
         }
         self.exprs.push(ExprNode { expr, dtype });
-        self.exprs.len() - 1
+        ExprId::new(self.exprs.len() - 1)
     }
 
-    fn load(&mut self, n: NodeId, map: &Map) -> usize {
+    fn load(&mut self, n: NodeId, map: &Map) -> ExprId {
         let ty = &self.graph.node(n).ty;
         let a = flatten(map, &ty.shape, self.loops);
         let access = Access {
@@ -333,7 +333,7 @@ impl<'a> ExprBuilder<'a> {
     }
 
     /// The expression for node `n` read through `map`.
-    fn build(&mut self, n: NodeId, map: &Map) -> usize {
+    fn build(&mut self, n: NodeId, map: &Map) -> ExprId {
         if let Some(&e) = self.memo.get(&(n, map.clone())) {
             return e;
         }
@@ -342,7 +342,7 @@ impl<'a> ExprBuilder<'a> {
         e
     }
 
-    fn build_uncached(&mut self, n: NodeId, map: &Map) -> usize {
+    fn build_uncached(&mut self, n: NodeId, map: &Map) -> ExprId {
         if n != self.root && self.materialize.contains(&n) {
             return self.load(n, map);
         }
@@ -378,7 +378,7 @@ impl<'a> ExprBuilder<'a> {
             }
             Op::Cast(_) => {
                 let x = self.build(ops[0], map);
-                if self.exprs[x].dtype == dtype {
+                if self.exprs[x.index()].dtype == dtype {
                     return x;
                 }
                 self.push(Expr::Cast(x), dtype)

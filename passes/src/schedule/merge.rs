@@ -3,25 +3,27 @@
 //! stores both results in one pass. An optimizer update — new momentum, new second
 //! moment, new parameter — becomes one loop that reads the gradient once.
 
-use super::{Expr, ExprNode, Kernel, KernelProgram, Shape};
+use kiln_ir::Shape;
+
+use super::{BufferId, Expr, ExprId, ExprNode, Kernel, KernelId, KernelProgram};
 
 /// Merges kernels until nothing more merges.
 pub(super) fn merge_elementwise(p: &mut KernelProgram) {
     while let Some((pi, ki)) = candidate(p) {
-        let Kernel::Loop(prev) = p.kernels.remove(pi) else {
+        let Kernel::Loop(prev) = p.kernels.remove(pi.index()) else {
             unreachable!("candidates are loops")
         };
-        let Kernel::Loop(k) = &mut p.kernels[ki - 1] else {
+        let Kernel::Loop(k) = &mut p.kernels[ki.index() - 1] else {
             unreachable!("candidates are loops")
         };
         let shift = prev.exprs.len();
+        let remap = |i: ExprId| ExprId::new(i.index() + shift);
         // Every buffer `prev` writes, with the expression that computes it.
-        let written: Vec<(usize, usize)> = std::iter::once((prev.value, prev.out))
+        let written: Vec<(ExprId, BufferId)> = std::iter::once((prev.value, prev.out))
             .chain(prev.also.iter().copied())
             .collect();
         let mut exprs = prev.exprs;
         for node in k.exprs.drain(..) {
-            let remap = |i: usize| i + shift;
             let expr = match node.expr {
                 Expr::Load(a) if written.iter().any(|&(_, b)| b == a.buffer) => {
                     // Same index, so the value is `prev`'s own (`dedup` folds the copy).
@@ -30,25 +32,19 @@ pub(super) fn merge_elementwise(p: &mut KernelProgram) {
                         .copied()
                         .find(|&(_, b)| b == a.buffer)
                         .expect("checked");
-                    exprs.push(exprs[v].clone());
+                    exprs.push(exprs[v.index()].clone());
                     continue;
                 }
-                Expr::Unary(u, x) => Expr::Unary(u, remap(x)),
-                Expr::Binary(b, x, y) => Expr::Binary(b, remap(x), remap(y)),
-                Expr::Compare(c, x, y) => Expr::Compare(c, remap(x), remap(y)),
-                Expr::Select(c, x, y) => Expr::Select(remap(c), remap(x), remap(y)),
-                Expr::Fma(x, y, z) => Expr::Fma(remap(x), remap(y), remap(z)),
-                Expr::Cast(x) => Expr::Cast(remap(x)),
-                e @ (Expr::Load(_) | Expr::Const(_) | Expr::Random { .. } | Expr::Row(_)) => e,
+                e => e.map_operands(remap),
             };
             exprs.push(ExprNode {
                 expr,
                 dtype: node.dtype,
             });
         }
-        k.value += shift;
+        k.value = remap(k.value);
         for (v, _) in &mut k.also {
-            *v += shift;
+            *v = remap(*v);
         }
         k.also.extend(written);
         k.exprs = dedup(exprs, &mut k.value, &mut k.also);
@@ -56,35 +52,29 @@ pub(super) fn merge_elementwise(p: &mut KernelProgram) {
 }
 
 /// Removes repeated expressions (both kernels load the same gradient, say).
-fn dedup(list: Vec<ExprNode>, value: &mut usize, also: &mut [(usize, usize)]) -> Vec<ExprNode> {
+fn dedup(
+    list: Vec<ExprNode>,
+    value: &mut ExprId,
+    also: &mut [(ExprId, BufferId)],
+) -> Vec<ExprNode> {
     let mut out: Vec<ExprNode> = Vec::with_capacity(list.len());
-    let mut map = Vec::with_capacity(list.len());
+    let mut map: Vec<ExprId> = Vec::with_capacity(list.len());
     for node in list {
-        let m = |i: usize| map[i];
-        let expr = match node.expr {
-            Expr::Unary(u, x) => Expr::Unary(u, m(x)),
-            Expr::Binary(b, x, y) => Expr::Binary(b, m(x), m(y)),
-            Expr::Compare(c, x, y) => Expr::Compare(c, m(x), m(y)),
-            Expr::Select(c, x, y) => Expr::Select(m(c), m(x), m(y)),
-            Expr::Fma(x, y, z) => Expr::Fma(m(x), m(y), m(z)),
-            Expr::Cast(x) => Expr::Cast(m(x)),
-            e => e,
-        };
         let node = ExprNode {
-            expr,
+            expr: node.expr.map_operands(|i| map[i.index()]),
             dtype: node.dtype,
         };
         match out.iter().position(|e| *e == node) {
-            Some(i) => map.push(i),
+            Some(i) => map.push(ExprId::new(i)),
             None => {
                 out.push(node);
-                map.push(out.len() - 1);
+                map.push(ExprId::new(out.len() - 1));
             }
         }
     }
-    *value = map[*value];
+    *value = map[value.index()];
     for (v, _) in also.iter_mut() {
-        *v = map[*v];
+        *v = map[v.index()];
     }
     out
 }
@@ -92,7 +82,7 @@ fn dedup(list: Vec<ExprNode>, value: &mut usize, also: &mut [(usize, usize)]) ->
 /// An elementwise kernel `pi` and a later one `ki` over the same loops that reads
 /// `pi`'s results only at their own index, with no kernel in between reading any of
 /// them (once merged, they are written later).
-fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
+fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId)> {
     for (pi, first) in p.kernels.iter().enumerate() {
         let Kernel::Loop(prev) = first else { continue };
         if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
@@ -118,7 +108,7 @@ fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
                 _ => true,
             });
             if same_loops && elementwise_read {
-                return Some((pi, ki));
+                return Some((KernelId::new(pi), KernelId::new(ki)));
             }
             // The first reader decides: a kernel in between needs `prev` first.
             break;

@@ -3,11 +3,14 @@
 //! outer index just before the consumer's last loop. Softmax and log-softmax become
 //! one kernel: max and sum of each row are registers, not buffers.
 
-use super::{BufferKind, Expr, Kernel, KernelProgram, RowReduction, Shape};
+use kiln_ir::Shape;
+
+use super::{BufferKind, Expr, Kernel, KernelId, KernelProgram, RowReduction};
 
 /// Applies row fusion until nothing more fuses.
 pub(super) fn fuse_row_reductions(p: &mut KernelProgram) {
     while let Some((ri, ki)) = candidate(p) {
+        let (ri, ki) = (ri.index(), ki.index());
         let Kernel::Loop(r) = p.kernels.remove(ri) else {
             unreachable!("candidates are loops")
         };
@@ -48,7 +51,7 @@ pub(super) fn fuse_row_reductions(p: &mut KernelProgram) {
 }
 
 /// A reduction kernel `ri` and its single consumer `ki` that can be fused.
-fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
+fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId)> {
     for (ri, kernel) in p.kernels.iter().enumerate() {
         let Kernel::Loop(r) = kernel else { continue };
         let Some(red) = r.reduce else { continue };
@@ -56,7 +59,7 @@ fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
             continue;
         }
         let b = r.out;
-        if p.outputs.contains(&b) || p.buffers[b].kind != BufferKind::Temp {
+        if p.outputs.contains(&b) || p.buffer(b).kind != BufferKind::Temp {
             continue;
         }
         let readers: Vec<usize> = (0..p.kernels.len())
@@ -83,7 +86,7 @@ fn candidate(p: &KernelProgram) -> Option<(usize, usize)> {
                 _ => true,
             });
         if same_loops && last_loop_free && reads_by_row {
-            return Some((ri, ki));
+            return Some((KernelId::new(ri), KernelId::new(ki)));
         }
     }
     None

@@ -1,4 +1,4 @@
-//! Dense f32 matrix products for the thin shapes convolutions produce.
+//! Unpacked f32 matrix products for the thin shapes convolutions produce.
 //!
 //! A convolution per image is a product with as many rows as output channels (6
 //! and 16 in LeNet) and a long other side. A general packed GEMM (matrixmultiply)
@@ -489,50 +489,6 @@ fn hsum<const L: usize>(mut v: [f32; L]) -> f32 {
     v[0]
 }
 
-/// `C[m, n] = beta·C + A·B` through matrixmultiply (packed, register-blocked,
-/// AVX2 / AVX-512), for products too large for the unpacked kernels. `a` is
-/// `[m, k]`, or `[k, m]` read transposed when `ta`; likewise `b` is `[k, n]` or
-/// `[n, k]` when `tb`. All row-major and contiguous.
-///
-/// # Panics
-/// If a slice is shorter than its dimensions.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    (m, n, k): (usize, usize, usize),
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    beta: f32,
-    c: &mut [f32],
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "sgemm operands too short"
-    );
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the slices hold m·k, k·n and m·n elements, as the strides address.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +527,28 @@ mod tests {
         }
     }
 
+    /// Runs `product` over a copy of `init` (row stride `ldc`), plain and
+    /// accumulating, and checks both against `want` (`[_, n]`, sums of `k` terms);
+    /// returns the plain result.
+    fn check_both(
+        init: &[f32],
+        want: &[f64],
+        (n, k, ldc): (usize, usize, usize),
+        mut product: impl FnMut(&mut [f32], bool),
+    ) -> Vec<f32> {
+        let mut c = init.to_vec();
+        product(&mut c, false);
+        assert_close(&c, ldc, want, n, k);
+        // Accumulating adds the product to what was there.
+        let mut acc = init.to_vec();
+        product(&mut acc, true);
+        let shifted: Vec<f64> = (0..want.len())
+            .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
+            .collect();
+        assert_close(&acc, ldc, &shifted, n, k);
+        c
+    }
+
     #[test]
     fn small_m_matches_the_definition_on_ragged_shapes() {
         let mut tail = Vec::new();
@@ -589,33 +567,16 @@ mod tests {
             let b = data(k * ldb, 2);
             let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[p * ldb + j]);
             let init = data(m * ldc, 3);
-            let mut c = init.clone();
             let rows: Vec<usize> = (0..k).map(|p| p * ldb).collect();
-            small_m((m, n, k), &a, lda, &b, &rows, &mut c, ldc, false, &mut tail);
-            assert_close(&c, ldc, &want, n, k);
+            let c = check_both(&init, &want, (n, k, ldc), |c, acc| {
+                small_m((m, n, k), &a, lda, &b, &rows, c, ldc, acc, &mut tail)
+            });
             for i in 0..m {
                 assert_eq!(
                     c[i * ldc + n..(i + 1) * ldc],
                     init[i * ldc + n..(i + 1) * ldc]
                 );
             }
-            // Accumulating adds the product to what was there.
-            let mut acc = init.clone();
-            small_m(
-                (m, n, k),
-                &a,
-                lda,
-                &b,
-                &rows,
-                &mut acc,
-                ldc,
-                true,
-                &mut tail,
-            );
-            let shifted: Vec<f64> = (0..m * n)
-                .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
-                .collect();
-            assert_close(&acc, ldc, &shifted, n, k);
         }
     }
 
@@ -634,16 +595,10 @@ mod tests {
             let b = data(n * ldb, 5);
             let want = reference(m, n, k, |i, p| a[i * lda + p], |p, j| b[j * ldb + p]);
             let init = data(m * ldc, 6);
-            let mut c = init.clone();
             let rows: Vec<usize> = (0..n).map(|j| j * ldb).collect();
-            dot_nt((m, n, k), &a, lda, &b, &rows, &mut c, ldc, false);
-            assert_close(&c, ldc, &want, n, k);
-            let mut acc = init.clone();
-            dot_nt((m, n, k), &a, lda, &b, &rows, &mut acc, ldc, true);
-            let shifted: Vec<f64> = (0..m * n)
-                .map(|idx| want[idx] + init[idx / n * ldc + idx % n] as f64)
-                .collect();
-            assert_close(&acc, ldc, &shifted, n, k);
+            check_both(&init, &want, (n, k, ldc), |c, acc| {
+                dot_nt((m, n, k), &a, lda, &b, &rows, c, ldc, acc)
+            });
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Access, Affine, BufferKind, Expr, ExprNode, Kernel, KernelProgram};
+use super::{Access, Affine, BufferKind, Expr, ExprId, ExprNode, Kernel, KernelProgram};
 
 fn affine(f: &mut String, a: &Affine) {
     let _ = write!(f, "{}", a.offset);
@@ -14,7 +14,7 @@ fn affine(f: &mut String, a: &Affine) {
 }
 
 fn access(f: &mut String, a: &Access) {
-    let _ = write!(f, "b{}[", a.buffer);
+    let _ = write!(f, "{}[", a.buffer);
     affine(
         f,
         &Affine {
@@ -26,7 +26,12 @@ fn access(f: &mut String, a: &Access) {
 }
 
 /// Prints a loop body, one expression per line, marking the value.
-fn exprs(f: &mut fmt::Formatter<'_>, list: &[ExprNode], value: usize, indent: &str) -> fmt::Result {
+fn exprs(
+    f: &mut fmt::Formatter<'_>,
+    list: &[ExprNode],
+    value: ExprId,
+    indent: &str,
+) -> fmt::Result {
     for (j, e) in list.iter().enumerate() {
         let mut s = String::new();
         match &e.expr {
@@ -38,22 +43,22 @@ fn exprs(f: &mut fmt::Formatter<'_>, list: &[ExprNode], value: usize, indent: &s
                 let _ = write!(s, "const {v:?}");
             }
             Expr::Unary(k, x) => {
-                let _ = write!(s, "{} e{x}", k.name());
+                let _ = write!(s, "{} {x}", k.name());
             }
             Expr::Binary(k, a, b) => {
-                let _ = write!(s, "{} e{a}, e{b}", k.name());
+                let _ = write!(s, "{} {a}, {b}", k.name());
             }
             Expr::Compare(k, a, b) => {
-                let _ = write!(s, "{} e{a}, e{b}", k.name());
+                let _ = write!(s, "{} {a}, {b}", k.name());
             }
             Expr::Select(c, a, b) => {
-                let _ = write!(s, "select e{c}, e{a}, e{b}");
+                let _ = write!(s, "select {c}, {a}, {b}");
             }
             Expr::Fma(a, b, c) => {
-                let _ = write!(s, "fma e{a}, e{b}, e{c}");
+                let _ = write!(s, "fma {a}, {b}, {c}");
             }
             Expr::Cast(x) => {
-                let _ = write!(s, "cast e{x}");
+                let _ = write!(s, "cast {x}");
             }
             Expr::Random { seed, salt, flat } => {
                 s.push_str("random seed=");
@@ -65,8 +70,9 @@ fn exprs(f: &mut fmt::Formatter<'_>, list: &[ExprNode], value: usize, indent: &s
                 let _ = write!(s, "row{r}");
             }
         }
-        let mark = if j == value { "  <- value" } else { "" };
-        writeln!(f, "{indent}e{j}: {} = {s}{mark}", e.dtype)?;
+        let id = ExprId::new(j);
+        let mark = if id == value { "  <- value" } else { "" };
+        writeln!(f, "{indent}{id}: {} = {s}{mark}", e.dtype)?;
     }
     Ok(())
 }
@@ -94,7 +100,7 @@ impl fmt::Display for KernelProgram {
             };
             writeln!(f, "  b{i}: {} {what} (%{})", b.ty, b.node.index())?;
         }
-        for (i, k) in self.kernels.iter().enumerate() {
+        for (i, k) in self.kernels_with_ids() {
             match k {
                 Kernel::Call(c) => {
                     let ins: Vec<String> = c
@@ -102,7 +108,7 @@ impl fmt::Display for KernelProgram {
                         .iter()
                         .map(|i| {
                             if i.is_contiguous() {
-                                format!("b{}", i.access.buffer)
+                                i.access.buffer.to_string()
                             } else {
                                 let mut s = String::new();
                                 access(&mut s, &i.access);
@@ -110,7 +116,7 @@ impl fmt::Display for KernelProgram {
                             }
                         })
                         .collect();
-                    writeln!(f, "k{i}: b{} = call {} {}", c.out, c.op, ins.join(", "))?;
+                    writeln!(f, "{i}: {} = call {} {}", c.out, c.op, ins.join(", "))?;
                 }
                 Kernel::Loop(l) => {
                     let dims: Vec<String> = l.dims.iter().map(|d| d.to_string()).collect();
@@ -118,7 +124,7 @@ impl fmt::Display for KernelProgram {
                         Some(r) => format!(" {} over the last {}", r.kind.name(), r.count),
                         None => String::new(),
                     };
-                    writeln!(f, "k{i}: b{} = loop [{}]{red} {{", l.out, dims.join(", "))?;
+                    writeln!(f, "{i}: {} = loop [{}]{red} {{", l.out, dims.join(", "))?;
                     for (j, row) in l.rows.iter().enumerate() {
                         writeln!(f, "  row{j} = {} over [{}] {{", row.kind.name(), row.len)?;
                         exprs(f, &row.exprs, row.value, "    ")?;
@@ -126,13 +132,13 @@ impl fmt::Display for KernelProgram {
                     }
                     exprs(f, &l.exprs, l.value, "  ")?;
                     for (v, b) in &l.also {
-                        writeln!(f, "  also b{b} = e{v}")?;
+                        writeln!(f, "  also {b} = {v}")?;
                     }
                     writeln!(f, "}}")?;
                 }
             }
         }
-        let outs: Vec<String> = self.outputs.iter().map(|b| format!("b{b}")).collect();
+        let outs: Vec<String> = self.outputs.iter().map(|b| b.to_string()).collect();
         writeln!(f, "outputs: {}", outs.join(", "))
     }
 }

@@ -1,0 +1,293 @@
+//! General matrix products through matrixmultiply (packed, register-blocked,
+//! AVX2 / AVX-512 where the host has them): the `matmul` and `matmul_bias` calls
+//! over strided views, batched and split across threads, and the contiguous f32
+//! product the convolutions use for wide layers. Both go through one wrapper,
+//! [`packed`]; the unpacked kernels for thin products are in [`super::thin`].
+
+use std::ops::Range;
+
+use kiln_ir::DType;
+use kiln_ir::kernel::BufferId;
+
+use super::CallDesc;
+use crate::parallel::{self, Workers};
+
+/// Shape and strides of one block of a GEMM: `[m, k] x [k, n]`, `a` and `b` read
+/// with row/column strides `ra, ca` and `rb, cb`, the output row-major with row
+/// stride `ldc`.
+#[derive(Clone, Copy)]
+struct GemmBlock {
+    m: usize,
+    k: usize,
+    n: usize,
+    ldc: usize,
+    ra: usize,
+    ca: usize,
+    rb: usize,
+    cb: usize,
+}
+
+/// The element types matrixmultiply multiplies.
+trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
+    /// matrixmultiply's `c = beta·c + a·b` for this type (`alpha` 1, output
+    /// column stride 1).
+    ///
+    /// # Safety
+    /// As for [`packed`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+    );
+}
+
+macro_rules! packed_impl {
+    ($t:ty, $f:path) => {
+        impl Packed for $t {
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                (rsa, csa): (isize, isize),
+                b: *const Self,
+                (rsb, csb): (isize, isize),
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+            ) {
+                // SAFETY: guaranteed by the caller.
+                unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
+            }
+        }
+    };
+}
+
+packed_impl!(f32, matrixmultiply::sgemm);
+packed_impl!(f64, matrixmultiply::dgemm);
+
+/// `c = beta·c + a · b` for one block: the one call into matrixmultiply.
+///
+/// # Safety
+/// `a`, `b` and `c` must address buffers that the geometry stays inside, and no
+/// other thread may write the output block.
+unsafe fn packed<T: Packed>(g: &GemmBlock, a: *const T, b: *const T, beta: T, c: *mut T) {
+    let s = |v: usize| v as isize;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        T::gemm(
+            g.m,
+            g.k,
+            g.n,
+            a,
+            (s(g.ra), s(g.ca)),
+            b,
+            (s(g.rb), s(g.cb)),
+            beta,
+            c,
+            s(g.ldc),
+        )
+    }
+}
+
+/// `out = a · b (+ bias, relu)` for `[..., m, k] x [..., k, n]` operands given as
+/// strided views: the GEMM kernel reads any row and column strides, so transposed
+/// and broadcast operands cost no copy.
+///
+/// # Safety
+/// The table must hold the buffers the descriptor addresses; `out` must not alias
+/// the operands.
+pub(super) unsafe fn matmul(
+    desc: &CallDesc,
+    ptr: &dyn Fn(BufferId) -> *mut u8,
+    epilogue: Option<bool>,
+    workers: Option<&Workers>,
+) {
+    let (a, b) = (&desc.inputs[0], &desc.inputs[1]);
+    let out_ty = &desc.out.1;
+    let r = a.ty.shape.rank();
+    let (m, k, n) = (
+        a.ty.shape.dim(r - 2),
+        a.ty.shape.dim(r - 1),
+        out_ty.shape.dim(r - 1),
+    );
+    let batch_dims = &out_ty.shape.dims()[..r - 2];
+    let batches: usize = batch_dims.iter().product();
+    let (sa, sb) = (&a.access.strides, &b.access.strides);
+    let (pa, pb, pc) = (
+        ptr(a.access.buffer) as usize,
+        ptr(b.access.buffer) as usize,
+        ptr(desc.out.0) as usize,
+    );
+    let bias = epilogue.map(|relu| {
+        let bias = &desc.inputs[2];
+        (ptr(bias.access.buffer) as usize, bias.access.offset, relu)
+    });
+    let (ra, ca, rb, cb) = (sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]);
+    let dtype = out_ty.dtype;
+    // Block `rows × cols` of one batch entry's product, then its epilogue.
+    let block =
+        move |(oa, ob, oc): (usize, usize, usize), rows: Range<usize>, cols: Range<usize>| {
+            let geometry = GemmBlock {
+                m: rows.len(),
+                k,
+                n: cols.len(),
+                ldc: n,
+                ra,
+                ca,
+                rb,
+                cb,
+            };
+            let (oa, ob, oc) = (
+                oa + rows.start * ra,
+                ob + cols.start * cb,
+                oc + rows.start * n + cols.start,
+            );
+            let at = Block {
+                a: (pa, oa),
+                b: (pb, ob),
+                c: (pc, oc),
+                bias: bias.map(|(pbias, obias, relu)| (pbias, obias + cols.start, relu)),
+            };
+            // SAFETY: offsets and strides stay inside the operand buffers (they come
+            // from the scheduler's affine maps over the operand shapes); each call
+            // writes its own block of the contiguous output, and the bias holds `n`
+            // elements.
+            unsafe {
+                match dtype {
+                    DType::F32 => block_with_bias::<f32>(&geometry, at),
+                    DType::F64 => block_with_bias::<f64>(&geometry, at),
+                    _ => unreachable!("gemm is only used for floats"),
+                }
+            }
+        };
+    // A large product is cut into one block per thread, along the rows or the
+    // columns: each block packs its share of one operand and all of the other, so
+    // cut the side whose full operand is the smaller one to repeat. Every output
+    // element is still summed by one thread in the same order, so results do not
+    // depend on the thread count.
+    let threads = parallel::threads(workers);
+    let split = threads > 1 && m * n * k >= parallel::SPLIT_MIN_MACS;
+    let by_rows = n <= m;
+    let parts = if split {
+        threads.min(if by_rows { m } else { n } / 8).max(1)
+    } else {
+        1
+    };
+    let mut idx = vec![0usize; r - 2];
+    for p in 0..batches {
+        let oa = a.access.offset + idx.iter().zip(sa).map(|(i, s)| i * s).sum::<usize>();
+        let ob = b.access.offset + idx.iter().zip(sb).map(|(i, s)| i * s).sum::<usize>();
+        let base = (oa, ob, p * m * n);
+        if parts > 1 {
+            let cuts = parallel::ranges(if by_rows { m } else { n }, parts);
+            parallel::run(workers, cuts, |cut| {
+                if by_rows {
+                    block(base, cut, 0..n)
+                } else {
+                    block(base, 0..m, cut)
+                }
+            });
+        } else {
+            block(base, 0..m, 0..n);
+        }
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < batch_dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Where one block's operands are: `(base address, element offset)` of `a`, `b`,
+/// the output `c` and the bias (with the relu flag) if any. Addresses are
+/// integers so the closure that holds them can move between threads.
+#[derive(Clone, Copy)]
+struct Block {
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    bias: Option<(usize, usize, bool)>,
+}
+
+/// `c = a · b` for one block, then the bias (one element per block column) added
+/// to every row and relu applied if asked.
+///
+/// # Safety
+/// The addresses must hold buffers of `T` that the geometry stays inside (the
+/// bias the block's columns), and no other thread may write the output block.
+unsafe fn block_with_bias<T: Packed>(g: &GemmBlock, at: Block) {
+    let ptr = |(base, offset): (usize, usize)| (base as *mut T).wrapping_add(offset);
+    let c = ptr(at.c);
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        packed(g, ptr(at.a), ptr(at.b), T::default(), c);
+        if let Some((base, offset, relu)) = at.bias {
+            let bias = std::slice::from_raw_parts(ptr((base, offset)), g.n);
+            for i in 0..g.m {
+                let row = std::slice::from_raw_parts_mut(c.add(i * g.ldc), g.n);
+                add_bias_row(row, bias, relu);
+            }
+        }
+    }
+}
+
+/// Adds `bias` to `row`, then applies relu (NaN stays NaN) if asked.
+fn add_bias_row<T: Copy + PartialOrd + std::ops::Add<Output = T> + Default>(
+    row: &mut [T],
+    bias: &[T],
+    relu: bool,
+) {
+    let zero = T::default();
+    for (v, &b) in row.iter_mut().zip(bias) {
+        let s = *v + b;
+        // `s <= 0` is false for NaN, so NaN passes through like the interpreter's.
+        *v = if relu && s <= zero { zero } else { s };
+    }
+}
+
+/// `C[m, n] = beta·C + A·B` in f32, for products too large for the unpacked
+/// kernels. `a` is `[m, k]`, or `[k, m]` read transposed when `ta`; likewise `b`
+/// is `[k, n]` or `[n, k]` when `tb`. All row-major and contiguous.
+///
+/// # Panics
+/// If a slice is shorter than its dimensions.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm operands too short"
+    );
+    let (ra, ca) = if ta { (1, m) } else { (k, 1) };
+    let (rb, cb) = if tb { (1, k) } else { (n, 1) };
+    let g = GemmBlock {
+        m,
+        k,
+        n,
+        ldc: n,
+        ra,
+        ca,
+        rb,
+        cb,
+    };
+    // SAFETY: the slices hold m·k, k·n and m·n elements, as the strides address.
+    unsafe { packed(&g, a.as_ptr(), b.as_ptr(), beta, c.as_mut_ptr()) }
+}

@@ -1,0 +1,355 @@
+//! Cranelift lowering: a kernel program to machine code.
+//!
+//! Each loop kernel becomes one function `k<i>(bufs, lo, hi)` over the buffer
+//! table and a range of its outermost loop; one entry function calls them in order
+//! (long ones through `kiln_parallel`, split across threads) and calls the native
+//! library ([`crate::library`]) for call kernels, so a compiled graph is a single
+//! native entry point with no per-op dispatch.
+//!
+//! - this module: the JIT module and its runtime symbols, the imported helpers,
+//!   function declaration and definition, the entry function;
+//! - [`loops`]: loop nests, the `f32x4` inner loops, reductions and row reductions,
+//!   the threading split;
+//! - [`expr`]: scalar and vector expressions (unary, binary, compare, select,
+//!   cast, random);
+//! - [`approx`]: the f32 `exp`/`log`/`tanh`/`sigmoid` approximations as CLIF.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cranelift_codegen::Context;
+use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, Type, UserFuncName, types};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use kiln_ir::DType;
+use kiln_ir::kernel::{Kernel, KernelProgram};
+
+use crate::library::{self, CallContext, CallDesc};
+use loops::{Split, emit_loop_kernel, split_of};
+
+pub mod approx;
+mod expr;
+mod loops;
+
+/// Why a program could not be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CodegenError {
+    #[error("the host ISA is not supported by Cranelift: {0}")]
+    Isa(String),
+    #[error("Cranelift rejected the generated code: {0}")]
+    Module(String),
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+}
+
+fn module_err(e: impl std::fmt::Display) -> CodegenError {
+    CodegenError::Module(e.to_string())
+}
+
+/// The entry point: `(buffer table, call context) -> status` (0 = success).
+pub type EntryFn = unsafe extern "C" fn(*const *mut u8, *mut CallContext) -> u32;
+
+/// A compiled kernel program.
+pub struct CompiledProgram {
+    module: Option<JITModule>,
+    entry: EntryFn,
+    /// The library calls, in the order the entry point refers to them.
+    pub calls: Vec<CallDesc>,
+    /// The Cranelift IR of every function, for dumps.
+    pub clif: Vec<(String, String)>,
+    /// The machine-code listing of every function (Cranelift's VCode after register
+    /// allocation, with the code size), when [`CodegenOptions::disasm`] asked for it.
+    pub asm: Vec<(String, String)>,
+    /// Wall time spent in Cranelift.
+    pub compile_time: Duration,
+}
+
+impl std::fmt::Debug for CompiledProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledProgram")
+            .field("functions", &self.clif.len())
+            .finish()
+    }
+}
+
+impl CompiledProgram {
+    /// The native entry point.
+    pub fn entry(&self) -> EntryFn {
+        self.entry
+    }
+}
+
+impl Drop for CompiledProgram {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: `entry` dies with `self`; nothing else holds the code.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// A JIT module for the host ISA (opt_level speed, non-PIC) with kiln's runtime
+/// symbols registered.
+pub fn host_module() -> Result<JITModule, CodegenError> {
+    let mut flags = settings::builder();
+    flags
+        .set("opt_level", "speed")
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    flags
+        .set("is_pic", "false")
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| CodegenError::Isa(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    jb.symbol("kiln_call", library::kiln_call as *const u8);
+    jb.symbol("kiln_parallel", library::kiln_parallel as *const u8);
+    jb.symbol("kiln_powf", library::kiln_powf as *const u8);
+    jb.symbol("kiln_pow", library::kiln_pow as *const u8);
+    for (name, ptr) in library::scalar_symbols() {
+        jb.symbol(name, ptr);
+    }
+    Ok(JITModule::new(jb))
+}
+
+/// The Cranelift type holding one element of `dtype` (bools as 0/1 bytes).
+fn scalar_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::Bool => types::I8,
+    }
+}
+
+/// Imported helper functions, declared once per module.
+struct Imports {
+    call: FuncId,
+    /// `kiln_parallel(ctx, kernel, bufs, n, align)`: a loop kernel split across
+    /// threads.
+    parallel: FuncId,
+    /// f64 `exp`, `log`, `tanh` from libm, by name.
+    unary: HashMap<&'static str, FuncId>,
+    pow: HashMap<DType, FuncId>,
+}
+
+impl Imports {
+    fn declare(module: &mut JITModule) -> Result<Self, CodegenError> {
+        let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        sig.params.extend([
+            AbiParam::new(ptr),
+            AbiParam::new(types::I64),
+            AbiParam::new(ptr),
+        ]);
+        sig.returns.push(AbiParam::new(types::I32));
+        let call = module
+            .declare_function("kiln_call", Linkage::Import, &sig)
+            .map_err(module_err)?;
+        let mut sig = module.make_signature();
+        sig.params.extend([
+            AbiParam::new(ptr),
+            AbiParam::new(ptr),
+            AbiParam::new(ptr),
+            AbiParam::new(types::I64),
+            AbiParam::new(types::I64),
+        ]);
+        let parallel = module
+            .declare_function("kiln_parallel", Linkage::Import, &sig)
+            .map_err(module_err)?;
+        let mut unary = HashMap::new();
+        let mut pow = HashMap::new();
+        for (dtype, suffix) in [(DType::F32, "f"), (DType::F64, "")] {
+            let t = scalar_type(dtype);
+            let mut sig = module.make_signature();
+            sig.params.push(AbiParam::new(t));
+            sig.returns.push(AbiParam::new(t));
+            // f32 transcendentals are emitted inline (`approx`); only f64 calls libm.
+            if dtype == DType::F64 {
+                for f in ["exp", "log", "tanh"] {
+                    let id = module
+                        .declare_function(&format!("kiln_{f}"), Linkage::Import, &sig)
+                        .map_err(module_err)?;
+                    unary.insert(f, id);
+                }
+            }
+            sig.params.push(AbiParam::new(t));
+            let id = module
+                .declare_function(&format!("kiln_pow{suffix}"), Linkage::Import, &sig)
+                .map_err(module_err)?;
+            pow.insert(dtype, id);
+        }
+        Ok(Imports {
+            call,
+            parallel,
+            unary,
+            pow,
+        })
+    }
+}
+
+/// What [`compile_with`] keeps besides the machine code.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodegenOptions {
+    /// Keep a machine-code listing of every function in [`CompiledProgram::asm`].
+    pub disasm: bool,
+}
+
+/// Compiles `program` to native code.
+pub fn compile(program: &KernelProgram) -> Result<CompiledProgram, CodegenError> {
+    compile_with(program, &CodegenOptions::default())
+}
+
+/// Compiles `program` to native code, keeping what `options` asks for.
+pub fn compile_with(
+    program: &KernelProgram,
+    options: &CodegenOptions,
+) -> Result<CompiledProgram, CodegenError> {
+    let start = Instant::now();
+    let mut asm = Vec::new();
+    let mut module = host_module()?;
+    let imports = Imports::declare(&mut module)?;
+    let ptr = module.target_config().pointer_type();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ctx = module.make_context();
+    let mut clif = Vec::new();
+
+    // A loop kernel takes the buffer table and the range of its outermost loop to
+    // run, so the entry can split that loop across threads.
+    let mut kernel_sig = module.make_signature();
+    kernel_sig.params.extend([
+        AbiParam::new(ptr),
+        AbiParam::new(types::I64),
+        AbiParam::new(types::I64),
+    ]);
+    let mut kernel_ids = Vec::new();
+    let mut calls = Vec::new();
+    for (i, kernel) in program.kernels_with_ids() {
+        match kernel {
+            Kernel::Loop(k) => {
+                let name = i.to_string();
+                let id = module
+                    .declare_function(&name, Linkage::Local, &kernel_sig)
+                    .map_err(module_err)?;
+                ctx.func = Function::with_name_signature(
+                    UserFuncName::user(0, id.as_u32()),
+                    kernel_sig.clone(),
+                );
+                emit_loop_kernel(&mut module, &imports, &mut ctx.func, &mut fctx, program, k)?;
+                clif.push((name.clone(), ctx.func.display().to_string()));
+                if let Some(listing) = define(&mut module, id, &mut ctx, options.disasm)? {
+                    asm.push((name, listing));
+                }
+                kernel_ids.push(Some((id, split_of(k))));
+            }
+            Kernel::Call(c) => {
+                calls.push(CallDesc {
+                    op: c.op.clone(),
+                    inputs: c.inputs.clone(),
+                    out: (c.out, program.buffer(c.out).ty.clone()),
+                });
+                kernel_ids.push(None);
+            }
+        }
+    }
+
+    // The entry point: run every kernel in order; stop at the first failed call.
+    let mut entry_sig = module.make_signature();
+    entry_sig
+        .params
+        .extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
+    entry_sig.returns.push(AbiParam::new(types::I32));
+    let entry_id = module
+        .declare_function("entry", Linkage::Export, &entry_sig)
+        .map_err(module_err)?;
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, entry_id.as_u32()), entry_sig);
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        let (bufs, cctx) = (b.block_params(block)[0], b.block_params(block)[1]);
+        let call_ref = module.declare_func_in_func(imports.call, b.func);
+        let parallel_ref = module.declare_func_in_func(imports.parallel, b.func);
+        let mut call_index = 0i64;
+        for id in &kernel_ids {
+            match id {
+                Some((id, split)) => {
+                    let f = module.declare_func_in_func(*id, b.func);
+                    match split {
+                        Split::Whole { n } => {
+                            let lo = b.ins().iconst(types::I64, 0);
+                            let hi = b.ins().iconst(types::I64, *n as i64);
+                            b.ins().call(f, &[bufs, lo, hi]);
+                        }
+                        Split::Rows { n, align } => {
+                            let addr = b.ins().func_addr(ptr, f);
+                            let n = b.ins().iconst(types::I64, *n as i64);
+                            let align = b.ins().iconst(types::I64, *align as i64);
+                            b.ins().call(parallel_ref, &[cctx, addr, bufs, n, align]);
+                        }
+                    }
+                }
+                None => {
+                    let idx = b.ins().iconst(types::I64, call_index);
+                    call_index += 1;
+                    let inst = b.ins().call(call_ref, &[cctx, idx, bufs]);
+                    let status = b.inst_results(inst)[0];
+                    let fail = b.create_block();
+                    let next = b.create_block();
+                    b.ins().brif(status, fail, &[], next, &[]);
+                    b.switch_to_block(fail);
+                    b.ins().return_(&[status]);
+                    b.switch_to_block(next);
+                }
+            }
+        }
+        let zero = b.ins().iconst(types::I32, 0);
+        b.ins().return_(&[zero]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    clif.push(("entry".to_string(), ctx.func.display().to_string()));
+    if let Some(listing) = define(&mut module, entry_id, &mut ctx, options.disasm)? {
+        asm.push(("entry".to_string(), listing));
+    }
+    module.finalize_definitions().map_err(module_err)?;
+    let code = module.get_finalized_function(entry_id);
+    // SAFETY: the entry function was declared with exactly this signature.
+    let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    Ok(CompiledProgram {
+        module: Some(module),
+        entry,
+        calls,
+        clif,
+        asm,
+        compile_time: start.elapsed(),
+    })
+}
+
+/// Compiles `ctx.func` as function `id`; with `disasm`, returns its machine-code
+/// listing (Cranelift's VCode text, no disassembler needed).
+fn define(
+    module: &mut JITModule,
+    id: FuncId,
+    ctx: &mut Context,
+    disasm: bool,
+) -> Result<Option<String>, CodegenError> {
+    ctx.set_disasm(disasm);
+    module.define_function(id, ctx).map_err(|e| match e {
+        cranelift_module::ModuleError::Compilation(c) => CodegenError::Module(format!("{c:?}")),
+        e => module_err(e),
+    })?;
+    let listing = ctx.compiled_code().and_then(|c| {
+        let text = c.vcode.as_ref()?;
+        Some(format!(
+            "; {} bytes of machine code\n{text}",
+            c.code_info().total_size
+        ))
+    });
+    module.clear_context(ctx);
+    Ok(listing)
+}
