@@ -23,11 +23,43 @@ pub(super) fn exprs_vectorizable(list: &[ExprNode], last: usize) -> bool {
                 Expr::Load(a) => e.dtype == DType::F32 && a.strides[last] <= 1,
                 Expr::Const(_) | Expr::Select(..) | Expr::Fma(..) | Expr::Row(_) => true,
                 Expr::Compare(_, a, _) => list[a.index()].dtype == DType::F32,
-                Expr::Unary(u, _) => *u != UnaryOp::Sign,
-                Expr::Binary(b, _, _) => *b != BinaryOp::Pow,
+                Expr::Unary(u, _) => unary_on_lanes(*u),
+                Expr::Binary(b, _, _) => binary_on_lanes(*b),
                 Expr::Cast(_) | Expr::Random { .. } => false,
             }
     })
+}
+
+/// True if the lowering of `k` has an `f32x4` form (`sign` selects on scalar
+/// flags only).
+fn unary_on_lanes(k: UnaryOp) -> bool {
+    match k {
+        UnaryOp::Sign => false,
+        UnaryOp::Neg
+        | UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Tanh
+        | UnaryOp::Sigmoid
+        | UnaryOp::Relu
+        | UnaryOp::Abs
+        | UnaryOp::Recip
+        | UnaryOp::LeakyRelu(_) => true,
+    }
+}
+
+/// True if the lowering of `k` has an `f32x4` form (`pow` calls libm per element).
+fn binary_on_lanes(k: BinaryOp) -> bool {
+    match k {
+        BinaryOp::Pow => false,
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Max
+        | BinaryOp::Min => true,
+    }
 }
 
 impl LoopEmitter<'_, '_> {
@@ -258,7 +290,17 @@ impl LoopEmitter<'_, '_> {
                     let n = self.b.ins().uextend(types::I32, neg);
                     self.b.ins().isub(p, n)
                 }
-                _ => unreachable!("typing allows only neg, abs, relu, sign on integers"),
+                // Listed, not a wildcard: a new op must say whether it takes integers.
+                UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Sqrt
+                | UnaryOp::Rsqrt
+                | UnaryOp::Tanh
+                | UnaryOp::Sigmoid
+                | UnaryOp::Recip
+                | UnaryOp::LeakyRelu(_) => {
+                    unreachable!("typing allows only neg, abs, relu, sign on integers")
+                }
             };
         }
         let gt0 = |e: &mut Self, x: Value| {
