@@ -58,6 +58,19 @@ impl Tensor {
         cx.emit(|e, x| e.reduce(kind, x[0], axes, keepdim))
     }
 
+    /// An op along one axis: `f(e, x, axis)` emits it once `axis` is normalized.
+    #[track_caller]
+    fn along(
+        &self,
+        name: &'static str,
+        axis: isize,
+        f: impl FnOnce(&mut Emitter, NodeId, usize) -> Emitted,
+    ) -> Tensor {
+        let cx = enter!(name, self);
+        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
+        cx.emit(|e, x| f(e, x[0], axis))
+    }
+
     reductions! {
         Sum: sum, sum_all, "Sum";
         Mean: mean, mean_all, "Mean";
@@ -68,15 +81,13 @@ impl Tensor {
     /// The i32 index of the first maximum along `axis`.
     #[track_caller]
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Tensor {
-        let cx = enter!("argmax", self);
-        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
-        cx.emit(|e, x| {
+        self.along("argmax", axis, |e, x, axis| {
             e.op(
                 Op::ArgMax {
                     axis,
                     keepdims: keepdim,
                 },
-                &[x[0]],
+                &[x],
             )
         })
     }
@@ -85,11 +96,9 @@ impl Tensor {
     /// `exp(x - max) / sum(exp(x - max))` so large logits do not overflow.
     #[track_caller]
     pub fn softmax(&self, axis: isize) -> Tensor {
-        let cx = enter!("softmax", self);
-        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let d = shifted(e, x[0], axis)?;
+        self.along("softmax", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let d = shifted(e, x, axis)?;
             let ex = e.unary(UnaryOp::Exp, d)?;
             let s = e.reduce(ReduceOp::Sum, ex, vec![axis], true)?;
             let s = e.broadcast(s, &shape)?;
@@ -101,11 +110,9 @@ impl Tensor {
     /// `(x - max) - log(sum(exp(x - max)))`.
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        let cx = enter!("log_softmax", self);
-        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let d = shifted(e, x[0], axis)?;
+        self.along("log_softmax", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let d = shifted(e, x, axis)?;
             let lse = log_sum_exp_kept(e, d, axis)?;
             let lse = e.broadcast(lse, &shape)?;
             e.binary(BinaryOp::Sub, d, lse)
@@ -116,13 +123,11 @@ impl Tensor {
     /// `max + log(sum(exp(x - max)))`.
     #[track_caller]
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Tensor {
-        let cx = enter!("logsumexp", self);
-        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let m = shift(e, x[0], axis)?;
+        self.along("logsumexp", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let m = shift(e, x, axis)?;
             let mb = e.broadcast(m, &shape)?;
-            let d = e.binary(BinaryOp::Sub, x[0], mb)?;
+            let d = e.binary(BinaryOp::Sub, x, mb)?;
             let lse = log_sum_exp_kept(e, d, axis)?;
             let out = e.binary(BinaryOp::Add, m, lse)?;
             if keepdim {
