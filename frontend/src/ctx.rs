@@ -51,6 +51,19 @@ macro_rules! enter {
 }
 pub(crate) use enter;
 
+/// `let a = or_fail!(cx, normalize_axis(axis, rank));`: the value of an `Ok`, or
+/// an early return of the poisoned result with the error recorded (see
+/// [`Ctx::fail`]).
+macro_rules! or_fail {
+    ($cx:expr, $result:expr) => {
+        match $result {
+            Ok(v) => v,
+            Err(e) => return $cx.fail(e),
+        }
+    };
+}
+pub(crate) use or_fail;
+
 impl Ctx {
     /// Checks `operands` (at least one) for poison and for coming from one builder.
     #[track_caller]

@@ -25,6 +25,18 @@
 
 #![warn(missing_docs)]
 
+/// Builder methods that each set one field and return `self`:
+/// `setters! { /// Sets ε. \n eps(eps: f32) => eps; }`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $field:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = $arg;
+            self
+        }
+    )*};
+}
+
 mod builder;
 mod ctx;
 pub mod error;

@@ -69,22 +69,13 @@ pub struct LinearConfig {
 /// with the fields `bias`, `weight_init` and `bias_init`.
 macro_rules! bias_and_init_setters {
     () => {
-        /// With or without a bias.
-        pub fn with_bias(mut self, bias: bool) -> Self {
-            self.bias = bias;
-            self
-        }
-
-        /// With another weight initializer.
-        pub fn with_weight_init(mut self, init: Init) -> Self {
-            self.weight_init = init;
-            self
-        }
-
-        /// With another bias initializer.
-        pub fn with_bias_init(mut self, init: Init) -> Self {
-            self.bias_init = init;
-            self
+        setters! {
+            /// With or without a bias.
+            with_bias(bias: bool) => bias;
+            /// With another weight initializer.
+            with_weight_init(init: Init) => weight_init;
+            /// With another bias initializer.
+            with_bias_init(init: Init) => bias_init;
         }
     };
 }
@@ -330,6 +321,23 @@ impl Module for Conv2d {
     }
 }
 
+/// `Module` for layers without parameters: `Name => method(fields)` forwards to
+/// `x.method(self.field, ...)`.
+macro_rules! parameterless_modules {
+    ($($name:ident => $method:ident($($field:tt),*);)*) => {$(
+        impl Module for $name {
+            #[track_caller]
+            fn forward(&self, x: &Tensor) -> Tensor {
+                x.$method($(self.$field),*)
+            }
+
+            fn params(&self) -> Vec<Tensor> {
+                Vec::new()
+            }
+        }
+    )*};
+}
+
 macro_rules! pool_module {
     ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
         $(#[$doc])*
@@ -355,16 +363,7 @@ macro_rules! pool_module {
             }
         }
 
-        impl Module for $name {
-            #[track_caller]
-            fn forward(&self, x: &Tensor) -> Tensor {
-                x.$method(self.kernel, self.stride, self.padding)
-            }
-
-            fn params(&self) -> Vec<Tensor> {
-                Vec::new()
-            }
-        }
+        parameterless_modules! { $name => $method(kernel, stride, padding); }
     )*};
 }
 
@@ -379,17 +378,6 @@ pool_module! {
 /// convolutions and dense layers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flatten(pub isize);
-
-impl Module for Flatten {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.flatten(self.0)
-    }
-
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
-}
 
 /// Modules applied one after another.
 ///
@@ -461,16 +449,7 @@ macro_rules! activation {
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct $name;
 
-        impl Module for $name {
-            #[track_caller]
-            fn forward(&self, x: &Tensor) -> Tensor {
-                x.$method()
-            }
-
-            fn params(&self) -> Vec<Tensor> {
-                Vec::new()
-            }
-        }
+        parameterless_modules! { $name => $method(); }
     )*};
 }
 
@@ -487,28 +466,12 @@ activation! {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LeakyRelu(pub f64);
 
-impl Module for LeakyRelu {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.leaky_relu(self.0)
-    }
-
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
-}
-
 /// Softmax along an axis, as a module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Softmax(pub isize);
 
-impl Module for Softmax {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.softmax(self.0)
-    }
-
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
+parameterless_modules! {
+    Flatten => flatten(0);
+    LeakyRelu => leaky_relu(0);
+    Softmax => softmax(0);
 }

@@ -128,22 +128,17 @@ impl Sgd {
         }
     }
 
-    /// Heavy-ball momentum `μ`.
-    pub fn momentum(mut self, momentum: f32) -> Self {
-        self.momentum = momentum;
-        self
+    setters! {
+        /// Heavy-ball momentum `μ`.
+        momentum(momentum: f32) => momentum;
+        /// L2 weight decay added to the gradient.
+        weight_decay(weight_decay: f32) => weight_decay;
     }
 
     /// Nesterov momentum `μ`.
     pub fn nesterov(mut self, momentum: f32) -> Self {
         self.momentum = momentum;
         self.nesterov = true;
-        self
-    }
-
-    /// L2 weight decay added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
         self
     }
 }
@@ -217,16 +212,11 @@ impl Adam {
         self
     }
 
-    /// Sets ε.
-    pub fn eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-
-    /// L2 weight decay added to the gradient (not decoupled).
-    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        /// Sets ε.
+        eps(eps: f32) => eps;
+        /// L2 weight decay added to the gradient (not decoupled).
+        weight_decay(weight_decay: f32) => weight_decay;
     }
 }
 
@@ -292,10 +282,9 @@ impl AdaGrad {
         }
     }
 
-    /// L2 weight decay added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        /// L2 weight decay added to the gradient.
+        weight_decay(weight_decay: f32) => weight_decay;
     }
 }
 
@@ -335,16 +324,11 @@ impl RmsProp {
         }
     }
 
-    /// Sets α.
-    pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = alpha;
-        self
-    }
-
-    /// L2 weight decay added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        /// Sets α.
+        alpha(alpha: f32) => alpha;
+        /// L2 weight decay added to the gradient.
+        weight_decay(weight_decay: f32) => weight_decay;
     }
 }
 
@@ -386,16 +370,11 @@ impl Adadelta {
         }
     }
 
-    /// Sets the learning rate.
-    pub fn lr(mut self, lr: f32) -> Self {
-        self.lr = lr;
-        self
-    }
-
-    /// L2 weight decay added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        /// Sets the learning rate.
+        lr(lr: f32) => lr;
+        /// L2 weight decay added to the gradient.
+        weight_decay(weight_decay: f32) => weight_decay;
     }
 }
 

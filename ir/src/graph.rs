@@ -8,6 +8,7 @@ use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
+use crate::shape::join_types;
 use crate::{HostTensor, Op, TensorType, TypeError, infer};
 
 /// Identifies a node of a [`Graph`]. Printed as `%N`.
@@ -32,7 +33,7 @@ pub struct Output {
 /// What is wrong with a graph, naming the node, the op and the shapes involved.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GraphError {
-    #[error("{} `{op}` on ({}): {source}", node.map(|n| format!("node %{}", n.index())).unwrap_or_else(|| "new node".into()), join(operands))]
+    #[error("{} `{op}` on ({}): {source}", node.map(|n| format!("node %{}", n.index())).unwrap_or_else(|| "new node".into()), join_types(operands))]
     Type {
         node: Option<NodeId>,
         op: String,
@@ -62,14 +63,6 @@ pub enum GraphError {
     },
     #[error("the graph has a cycle through node %{}", .0.index())]
     Cycle(NodeId),
-}
-
-fn join(types: &[TensorType]) -> String {
-    types
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A tensor program: nodes are ops, edges carry the operand position, arguments
@@ -460,12 +453,18 @@ mod tests {
         TensorType::new(DType::F32, dims)
     }
 
-    #[test]
-    fn add_infers_types_and_rejects_bad_operands() {
+    /// Graph `t` with `x: f32[2,3]`, `w: param f32[3,4]` and `y = matmul x, w`.
+    fn matmul_graph() -> (Graph, NodeId, NodeId, NodeId) {
         let mut g = Graph::new("t");
         let x = g.input("x", f32(&[2, 3])).unwrap();
         let w = g.param("w", f32(&[3, 4])).unwrap();
         let y = g.add(Op::MatMul, &[x, w]).unwrap();
+        (g, x, w, y)
+    }
+
+    #[test]
+    fn add_infers_types_and_rejects_bad_operands() {
+        let (mut g, x, w, y) = matmul_graph();
         assert_eq!(g.node(y).ty, f32(&[2, 4]));
         let before = g.node_count();
         let err = g.add(Op::MatMul, &[x, x]).unwrap_err();
@@ -526,10 +525,7 @@ mod tests {
 
     #[test]
     fn canonical_order_puts_arguments_first() {
-        let mut g = Graph::new("t");
-        let x = g.input("x", f32(&[2, 3])).unwrap();
-        let w = g.param("w", f32(&[3, 4])).unwrap();
-        let y = g.add(Op::MatMul, &[x, w]).unwrap();
+        let (mut g, _, _, y) = matmul_graph();
         let b = g.param("b", f32(&[2, 4])).unwrap();
         let z = g.add(Op::Binary(BinaryOp::Add), &[y, b]).unwrap();
         g.output(z, None);

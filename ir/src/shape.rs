@@ -130,6 +130,15 @@ impl fmt::Display for TensorType {
     }
 }
 
+/// `types` as a comma-separated list, for error messages about operands.
+pub(crate) fn join_types(types: &[TensorType]) -> String {
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

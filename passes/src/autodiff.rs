@@ -255,14 +255,7 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
                 let input = e.ty(x(0)).shape.clone();
                 conv_input_grad(e, g, x(1), c, &input)?
             } else {
-                let w = e.ty(x(1)).shape.clone();
-                e.op(
-                    Op::Conv2dWeightGrad {
-                        conv: *c,
-                        kernel: [w.dim(2), w.dim(3)],
-                    },
-                    &[x(0), g],
-                )?
+                conv_weight_grad(e, x(0), g, x(1), c)?
             }
         }
         Op::ConvTranspose2d { conv, .. } => {
@@ -271,14 +264,7 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
             if i == 0 {
                 e.op(Op::Conv2d(*conv), &[g, x(1)])?
             } else {
-                let w = e.ty(x(1)).shape.clone();
-                e.op(
-                    Op::Conv2dWeightGrad {
-                        conv: *conv,
-                        kernel: [w.dim(2), w.dim(3)],
-                    },
-                    &[g, x(0)],
-                )?
+                conv_weight_grad(e, g, x(0), x(1), conv)?
             }
         }
         Op::Conv2dWeightGrad { conv, .. } => {
@@ -526,6 +512,20 @@ fn conv_input_grad(
         },
         &[dy, w],
     )
+}
+
+/// The gradient w.r.t. the weight `w` of the convolution (attributes `c`) of `x`
+/// whose output gradient is `dy`.
+fn conv_weight_grad(
+    e: &mut Emitter,
+    x: NodeId,
+    dy: NodeId,
+    w: NodeId,
+    c: &Conv2dAttrs,
+) -> EmitResult {
+    let ws = e.ty(w).shape.clone();
+    let kernel = [ws.dim(2), ws.dim(3)];
+    e.op(Op::Conv2dWeightGrad { conv: *c, kernel }, &[x, dy])
 }
 
 /// The adjoint of a strided slice: `g` placed back at the sliced positions of a

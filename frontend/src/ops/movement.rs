@@ -6,7 +6,7 @@ use std::ops::{Bound, RangeBounds};
 use kiln_ir::{Op, Shape, TensorType, TypeError};
 
 use crate::Tensor;
-use crate::ctx::{Ctx, enter};
+use crate::ctx::{Ctx, enter, or_fail};
 use crate::shapes::normalize_axis;
 
 /// The target of [`Tensor::reshape`]: dimensions, at most one of which may be `-1`
@@ -119,10 +119,7 @@ impl Tensor {
         if self.rank() == 0 {
             return cx.emit(|e, x| e.reshape(x[0], &Shape::from([1])));
         }
-        let start = match normalize_axis(start_axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let start = or_fail!(cx, normalize_axis(start_axis, self.rank()));
         let mut dims = self.dims()[..start].to_vec();
         dims.push(self.dims()[start..].iter().product());
         cx.emit(|e, x| e.reshape(x[0], &Shape::new(dims)))
@@ -132,10 +129,7 @@ impl Tensor {
     #[track_caller]
     pub fn unsqueeze(&self, axis: isize) -> Tensor {
         let cx = enter!("unsqueeze", self);
-        let a = match normalize_axis(axis, self.rank() + 1) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let a = or_fail!(cx, normalize_axis(axis, self.rank() + 1));
         let mut dims = self.dims().to_vec();
         dims.insert(a, 1);
         cx.emit(|e, x| e.reshape(x[0], &Shape::new(dims)))
@@ -145,10 +139,7 @@ impl Tensor {
     #[track_caller]
     pub fn squeeze(&self, axis: isize) -> Tensor {
         let cx = enter!("squeeze", self);
-        let a = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let a = or_fail!(cx, normalize_axis(axis, self.rank()));
         if self.dims()[a] != 1 {
             return cx.fail(TypeError::Attr(format!(
                 "axis {axis} has size {}, not 1",
@@ -164,14 +155,8 @@ impl Tensor {
     #[track_caller]
     pub fn permute(&self, axes: &[isize]) -> Tensor {
         let cx = enter!("permute", self);
-        let perm = match axes
-            .iter()
-            .map(|&a| normalize_axis(a, self.rank()))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) => p,
-            Err(e) => return cx.fail(e),
-        };
+        let perm = axes.iter().map(|&a| normalize_axis(a, self.rank()));
+        let perm = or_fail!(cx, perm.collect::<Result<Vec<_>, _>>());
         cx.emit(|e, x| e.op(Op::Transpose(perm), &[x[0]]))
     }
 
@@ -218,10 +203,7 @@ impl Tensor {
     #[track_caller]
     pub fn slice_step(&self, axis: isize, range: impl RangeBounds<usize>, step: usize) -> Tensor {
         let cx = enter!("slice", self);
-        let a = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let a = or_fail!(cx, normalize_axis(axis, self.rank()));
         let (s, e) = bounds(&range, self.dims()[a]);
         let mut start = vec![0; self.rank()];
         let mut end = self.dims().to_vec();
@@ -270,10 +252,7 @@ impl Tensor {
             Ok(cx) => cx,
             Err(p) => return p,
         };
-        let a = match normalize_axis(axis, first.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let a = or_fail!(cx, normalize_axis(axis, first.rank()));
         cx.emit(|e, xs| e.op(Op::Concat { axis: a }, xs))
     }
 }

@@ -4,7 +4,7 @@
 use kiln_ir::{BinaryOp, NodeId, Op, ReduceOp, UnaryOp};
 
 use crate::Tensor;
-use crate::ctx::{Emitted, Emitter, enter};
+use crate::ctx::{Emitted, Emitter, enter, or_fail};
 use crate::shapes::{normalize_axes, normalize_axis};
 
 /// `x - max(x, axis)` with the max broadcast back: the shift that makes `exp` safe.
@@ -31,84 +31,63 @@ fn log_sum_exp_kept(e: &mut Emitter, d: NodeId, axis: usize) -> Emitted {
     e.unary(UnaryOp::Log, s)
 }
 
+/// Per reduction kind, two `Tensor` methods: `$name` over given axes and `$all`
+/// over all elements (to a scalar).
+macro_rules! reductions {
+    ($($kind:ident: $name:ident, $all:ident, $what:literal;)*) => {$(
+        #[doc = concat!($what, " over `axes` (negative counts from the end); `keepdim` keeps them as size 1.")]
+        #[track_caller]
+        pub fn $name(&self, axes: &[isize], keepdim: bool) -> Tensor {
+            self.reduce(stringify!($name), ReduceOp::$kind, axes, keepdim)
+        }
+
+        #[doc = concat!($what, " of all elements (a scalar).")]
+        #[track_caller]
+        pub fn $all(&self) -> Tensor {
+            let all: Vec<isize> = (0..self.rank() as isize).collect();
+            self.reduce(stringify!($all), ReduceOp::$kind, &all, false)
+        }
+    )*};
+}
+
 impl Tensor {
     #[track_caller]
     fn reduce(&self, name: &'static str, kind: ReduceOp, axes: &[isize], keepdim: bool) -> Tensor {
         let cx = enter!(name, self);
-        let axes = match normalize_axes(axes, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
+        let axes = or_fail!(cx, normalize_axes(axes, self.rank()));
         cx.emit(|e, x| e.reduce(kind, x[0], axes, keepdim))
     }
 
-    /// Sum over `axes` (negative counts from the end); `keepdim` keeps them as size 1.
+    /// An op along one axis: `f(e, x, axis)` emits it once `axis` is normalized.
     #[track_caller]
-    pub fn sum(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        self.reduce("sum", ReduceOp::Sum, axes, keepdim)
+    fn along(
+        &self,
+        name: &'static str,
+        axis: isize,
+        f: impl FnOnce(&mut Emitter, NodeId, usize) -> Emitted,
+    ) -> Tensor {
+        let cx = enter!(name, self);
+        let axis = or_fail!(cx, normalize_axis(axis, self.rank()));
+        cx.emit(|e, x| f(e, x[0], axis))
     }
 
-    /// Mean over `axes`.
-    #[track_caller]
-    pub fn mean(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        self.reduce("mean", ReduceOp::Mean, axes, keepdim)
-    }
-
-    /// Maximum over `axes`.
-    #[track_caller]
-    pub fn max(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        self.reduce("max", ReduceOp::Max, axes, keepdim)
-    }
-
-    /// Minimum over `axes`.
-    #[track_caller]
-    pub fn min(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        self.reduce("min", ReduceOp::Min, axes, keepdim)
-    }
-
-    fn all_axes(&self) -> Vec<isize> {
-        (0..self.rank() as isize).collect()
-    }
-
-    /// Sum of all elements (a scalar).
-    #[track_caller]
-    pub fn sum_all(&self) -> Tensor {
-        self.reduce("sum_all", ReduceOp::Sum, &self.all_axes(), false)
-    }
-
-    /// Mean of all elements (a scalar).
-    #[track_caller]
-    pub fn mean_all(&self) -> Tensor {
-        self.reduce("mean_all", ReduceOp::Mean, &self.all_axes(), false)
-    }
-
-    /// Maximum of all elements (a scalar).
-    #[track_caller]
-    pub fn max_all(&self) -> Tensor {
-        self.reduce("max_all", ReduceOp::Max, &self.all_axes(), false)
-    }
-
-    /// Minimum of all elements (a scalar).
-    #[track_caller]
-    pub fn min_all(&self) -> Tensor {
-        self.reduce("min_all", ReduceOp::Min, &self.all_axes(), false)
+    reductions! {
+        Sum: sum, sum_all, "Sum";
+        Mean: mean, mean_all, "Mean";
+        Max: max, max_all, "Maximum";
+        Min: min, min_all, "Minimum";
     }
 
     /// The i32 index of the first maximum along `axis`.
     #[track_caller]
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Tensor {
-        let cx = enter!("argmax", self);
-        let axis = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
-        cx.emit(|e, x| {
+        self.along("argmax", axis, |e, x, axis| {
             e.op(
                 Op::ArgMax {
                     axis,
                     keepdims: keepdim,
                 },
-                &[x[0]],
+                &[x],
             )
         })
     }
@@ -117,14 +96,9 @@ impl Tensor {
     /// `exp(x - max) / sum(exp(x - max))` so large logits do not overflow.
     #[track_caller]
     pub fn softmax(&self, axis: isize) -> Tensor {
-        let cx = enter!("softmax", self);
-        let axis = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let d = shifted(e, x[0], axis)?;
+        self.along("softmax", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let d = shifted(e, x, axis)?;
             let ex = e.unary(UnaryOp::Exp, d)?;
             let s = e.reduce(ReduceOp::Sum, ex, vec![axis], true)?;
             let s = e.broadcast(s, &shape)?;
@@ -136,14 +110,9 @@ impl Tensor {
     /// `(x - max) - log(sum(exp(x - max)))`.
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        let cx = enter!("log_softmax", self);
-        let axis = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let d = shifted(e, x[0], axis)?;
+        self.along("log_softmax", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let d = shifted(e, x, axis)?;
             let lse = log_sum_exp_kept(e, d, axis)?;
             let lse = e.broadcast(lse, &shape)?;
             e.binary(BinaryOp::Sub, d, lse)
@@ -154,16 +123,11 @@ impl Tensor {
     /// `max + log(sum(exp(x - max)))`.
     #[track_caller]
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Tensor {
-        let cx = enter!("logsumexp", self);
-        let axis = match normalize_axis(axis, self.rank()) {
-            Ok(a) => a,
-            Err(e) => return cx.fail(e),
-        };
-        cx.emit(|e, x| {
-            let shape = e.shape(x[0]);
-            let m = shift(e, x[0], axis)?;
+        self.along("logsumexp", axis, |e, x, axis| {
+            let shape = e.shape(x);
+            let m = shift(e, x, axis)?;
             let mb = e.broadcast(m, &shape)?;
-            let d = e.binary(BinaryOp::Sub, x[0], mb)?;
+            let d = e.binary(BinaryOp::Sub, x, mb)?;
             let lse = log_sum_exp_kept(e, d, axis)?;
             let out = e.binary(BinaryOp::Add, m, lse)?;
             if keepdim {

@@ -63,17 +63,29 @@ fn add_bias_t<F: Float>(product: &HostTensor, bias: &HostTensor, relu: bool) -> 
     F::wrap(out)
 }
 
-/// Per spatial axis, for every (kernel tap, output position) pair, the input
-/// position it reads (or `None` in the padding). Computed once per op so the inner
-/// loops only index.
+/// The geometry of one 2-D convolution, stated as the weight `[A,B,KH,KW]`, the
+/// output side `[N,A,OH,OW]` and the input side `[N,B,H,W]` (conv2d reads the input
+/// side, its transpose writes it). Per spatial axis it holds, for every (kernel
+/// tap, output position) pair, the input position it reads (or `None` in the
+/// padding), computed once per op so the inner loops only index.
 struct Taps {
     /// `rows[kh][oh]`, `cols[kw][ow]`.
     rows: Vec<Vec<Option<usize>>>,
     cols: Vec<Vec<Option<usize>>>,
+    /// `[A, B, KH, KW]`.
+    w: [usize; 4],
+    batch: usize,
+    /// Spatial sizes of an output plane and of an input plane.
+    out: [usize; 2],
+    input: [usize; 2],
 }
 
 impl Taps {
-    fn new(c: &Conv2dAttrs, kernel: [usize; 2], out: [usize; 2], input: [usize; 2]) -> Taps {
+    fn new(c: &Conv2dAttrs, w: &Shape, y: &Shape, x: &Shape) -> Taps {
+        let w = dims4(w);
+        let [batch, _, oh, ow] = dims4(y);
+        let [_, _, h, wd] = dims4(x);
+        let (kernel, out, input) = ([w[2], w[3]], [oh, ow], [h, wd]);
         let axis = |a: usize| -> Vec<Vec<Option<usize>>> {
             let (s, d, p) = (c.stride[a], c.dilation[a], c.padding[a]);
             (0..kernel[a])
@@ -88,6 +100,54 @@ impl Taps {
         Taps {
             rows: axis(0),
             cols: axis(1),
+            w,
+            batch,
+            out,
+            input,
+        }
+    }
+
+    /// Flat starts of output-side plane `(n, a)` and input-side plane `(n, b)`.
+    fn planes(&self, n: usize, a: usize, b: usize) -> (usize, usize) {
+        let [an, bn, ..] = self.w;
+        let y0 = (n * an + a) * self.out[0] * self.out[1];
+        let x0 = (n * bn + b) * self.input[0] * self.input[1];
+        (y0, x0)
+    }
+
+    /// Calls `f(output offset, input offset)` (offsets within one row-major plane)
+    /// for every output position whose input under kernel tap `(ky, kx)` lies
+    /// outside the padding, in `(oy, ox)` order.
+    fn each(&self, ky: usize, kx: usize, mut f: impl FnMut(usize, usize)) {
+        for (oy, iy) in self.rows[ky].iter().enumerate() {
+            let Some(iy) = *iy else { continue };
+            for (ox, ix) in self.cols[kx].iter().enumerate() {
+                let Some(ix) = *ix else { continue };
+                f(oy * self.out[1] + ox, iy * self.input[1] + ix);
+            }
+        }
+    }
+
+    /// The loop nest of conv2d and of its transpose, which differ only in which
+    /// side accumulates: for each batch item, each weight `w[a,b,ky,kx]` and each
+    /// pair of positions its tap connects, calls `mac(yi, xi, w)` with `yi` a flat
+    /// index into the output side and `xi` one into the input side. An output-side
+    /// element sees `(b, ky, kx, oy, ox)` in order, an input-side one
+    /// `(a, ky, kx, oy, ox)`.
+    fn nest<F: Float>(&self, w: &[F], mut mac: impl FnMut(usize, usize, F)) {
+        let [an, bn, kh, kw] = self.w;
+        for n in 0..self.batch {
+            for a in 0..an {
+                for b in 0..bn {
+                    let (y0, x0) = self.planes(n, a, b);
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let wt = w[((a * bn + b) * kh + ky) * kw + kx];
+                            self.each(ky, kx, |yo, xi| mac(y0 + yo, x0 + xi, wt));
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -104,32 +164,9 @@ pub(super) fn conv2d(x: &HostTensor, w: &HostTensor, c: &Conv2dAttrs, out: &Shap
 /// `ih = oh*stride + kh*dilation - padding` (likewise `iw`).
 fn conv2d_t<F: Float>(x: &HostTensor, w: &HostTensor, c: &Conv2dAttrs, out: &Shape) -> TensorData {
     let (xv, wv) = (F::slice(x.data()), F::slice(w.data()));
-    let [bn, ci, h, wd] = dims4(x.shape());
-    let [co, _, kh, kw] = dims4(w.shape());
-    let [_, _, oh, ow] = dims4(out);
-    let taps = Taps::new(c, [kh, kw], [oh, ow], [h, wd]);
     let mut y = vec![F::ZERO; out.numel()];
-    for n in 0..bn {
-        for o in 0..co {
-            let yplane = &mut y[(n * co + o) * oh * ow..][..oh * ow];
-            for ch in 0..ci {
-                let xplane = &xv[(n * ci + ch) * h * wd..][..h * wd];
-                for (ky, rows) in taps.rows.iter().enumerate() {
-                    for (kx, cols) in taps.cols.iter().enumerate() {
-                        let wt = wv[((o * ci + ch) * kh + ky) * kw + kx];
-                        for (oy, iy) in rows.iter().enumerate() {
-                            let Some(iy) = *iy else { continue };
-                            for (ox, ix) in cols.iter().enumerate() {
-                                let Some(ix) = *ix else { continue };
-                                let acc = &mut yplane[oy * ow + ox];
-                                *acc = *acc + xplane[iy * wd + ix] * wt;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let taps = Taps::new(c, w.shape(), out, x.shape());
+    taps.nest(wv, |yi, xi, wt| y[yi] = y[yi] + xv[xi] * wt);
     F::wrap(y)
 }
 
@@ -153,32 +190,8 @@ fn conv_transpose2d_t<F: Float>(
     out: &Shape,
 ) -> TensorData {
     let (yv, wv) = (F::slice(y.data()), F::slice(w.data()));
-    let [bn, ci, oh, ow] = dims4(y.shape());
-    let [_, co, kh, kw] = dims4(w.shape());
-    let [_, _, h, wd] = dims4(out);
-    let taps = Taps::new(c, [kh, kw], [oh, ow], [h, wd]);
     let mut x = vec![F::ZERO; out.numel()];
-    for n in 0..bn {
-        for i in 0..ci {
-            let yplane = &yv[(n * ci + i) * oh * ow..][..oh * ow];
-            for ch in 0..co {
-                let xplane = &mut x[(n * co + ch) * h * wd..][..h * wd];
-                for (ky, rows) in taps.rows.iter().enumerate() {
-                    for (kx, cols) in taps.cols.iter().enumerate() {
-                        let wt = wv[((i * co + ch) * kh + ky) * kw + kx];
-                        for (oy, iy) in rows.iter().enumerate() {
-                            let Some(iy) = *iy else { continue };
-                            for (ox, ix) in cols.iter().enumerate() {
-                                let Some(ix) = *ix else { continue };
-                                let acc = &mut xplane[iy * wd + ix];
-                                *acc = *acc + yplane[oy * ow + ox] * wt;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    Taps::new(c, w.shape(), y.shape(), out).nest(wv, |yi, xi, wt| x[xi] = x[xi] + yv[yi] * wt);
     F::wrap(x)
 }
 
@@ -200,26 +213,17 @@ fn conv2d_weight_grad_t<F: Float>(
     out: &Shape,
 ) -> TensorData {
     let (xv, dyv) = (F::slice(x.data()), F::slice(dy.data()));
-    let [bn, ci, h, wd] = dims4(x.shape());
-    let [_, co, oh, ow] = dims4(dy.shape());
-    let [_, _, kh, kw] = dims4(out);
-    let taps = Taps::new(c, [kh, kw], [oh, ow], [h, wd]);
+    let taps = Taps::new(c, out, dy.shape(), x.shape());
+    let [co, ci, kh, kw] = taps.w;
     let mut dw = Vec::with_capacity(out.numel());
     for o in 0..co {
         for ch in 0..ci {
-            for rows in &taps.rows {
-                for cols in &taps.cols {
+            for ky in 0..kh {
+                for kx in 0..kw {
                     let mut acc = F::ZERO;
-                    for n in 0..bn {
-                        let xplane = &xv[(n * ci + ch) * h * wd..][..h * wd];
-                        let dyplane = &dyv[(n * co + o) * oh * ow..][..oh * ow];
-                        for (oy, iy) in rows.iter().enumerate() {
-                            let Some(iy) = *iy else { continue };
-                            for (ox, ix) in cols.iter().enumerate() {
-                                let Some(ix) = *ix else { continue };
-                                acc = acc + xplane[iy * wd + ix] * dyplane[oy * ow + ox];
-                            }
-                        }
+                    for n in 0..taps.batch {
+                        let (y0, x0) = taps.planes(n, o, ch);
+                        taps.each(ky, kx, |yo, xi| acc = acc + xv[x0 + xi] * dyv[y0 + yo]);
                     }
                     dw.push(acc);
                 }

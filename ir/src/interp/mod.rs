@@ -67,6 +67,7 @@ use std::collections::HashMap;
 
 use petgraph::visit::NodeIndexable;
 
+use crate::shape::join_types;
 use crate::{Graph, GraphError, HostTensor, NodeId, Op, TensorData, TensorType, TypeError, infer};
 
 pub use random::uniform_sample;
@@ -97,7 +98,7 @@ pub enum EvalError {
     DuplicateArg(String),
     /// Operands that `op` does not accept (only from [`eval_op`]; in a graph,
     /// validation catches these first).
-    #[error("`{op}` on ({}): {source}", join(operands))]
+    #[error("`{op}` on ({}): {source}", join_types(operands))]
     Type {
         op: String,
         operands: Vec<TensorType>,
@@ -120,14 +121,6 @@ pub enum EvalError {
 fn at(node: &Option<NodeId>) -> String {
     node.map(|n| format!("node %{} ", n.index()))
         .unwrap_or_default()
-}
-
-fn join(types: &[TensorType]) -> String {
-    types
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A failure inside a kernel, before it is tied to a node.

@@ -78,8 +78,9 @@ pub(crate) trait Float:
     fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
-macro_rules! float_impl {
-    ($t:ident, $variant:ident) => {
+/// `Elem` for `$t`, held in `TensorData::$variant`, converted from `f64` by `$from`.
+macro_rules! elem_impl {
+    ($t:ident, $variant:ident, |$x:ident| $from:expr) => {
         impl Elem for $t {
             fn slice(data: &TensorData) -> &[Self] {
                 match data {
@@ -94,10 +95,16 @@ macro_rules! float_impl {
             fn wrap(v: Vec<Self>) -> TensorData {
                 TensorData::$variant(v)
             }
-            fn from_f64(x: f64) -> Self {
-                x as $t
+            fn from_f64($x: f64) -> Self {
+                $from
             }
         }
+    };
+}
+
+macro_rules! float_impl {
+    ($t:ident, $variant:ident) => {
+        elem_impl!($t, $variant, |x| x as $t);
 
         impl Num for $t {
             const ZERO: Self = 0.0;
@@ -154,23 +161,7 @@ macro_rules! float_impl {
 float_impl!(f32, F32);
 float_impl!(f64, F64);
 
-impl Elem for i32 {
-    fn slice(data: &TensorData) -> &[Self] {
-        match data {
-            TensorData::I32(v) => v,
-            other => unreachable!(
-                "expected i32 data, got {} (infer admitted the op)",
-                other.dtype()
-            ),
-        }
-    }
-    fn wrap(v: Vec<Self>) -> TensorData {
-        TensorData::I32(v)
-    }
-    fn from_f64(x: f64) -> Self {
-        x as i32
-    }
-}
+elem_impl!(i32, I32, |x| x as i32);
 
 impl Num for i32 {
     const ZERO: Self = 0;
@@ -196,23 +187,7 @@ impl Num for i32 {
     }
 }
 
-impl Elem for bool {
-    fn slice(data: &TensorData) -> &[Self] {
-        match data {
-            TensorData::Bool(v) => v,
-            other => unreachable!(
-                "expected bool data, got {} (infer admitted the op)",
-                other.dtype()
-            ),
-        }
-    }
-    fn wrap(v: Vec<Self>) -> TensorData {
-        TensorData::Bool(v)
-    }
-    fn from_f64(x: f64) -> Self {
-        x != 0.0
-    }
-}
+elem_impl!(bool, Bool, |x| x != 0.0);
 
 /// Calls a generic kernel `$f::<T>(args)` with `T` the element type for `$dtype`.
 /// `any` covers every dtype, `num` floats and i32, `float` f32 and f64; the

@@ -395,6 +395,28 @@ impl Parser {
         }
         Ok(Literal { values, at })
     }
+
+    /// A comma-separated, possibly empty list of `%n` references resolved in `ids`;
+    /// an unknown one is the error "`%n` is not defined" followed by `unknown`.
+    fn refs(
+        &mut self,
+        ids: &HashMap<u64, NodeId>,
+        unknown: &str,
+    ) -> Result<Vec<NodeId>, ParseError> {
+        let mut refs = Vec::new();
+        while let Tok::Id(n) = self.peek().clone() {
+            let at = self.pos;
+            let id = ids
+                .get(&n)
+                .ok_or_else(|| self.error_at(at, format!("`%{n}` is not defined{unknown}")))?;
+            refs.push(*id);
+            self.next();
+            if !self.eat(",") {
+                break;
+            }
+        }
+        Ok(refs)
+    }
 }
 
 /// The largest literal the parser materializes (1 GiB of f32): a splat of an
@@ -574,18 +596,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         } else {
             None
         };
-        let mut operands = Vec::new();
-        while let Tok::Id(n) = p.peek().clone() {
-            let at = p.pos;
-            let id = *ids
-                .get(&n)
-                .ok_or_else(|| p.error_at(at, format!("`%{n}` is not defined before this use")))?;
-            operands.push(id);
-            p.next();
-            if !p.eat(",") {
-                break;
-            }
-        }
+        let operands = p.refs(&ids, " before this use")?;
         let mut attrs = Vec::new();
         let mut attr_at = Vec::new();
         while let (Tok::Ident(key), Tok::Punct("=")) = (p.peek().clone(), p.peek2().clone()) {
@@ -640,18 +651,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     // `return %a, %b` and the closing brace, then nothing.
     let ret_at = p.pos;
     p.keyword("return")?;
-    let mut returned = Vec::new();
-    while let Tok::Id(n) = p.peek().clone() {
-        let at = p.pos;
-        let id = *ids
-            .get(&n)
-            .ok_or_else(|| p.error_at(at, format!("`%{n}` is not defined")))?;
-        returned.push(id);
-        p.next();
-        if !p.eat(",") {
-            break;
-        }
-    }
+    let returned = p.refs(&ids, "")?;
     p.punct("}")?;
     if *p.peek() != Tok::Eof {
         return Err(p.expected("end of input after `}`"));

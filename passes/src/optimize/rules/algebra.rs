@@ -78,24 +78,25 @@ fn pair(n: &ENode) -> (Id, Id) {
     (n.children()[0], n.children()[1])
 }
 
+/// `[a]` when `b` is a zero splat (`a + 0` and `a - 0` are `a`), else nothing.
+fn zero_right(eg: &TensorGraph, a: Id, b: Id) -> Vec<Id> {
+    if is_splat(eg, b, 0.0) {
+        vec![a]
+    } else {
+        vec![]
+    }
+}
+
 fn add_zero(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (a, b) = pair(n);
-    let mut out = Vec::new();
-    if is_splat(eg, b, 0.0) {
-        out.push(a);
-    }
-    if is_splat(eg, a, 0.0) {
-        out.push(b);
-    }
+    let mut out = zero_right(eg, a, b);
+    out.extend(zero_right(eg, b, a));
     out
 }
 
 fn sub_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (a, b) = pair(n);
-    let mut out = Vec::new();
-    if is_splat(eg, b, 0.0) {
-        out.push(a);
-    }
+    let mut out = zero_right(eg, a, b);
     if is_splat(eg, a, 0.0) {
         out.extend(add(eg, Op::Unary(UnaryOp::Neg), vec![b]));
     }

@@ -139,19 +139,33 @@ fn matmul_transposed(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     out
 }
 
+/// The rewrites a reshape and a broadcast (`kind`, built by `op`) of `x` to shape
+/// `s` share: `None` when `x` already has shape `s` (the op is `x` itself), else
+/// `op(y, s)` for every `op(y)` in `x`'s class, since two in a row compose
+/// (right-aligned broadcasts too: `op` checks the direct one is valid).
+fn composed(
+    eg: &mut TensorGraph,
+    x: Id,
+    s: &Shape,
+    kind: OpKind,
+    op: fn(&mut TensorGraph, Id, Shape) -> Option<Id>,
+) -> Option<Vec<Id>> {
+    if eg[x].data.ty.shape == *s {
+        return None;
+    }
+    let mut out = Vec::new();
+    for m in nodes(eg, x, kind) {
+        out.extend(op(eg, m.children()[0], s.clone()));
+    }
+    Some(out)
+}
+
 fn reshape_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let Op::Reshape(s) = n.op() else {
         return vec![];
     };
     let x = n.children()[0];
-    if eg[x].data.ty.shape == *s {
-        return vec![x];
-    }
-    let mut out = Vec::new();
-    for m in nodes(eg, x, OpKind::Reshape) {
-        out.extend(reshape(eg, m.children()[0], s.clone()));
-    }
-    out
+    composed(eg, x, s, OpKind::Reshape, reshape).unwrap_or_else(|| vec![x])
 }
 
 fn broadcast_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
@@ -159,15 +173,9 @@ fn broadcast_rules(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
         return vec![];
     };
     let x = n.children()[0];
-    if eg[x].data.ty.shape == *s {
+    let Some(mut out) = composed(eg, x, s, OpKind::Broadcast, broadcast) else {
         return vec![x];
-    }
-    let mut out = Vec::new();
-    // Right-aligned broadcasts compose: broadcasting the source directly is valid
-    // (add checks it) and gives the same elements.
-    for m in nodes(eg, x, OpKind::Broadcast) {
-        out.extend(broadcast(eg, m.children()[0], s.clone()));
-    }
+    };
     // A broadcast of a reshape that only adds leading unit axes is a broadcast of
     // the source (`[n] -> [1,n] -> [m,n]` is `[n] -> [m,n]`).
     for m in nodes(eg, x, OpKind::Reshape) {
