@@ -7,7 +7,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
 use cranelift_module::Module;
 use kiln_ir::kernel::{Expr, ExprId, ExprNode};
-use kiln_ir::{BinaryOp, CmpOp, DType, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, DType, IntUnaryOp, UnaryOp};
 
 use super::approx;
 use super::loops::LoopEmitter;
@@ -279,27 +279,19 @@ impl LoopEmitter<'_, '_> {
         let zero = |e: &mut Self| e.constant(dtype, 0.0, lanes);
         if !dtype.is_float() {
             let z = zero(self);
-            return match k {
-                UnaryOp::Neg => self.b.ins().ineg(x),
-                UnaryOp::Abs => self.b.ins().iabs(x),
-                UnaryOp::Relu => self.b.ins().smax(x, z),
-                UnaryOp::Sign => {
+            let Some(int) = k.on_integers() else {
+                unreachable!("typing allows only neg, abs, relu, sign on integers")
+            };
+            return match int {
+                IntUnaryOp::Neg => self.b.ins().ineg(x),
+                IntUnaryOp::Abs => self.b.ins().iabs(x),
+                IntUnaryOp::Relu => self.b.ins().smax(x, z),
+                IntUnaryOp::Sign => {
                     let pos = self.b.ins().icmp(IntCC::SignedGreaterThan, x, z);
                     let neg = self.b.ins().icmp(IntCC::SignedLessThan, x, z);
                     let p = self.b.ins().uextend(types::I32, pos);
                     let n = self.b.ins().uextend(types::I32, neg);
                     self.b.ins().isub(p, n)
-                }
-                // Listed, not a wildcard: a new op must say whether it takes integers.
-                UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Sqrt
-                | UnaryOp::Rsqrt
-                | UnaryOp::Tanh
-                | UnaryOp::Sigmoid
-                | UnaryOp::Recip
-                | UnaryOp::LeakyRelu(_) => {
-                    unreachable!("typing allows only neg, abs, relu, sign on integers")
                 }
             };
         }

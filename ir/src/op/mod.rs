@@ -84,10 +84,15 @@ impl UnaryOp {
         self.kind().mnemonic()
     }
 
-    /// True if the op is also defined on integers (otherwise floats only).
-    pub fn accepts_integers(self) -> bool {
+    /// The op's integer form, for the ops also defined on `i32` (the others take
+    /// floats only). The interpreter and the lowering match on it, so only this
+    /// function lists the float-only ops.
+    pub fn on_integers(self) -> Option<IntUnaryOp> {
         match self {
-            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign => true,
+            UnaryOp::Neg => Some(IntUnaryOp::Neg),
+            UnaryOp::Abs => Some(IntUnaryOp::Abs),
+            UnaryOp::Relu => Some(IntUnaryOp::Relu),
+            UnaryOp::Sign => Some(IntUnaryOp::Sign),
             UnaryOp::Exp
             | UnaryOp::Log
             | UnaryOp::Sqrt
@@ -95,9 +100,24 @@ impl UnaryOp {
             | UnaryOp::Tanh
             | UnaryOp::Sigmoid
             | UnaryOp::Recip
-            | UnaryOp::LeakyRelu(_) => false,
+            | UnaryOp::LeakyRelu(_) => None,
         }
     }
+
+    /// True if the op is also defined on integers (otherwise floats only).
+    pub fn accepts_integers(self) -> bool {
+        self.on_integers().is_some()
+    }
+}
+
+/// The unary ops defined on integers ([`UnaryOp::on_integers`]): `neg` and `abs`
+/// wrap, `relu` is `max(x, 0)`, `sign` is -1, 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntUnaryOp {
+    Neg,
+    Abs,
+    Relu,
+    Sign,
 }
 
 /// Elementwise operations with two operands of identical type.
