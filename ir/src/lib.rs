@@ -29,8 +29,8 @@ pub use dtype::{DType, UnknownDType};
 pub use graph::{Graph, GraphError, Node, NodeId, Output};
 pub use infer::{TypeError, infer, reduced_dims, window_out};
 pub use op::{
-    AttrError, AttrValue, BinaryOp, CmpOp, Conv2dAttrs, Domain, Finiteness, IntUnaryOp, Op,
-    OpClass, OpKind, Pool2dAttrs, PoolKind, ReduceOp, UnaryOp, Work,
+    AttrError, AttrValue, BinaryOp, Body, CmpOp, Conv2dAttrs, Domain, Finiteness, IntUnaryOp, Op,
+    OpClass, OpKind, Pool2dAttrs, PoolKind, ReduceOp, Scan, UnaryOp, Work,
 };
 pub use shape::{MAX_ELEMENTS, Shape, TensorType};
 pub use tensor::{DataLenMismatch, HostTensor, TensorData};

@@ -2,11 +2,12 @@
 //! print -> parse -> print round trip on random valid graphs covering every op.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kiln_ir::text::{parse, print};
 use kiln_ir::{
-    BinaryOp, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs, PoolKind,
-    ReduceOp, Shape, TensorData, TensorType, UnaryOp,
+    BinaryOp, Body, CmpOp, Conv2dAttrs, DType, Graph, HostTensor, NodeId, Op, Pool2dAttrs,
+    PoolKind, ReduceOp, Scan, Shape, TensorData, TensorType, UnaryOp,
 };
 use kiln_testutil::Rng;
 use proptest::prelude::*;
@@ -252,6 +253,8 @@ struct Gen {
     rng: Rng,
     g: Graph,
     args: usize,
+    /// How many loop bodies this graph is nested in.
+    depth: usize,
 }
 
 impl Gen {
@@ -612,6 +615,10 @@ impl Gen {
                     vec![s],
                 )
             }
+            26 => match self.scan() {
+                Some(scan) => scan,
+                None => return,
+            },
             _ => {
                 let a = self.float_node();
                 let b = self.like(a);
@@ -629,7 +636,54 @@ impl Gen {
     }
 }
 
-const FAMILIES: usize = 27;
+impl Gen {
+    /// A loop over a random body (itself a random graph, loops included up to two
+    /// levels): carry `h` of an existing node's type, one `xs` of that element type,
+    /// and the body's other arguments as constants.
+    fn scan(&mut self) -> Option<(Op, Vec<NodeId>)> {
+        if self.depth >= 2 {
+            return None;
+        }
+        let h0 = self.float_node();
+        let ty = self.g.node(h0).ty.clone();
+        let mut body = Gen {
+            rng: Rng(self.rng.bits() | 1),
+            g: Graph::new(format!("body{}", self.depth)),
+            args: 0,
+            depth: self.depth + 1,
+        };
+        let h = body.arg(ty.clone());
+        let x = body.arg(ty.clone());
+        for _ in 0..4 {
+            let k = body.rng.below(FAMILIES);
+            body.propose(k);
+        }
+        let h2 = body.g.add(Op::Binary(BinaryOp::Add), &[h, x]).ok()?;
+        let newest = body.g.node_ids().last()?;
+        body.g.output(h2, Some("h"));
+        body.g.output(newest, None);
+        let length = [0, 1, 3][self.rng.below(3)];
+        let mut stacked = vec![length];
+        stacked.extend_from_slice(ty.shape.dims());
+        let xs = self.arg(TensorType::new(ty.dtype, stacked));
+        let mut operands = vec![h0, xs];
+        for &a in &body.g.args()[2..] {
+            let t = body.g.node(a).ty.clone();
+            operands.push(self.arg(t));
+        }
+        let op = Op::Scan(Scan {
+            body: Body(Arc::new(body.g)),
+            carries: 1,
+            xs: 1,
+            length,
+            reverse: self.rng.chance(0.5),
+            result: self.rng.below(2),
+        });
+        Some((op, operands))
+    }
+}
+
+const FAMILIES: usize = 28;
 
 fn random_graph(seed: u64) -> Graph {
     let mut builder = Gen {
@@ -640,6 +694,7 @@ fn random_graph(seed: u64) -> Graph {
             "random"
         }),
         args: 0,
+        depth: 0,
     };
     for _ in 0..12 {
         let k = builder.rng.below(FAMILIES);

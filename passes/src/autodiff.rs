@@ -277,6 +277,11 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
             }
         }
         Op::Pool2d(p) => e.op(Op::Pool2dGrad(*p), &[x(0), g])?,
+        Op::Scan(_) => {
+            return Err(not_diff(
+                "the vjp of a loop (a reverse scan over saved steps) is not written yet",
+            ));
+        }
         Op::Pool2dGrad(p) => match (p.kind, i) {
             // The routing of max pooling is piecewise constant in x; average pooling
             // does not depend on x at all.

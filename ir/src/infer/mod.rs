@@ -3,12 +3,14 @@
 //! [`infer`] dispatches on the op; the rules live by family: [`elementwise`]
 //! (pointwise, compare, select, casts), [`movement`] (broadcast, reshape,
 //! transpose, slice, concat, pad, reductions), [`contract`] (matmul and the
-//! sliding-window ops) and [`index`] (gather, scatter, one-hot, random).
+//! sliding-window ops), [`index`] (gather, scatter, one-hot, random) and [`scan`]
+//! (loops).
 
 mod contract;
 mod elementwise;
 mod index;
 mod movement;
+mod scan;
 
 use crate::{DType, Op, TensorType};
 
@@ -82,6 +84,7 @@ fn infer_unchecked(op: &Op, ops: &[&TensorType]) -> Inferred {
         Op::ScatterAdd { rows } => i::scatter_add(ops, *rows),
         Op::OneHot { depth, dtype } => i::one_hot(ops, *depth, *dtype),
         Op::RandomUniform { shape, dtype, .. } => i::random_uniform(ops, shape, *dtype),
+        Op::Scan(s) => scan::scan(ops, s),
     }
 }
 

@@ -61,6 +61,7 @@ mod num;
 mod pool;
 mod random;
 mod reduce;
+mod scan;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -209,6 +210,9 @@ pub fn eval_op(op: &Op, operands: &[&HostTensor]) -> Result<HostTensor, EvalErro
         operands: types.clone(),
         source,
     })?;
+    if let Op::Scan(scan) = op {
+        return Ok(scan::run_scan(scan, operands)?.swap_remove(scan.result));
+    }
     kernel(op, operands, &out).map_err(|f| f.at(None, op))
 }
 
@@ -290,6 +294,9 @@ fn evaluate<'a>(
         }
     }
 
+    // The results of each loop, run once for all the nodes that name one of them:
+    // keyed by the body and the operand nodes.
+    let mut loops: HashMap<(usize, Vec<NodeId>), Vec<HostTensor>> = HashMap::new();
     for &id in &order {
         if !needed[id.index()] {
             continue;
@@ -298,6 +305,20 @@ fn evaluate<'a>(
         let value = match &node.op {
             Op::Input | Op::Param => continue, // bound above
             Op::Const(t) => Cow::Borrowed(t),
+            Op::Scan(scan) => {
+                let key = (
+                    std::sync::Arc::as_ptr(&scan.body.0) as usize,
+                    operands[id.index()].clone(),
+                );
+                if !loops.contains_key(&key) {
+                    let xs: Vec<&HostTensor> = operands[id.index()]
+                        .iter()
+                        .map(|o| values[o.index()].as_deref().expect("operands come first"))
+                        .collect();
+                    loops.insert(key.clone(), scan::run_scan(scan, &xs)?);
+                }
+                Cow::Owned(loops[&key][scan.result].clone())
+            }
             op => {
                 let xs: Vec<&HostTensor> = operands[id.index()]
                     .iter()
@@ -358,6 +379,7 @@ fn kernel(op: &Op, xs: &[&HostTensor], out: &TensorType) -> Result<HostTensor, F
         }
         Op::Fma => elementwise::fma(xs[0], xs[1], xs[2]),
         Op::MatMulBias { relu } => contract::matmul_bias(xs[0], xs[1], xs[2], *relu, &out.shape),
+        Op::Scan(_) => unreachable!("evaluate and eval_op run loops themselves"),
     };
     Ok(HostTensor::new(out.shape.clone(), data).expect("kernels produce the inferred size"))
 }

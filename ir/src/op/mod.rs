@@ -269,6 +269,58 @@ pub struct Pool2dAttrs {
     pub padding: [usize; 2],
 }
 
+/// A structured loop in the spirit of JAX's `lax.scan`: `length` steps of `body`,
+/// each taking the carries, one step's slice (along axis 0) of each `xs` operand and
+/// the constants, and returning the new carries followed by that step's `ys`.
+///
+/// Operands: `carries` initial carries, `xs` stacked inputs (leading axis
+/// `length`), then the constants. The body's arguments are, in order, one per
+/// operand (a carry's type, an `xs` element's type, a constant's type); its results
+/// are the `carries` new carries (same types) and the per-step `ys`.
+///
+/// A scan has several results; each is its own node, `result` naming which:
+/// `result < carries` is the final carry `result`, otherwise `ys[result - carries]`
+/// stacked along a new leading axis of size `length`. Nodes with the same body
+/// and operands are the same loop (as TVM's tensors share a multi-output op);
+/// the interpreter runs it once per graph evaluation. `reverse` runs the steps from
+/// the last to the first (`ys` keep the step's index).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    pub body: Body,
+    pub carries: usize,
+    pub xs: usize,
+    pub length: usize,
+    pub reverse: bool,
+    pub result: usize,
+}
+
+impl Scan {
+    /// The number of constant operands the body expects.
+    pub fn consts(&self) -> usize {
+        self.body
+            .0
+            .args()
+            .len()
+            .saturating_sub(self.carries + self.xs)
+    }
+
+    /// The number of results (final carries, then stacked `ys`).
+    pub fn results(&self) -> usize {
+        self.body.0.outputs().len()
+    }
+}
+
+/// The graph of a loop body, shared by the nodes of one loop. Two bodies are equal
+/// when they are the same graph or print the same.
+#[derive(Clone, Debug)]
+pub struct Body(pub std::sync::Arc<crate::Graph>);
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
 /// One operation of the graph. Operand order is the edge weight in [`crate::Graph`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -374,6 +426,10 @@ pub enum Op {
     /// to every row, then `max(_, 0)` if `relu`: a GEMM with its epilogue. Produced by
     /// the optimizer's fusion rules.
     MatMulBias { relu: bool },
+
+    /// `(init_carries..., xs..., consts...)` -> one result of a loop over the
+    /// leading axis of the `xs` (see [`Scan`]).
+    Scan(Scan),
 }
 
 impl Op {
@@ -416,6 +472,7 @@ impl Op {
             Op::RandomUniform { .. } => OpKind::RandomUniform,
             Op::Fma => OpKind::Fma,
             Op::MatMulBias { .. } => OpKind::MatMulBias,
+            Op::Scan(_) => OpKind::Scan,
         }
     }
 
@@ -470,6 +527,30 @@ const AVG_POOL: Pool2dAttrs = Pool2dAttrs {
     kind: PoolKind::Avg,
     ..MAX_POOL
 };
+
+/// `h' = h + x`, `y = h * x` over 3 steps: one carry, one `xs`, the `ys` result.
+fn scan_sample() -> Op {
+    let mut body = crate::Graph::new("step");
+    let ty = crate::TensorType::new(DType::F32, [2]);
+    let h = body.input("h", ty.clone()).expect("fresh name");
+    let x = body.input("x", ty).expect("fresh name");
+    let h2 = body
+        .add(Op::Binary(BinaryOp::Add), &[h, x])
+        .expect("same types");
+    let y = body
+        .add(Op::Binary(BinaryOp::Mul), &[h, x])
+        .expect("same types");
+    body.output(h2, Some("h"));
+    body.output(y, Some("y"));
+    Op::Scan(Scan {
+        body: Body(std::sync::Arc::new(body)),
+        carries: 1,
+        xs: 1,
+        length: 3,
+        reverse: false,
+        result: 1,
+    })
+}
 
 fn reduce(kind: ReduceOp) -> Op {
     Op::Reduce {
@@ -553,6 +634,7 @@ op_table! {
     AvgPool2dGrad    "avg_pool2d_grad"     Library,                 Shaped,         MayNotBe,  Any,      Op::Pool2dGrad(AVG_POOL);
     Gather           "gather"              Library,                 Shaped,         Preserves, Any,      Op::Gather;
     ScatterAdd       "scatter_add"         Library,                 Shaped,         MayNotBe,  Any,      Op::ScatterAdd { rows: 10 };
+    Scan             "scan"                Library,                 Shaped,         MayNotBe,  Any,      scan_sample();
     OneHot           "one_hot"             Library,                 Shaped,         Always,    Any,
         Op::OneHot { depth: 4, dtype: DType::F32 };
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::{Conv2dAttrs, Op, OpClass, OpKind, UnaryOp};
+use super::{Body, Conv2dAttrs, Op, OpClass, OpKind, UnaryOp};
 use crate::{DType, Shape};
 
 /// An attribute value in the text format.
@@ -18,6 +18,8 @@ pub enum AttrValue {
     Bool(bool),
     Ints(Vec<i64>),
     DType(DType),
+    /// A nested graph (a loop body), printed as its `fn ... { ... }` text.
+    Graph(Body),
 }
 
 impl AttrValue {
@@ -33,6 +35,17 @@ impl fmt::Display for AttrValue {
             AttrValue::Float(x) => write!(f, "{x:?}"),
             AttrValue::Bool(b) => write!(f, "{b}"),
             AttrValue::DType(d) => write!(f, "{d}"),
+            AttrValue::Graph(b) => {
+                // Nested lines indented one level deeper than the op's line.
+                let text = b.0.to_string();
+                for (i, line) in text.trim_end().lines().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n    ")?;
+                    }
+                    f.write_str(line)?;
+                }
+                Ok(())
+            }
             AttrValue::Ints(v) => {
                 f.write_str("[")?;
                 for (i, x) in v.iter().enumerate() {
@@ -75,6 +88,7 @@ pub(crate) trait AttrVisitor {
     fn float(&mut self, name: &'static str, v: &mut f64) -> Result<(), AttrError>;
     fn bool(&mut self, name: &'static str, v: &mut bool) -> Result<(), AttrError>;
     fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError>;
+    fn body(&mut self, name: &'static str, v: &mut Body) -> Result<(), AttrError>;
 
     fn shape(&mut self, name: &'static str, v: &mut Shape) -> Result<(), AttrError> {
         let mut dims = v.dims().to_vec();
@@ -115,6 +129,10 @@ impl AttrVisitor for Collect {
     }
     fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError> {
         self.0.push((name, AttrValue::DType(*v)));
+        Ok(())
+    }
+    fn body(&mut self, name: &'static str, v: &mut Body) -> Result<(), AttrError> {
+        self.0.push((name, AttrValue::Graph(v.clone())));
         Ok(())
     }
 }
@@ -217,6 +235,14 @@ impl AttrVisitor for Assign<'_> {
         };
         Ok(())
     }
+
+    fn body(&mut self, name: &'static str, v: &mut Body) -> Result<(), AttrError> {
+        *v = match self.take(name)? {
+            AttrValue::Graph(b) => b,
+            got => return Err(self.err(name, "a graph `fn ... { ... }`", &got)),
+        };
+        Ok(())
+    }
 }
 
 impl Op {
@@ -283,6 +309,14 @@ impl Op {
                 v.shape("shape", shape)?;
                 v.dtype("dtype", dtype)?;
                 v.u32("salt", salt)
+            }
+            Op::Scan(scan) => {
+                v.usize("carries", &mut scan.carries)?;
+                v.usize("xs", &mut scan.xs)?;
+                v.usize("length", &mut scan.length)?;
+                v.bool("reverse", &mut scan.reverse)?;
+                v.usize("result", &mut scan.result)?;
+                v.body("body", &mut scan.body)
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::{AttrValue, DType, Graph, HostTensor, NodeId, Op, TensorData, TensorType};
+use std::sync::Arc;
+
+use crate::{AttrValue, Body, DType, Graph, HostTensor, NodeId, Op, TensorData, TensorType};
 
 /// A syntax or type error in a text-format graph, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -345,6 +347,10 @@ impl Parser {
     }
 
     fn attr_value(&mut self) -> Result<AttrValue, ParseError> {
+        if matches!(self.peek(), Tok::Ident(s) if s == "fn") {
+            let body = function(self)?;
+            return Ok(AttrValue::Graph(Body(Arc::new(body))));
+        }
         if self.eat("[") {
             let mut v = Vec::new();
             if !self.eat("]") {
@@ -510,6 +516,16 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         toks: lex(src)?,
         pos: 0,
     };
+    let graph = function(&mut p)?;
+    if *p.peek() != Tok::Eof {
+        return Err(p.expected("end of input after `}`"));
+    }
+    Ok(graph)
+}
+
+/// One `fn NAME(ARGS) -> (RESULTS) { ... }`: the whole file, or a loop body nested
+/// in an attribute.
+fn function(p: &mut Parser) -> Result<Graph, ParseError> {
     p.keyword("fn")?;
     let mut graph = Graph::new(p.name()?);
     let mut ids: HashMap<u64, NodeId> = HashMap::new();
@@ -653,9 +669,6 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     p.keyword("return")?;
     let returned = p.refs(&ids, "")?;
     p.punct("}")?;
-    if *p.peek() != Tok::Eof {
-        return Err(p.expected("end of input after `}`"));
-    }
     if returned.len() != results.len() {
         return Err(p.error_at(
             ret_at,

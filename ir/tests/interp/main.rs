@@ -15,6 +15,7 @@ mod movement;
 mod pool;
 mod random;
 mod reduce;
+mod scan;
 
 use kiln_ir::interp::{EvalError, eval_op};
 use kiln_ir::{BinaryOp, CmpOp, HostTensor, Op, PoolKind, ReduceOp, UnaryOp};
@@ -173,6 +174,7 @@ const TESTED: &[(&str, &str)] = &[
     ),
     ("fma", "elementwise::fma_rounds_once"),
     ("matmul_bias", "contract::matmul_bias_adds_rows_then_relu"),
+    ("scan", "scan::scan_carries_and_stacks"),
 ];
 
 /// The mnemonics of `op`, spelled out with no wildcard so that a new variant or kind
@@ -246,6 +248,7 @@ fn mnemonics_of(op: &Op) -> Vec<&'static str> {
         Op::RandomUniform { .. } => vec!["random_uniform"],
         Op::Fma => vec!["fma"],
         Op::MatMulBias { .. } => vec!["matmul_bias"],
+        Op::Scan(_) => vec!["scan"],
     }
 }
 
@@ -259,6 +262,7 @@ fn test_source(module: &str) -> &'static str {
         "pool" => include_str!("pool.rs"),
         "random" => include_str!("random.rs"),
         "reduce" => include_str!("reduce.rs"),
+        "scan" => include_str!("scan.rs"),
         other => panic!("unknown test module `{other}`"),
     }
 }

@@ -82,6 +82,8 @@ pub fn node_cost(op: &Op, out: &TensorType, operands: &[&TensorType]) -> Cost {
             2.0 * n * (operands[1].shape.numel() / operands[1].shape.dim(1).max(1)) as f64
         }
         Op::Reduce { .. } | Op::ArgMax { .. } => operands[0].shape.numel() as f64,
+        // The body's cost once per step.
+        Op::Scan(scan) => scan.length as f64 * graph_cost(&scan.body.0).total(),
         Op::Pool2d(p) | Op::Pool2dGrad(p) => {
             (operands[0].shape.numel().max(out.shape.numel()) * p.kernel[0] * p.kernel[1]) as f64
         }
