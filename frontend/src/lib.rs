@@ -47,6 +47,7 @@ pub mod nn;
 mod ops;
 pub mod optim;
 mod rng;
+pub mod scan;
 mod shapes;
 mod tensor;
 

@@ -608,6 +608,12 @@ fn every_op_has_a_differential_test() {
         if matches!(op, Op::Input | Op::Param) {
             continue;
         }
+        // A loop runs through the library's interpreter fallback until it is lowered
+        // to a native loop: comparing it here would compare the interpreter with
+        // itself (tests/scan.rs checks that the compiled path runs).
+        if matches!(op, Op::Scan(_)) {
+            continue;
+        }
         assert!(seen.contains(m), "no differential test for `{m}`");
     }
 }
