@@ -41,3 +41,134 @@ fn a_compiled_loop_agrees_with_the_interpreter() {
         assert_eq!(g.to_f64_vec(), w.to_f64_vec());
     }
 }
+
+/// One LSTM step (gate order i, f, g, o): returns (h', c').
+fn lstm_cell(
+    x: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+    w_ih: &Tensor,
+    w_hh: &Tensor,
+    b: &Tensor,
+) -> (Tensor, Tensor) {
+    let hidden = h.shape().dims()[1];
+    let gates = x.matmul(&w_ih.t()) + h.matmul(&w_hh.t()) + b;
+    let gate = |k: usize| gates.narrow(1, k * hidden, hidden);
+    let (i, f, g, o) = (
+        gate(0).sigmoid(),
+        gate(1).sigmoid(),
+        gate(2).tanh(),
+        gate(3).sigmoid(),
+    );
+    let c2 = &f * c + &i * &g;
+    let h2 = &o * &c2.tanh();
+    (h2, c2)
+}
+
+/// A sequence regression: an LSTM over `xs: [T, B, 2]`, a linear read-out of every
+/// h, MSE against `target: [T, B, 1]`; the loop with `scan` or unrolled.
+fn lstm_step(steps: usize, use_scan: bool) -> TrainStep {
+    let (b, i, hsz) = (3, 2, 5);
+    let g = GraphBuilder::new("lstm");
+    let mut rng = Rng::seed(11);
+    let mut init = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        HostTensor::from_f32(
+            shape,
+            (0..n).map(|_| rng.uniform_f64(-0.5, 0.5) as f32).collect(),
+        )
+        .unwrap()
+    };
+    let xs = g.input("xs", DType::F32, [steps, b, i]);
+    let target = g.input("target", DType::F32, [steps, b, 1]);
+    let w_ih = g.param("w_ih", init(&[4 * hsz, i]));
+    let w_hh = g.param("w_hh", init(&[4 * hsz, hsz]));
+    let bias = g.param("bias", init(&[4 * hsz]));
+    let w_out = g.param("w_out", init(&[hsz, 1]));
+    let h0 = g.zeros([b, hsz]);
+    let c0 = g.zeros([b, hsz]);
+    let hs = if use_scan {
+        g.scan(
+            &[&h0, &c0],
+            &[&xs],
+            &[&w_ih, &w_hh, &bias],
+            |_, carry, x, p| {
+                let (h, c) = lstm_cell(&x[0], &carry[0], &carry[1], &p[0], &p[1], &p[2]);
+                Step {
+                    carries: vec![h.clone(), c],
+                    ys: vec![h],
+                }
+            },
+        )
+        .ys[0]
+            .clone()
+    } else {
+        let (mut h, mut c) = (h0, c0);
+        let mut all = Vec::new();
+        for t in 0..steps {
+            let x = xs.narrow(0, t, 1).squeeze(0);
+            (h, c) = lstm_cell(&x, &h, &c, &w_ih, &w_hh, &bias);
+            all.push(h.unsqueeze(0));
+        }
+        let refs: Vec<&Tensor> = all.iter().collect();
+        Tensor::cat(&refs, 0)
+    };
+    let pred = hs.matmul(&w_out);
+    let loss = kiln::frontend::loss::mse(&pred, &target);
+    TrainStep::new(&loss, &Sgd::new(0.5)).unwrap()
+}
+
+#[test]
+fn an_lstm_in_a_loop_trains_like_the_unrolled_lstm() {
+    let steps = 6;
+    let mut rng = Rng::seed(5);
+    let mut data = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        HostTensor::from_f32(
+            shape,
+            (0..n).map(|_| rng.uniform_f64(-1.0, 1.0) as f32).collect(),
+        )
+        .unwrap()
+    };
+    let xs = data(&[steps, 3, 2]);
+    // The target: a running mean of the first input feature, a task with memory.
+    let xv = xs.to_f64_vec();
+    let mut tv = Vec::new();
+    for t in 0..steps {
+        for b in 0..3 {
+            let mean: f64 = (0..=t).map(|s| xv[(s * 3 + b) * 2]).sum::<f64>() / (t + 1) as f64;
+            tv.push(mean as f32);
+        }
+    }
+    let target = HostTensor::from_f32([steps, 3, 1], tv).unwrap();
+    let inputs = [("xs", &xs), ("target", &target)];
+
+    let mut looped = lstm_step(steps, true);
+    let mut looped_interp = lstm_step(steps, true);
+    let mut unrolled = lstm_step(steps, false);
+    let mut losses = Vec::new();
+    for _ in 0..40 {
+        let a = looped.run(&inputs).unwrap().loss;
+        let b = looped_interp.run_interpreted(&inputs).unwrap().loss;
+        let c = unrolled.run(&inputs).unwrap().loss;
+        // Compiled loop = interpreter (the loop runs through it) and = the unrolled
+        // model compiled natively (its f32 approximations differ by ulps).
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs(),
+            "loop {a} vs interpreter {b}"
+        );
+        assert!(
+            (a - c).abs() <= 1e-5 * c.abs().max(1e-3),
+            "loop {a} vs unrolled {c}"
+        );
+        losses.push(a);
+    }
+    assert!(
+        losses[39] < 0.5 * losses[0],
+        "the loss falls: {} -> {}",
+        losses[0],
+        losses[39]
+    );
+    // The graph of the loop does not grow with the sequence.
+    assert!(looped.graph().node_count() < unrolled.graph().node_count());
+}

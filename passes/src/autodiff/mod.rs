@@ -18,6 +18,8 @@ use kiln_ir::{
 
 use crate::emit::{EmitResult, Emitter};
 
+mod scan;
+
 /// Why a gradient cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AutodiffError {
@@ -120,6 +122,16 @@ pub fn grad(graph: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients, Au
         }
         adjoint.insert(n, adj);
         let operands = graph.operands(n);
+        if let Op::Scan(s) = &graph.node(n).op {
+            // One reverse loop gives every operand's gradient at once.
+            let grads = scan::scan_vjp(&mut e, n, s, &operands, adj)?;
+            for (&o, g) in operands.iter().zip(grads) {
+                if let (true, Some(g)) = (on_path(&o), g) {
+                    pending.entry(o).or_default().push(g);
+                }
+            }
+            continue;
+        }
         for (i, &o) in operands.iter().enumerate() {
             if !on_path(&o) {
                 continue;
@@ -277,11 +289,7 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
             }
         }
         Op::Pool2d(p) => e.op(Op::Pool2dGrad(*p), &[x(0), g])?,
-        Op::Scan(_) => {
-            return Err(not_diff(
-                "the vjp of a loop (a reverse scan over saved steps) is not written yet",
-            ));
-        }
+        Op::Scan(_) => unreachable!("grad differentiates loops as a whole (scan::scan_vjp)"),
         Op::Pool2dGrad(p) => match (p.kind, i) {
             // The routing of max pooling is piecewise constant in x; average pooling
             // does not depend on x at all.
