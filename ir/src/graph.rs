@@ -179,6 +179,30 @@ impl Graph {
         Ok(id)
     }
 
+    /// Replaces the op of node `id` by an equivalent one (an optimized loop body,
+    /// ...): `op` must give the node's recorded type from the same operands.
+    pub fn replace_op(&mut self, id: NodeId, op: Op) -> Result<(), GraphError> {
+        let node = self.get(id).ok_or(GraphError::UnknownNode(id))?;
+        let operands = self.operands(id);
+        let types: Vec<&TensorType> = operands.iter().map(|&o| &self.graph[o].ty).collect();
+        let inferred = infer(&op, &types).map_err(|source| GraphError::Type {
+            node: Some(id),
+            op: op.mnemonic().to_string(),
+            operands: types.iter().map(|&t| t.clone()).collect(),
+            source,
+        })?;
+        if inferred != node.ty {
+            return Err(GraphError::StaleType {
+                node: id,
+                op: op.mnemonic().to_string(),
+                recorded: node.ty.clone(),
+                inferred,
+            });
+        }
+        self.graph[id].op = op;
+        Ok(())
+    }
+
     /// Names a node (for debugging output); argument names cannot be changed.
     pub fn set_node_name(&mut self, id: NodeId, name: impl Into<String>) {
         let node = &mut self.graph[id];

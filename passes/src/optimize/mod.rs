@@ -43,11 +43,13 @@ pub mod lang;
 pub mod pipeline;
 pub mod rules;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egg::{Id, Runner, SimpleScheduler};
-use kiln_ir::{Graph, GraphError, TensorType};
+use kiln_ir::{Body, Graph, GraphError, Op, Scan, TensorType};
 
 pub use analysis::TensorAnalysis;
 pub use cost::{Cost, fused_nodes, graph_cost};
@@ -231,6 +233,36 @@ pub enum OptimizeError {
     },
 }
 
+/// `graph` with every loop body optimized as a graph of its own (each shared body
+/// once, loops inside bodies first), or `None` if it has no loop. The outer
+/// optimizer then sees each loop as one node.
+fn optimize_bodies(graph: &Graph, config: &OptimizeConfig) -> Result<Option<Graph>, OptimizeError> {
+    let mut done: HashMap<usize, Body> = HashMap::new();
+    let mut out: Option<Graph> = None;
+    for id in graph.node_ids() {
+        let Op::Scan(scan) = &graph.node(id).op else {
+            continue;
+        };
+        let key = Arc::as_ptr(&scan.body.0) as usize;
+        let body = match done.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let (g, _) = optimize_with(&scan.body.0, config)?;
+                let b = Body(Arc::new(g));
+                done.insert(key, b.clone());
+                b
+            }
+        };
+        let op = Op::Scan(Scan {
+            body,
+            ..scan.clone()
+        });
+        out.get_or_insert_with(|| graph.clone())
+            .replace_op(id, op)?;
+    }
+    Ok(out)
+}
+
 /// Optimizes `graph` with the default configuration.
 pub fn optimize(graph: &Graph) -> Result<(Graph, OptimizeStats), OptimizeError> {
     optimize_with(graph, &OptimizeConfig::default())
@@ -243,6 +275,8 @@ pub fn optimize_with(
     config: &OptimizeConfig,
 ) -> Result<(Graph, OptimizeStats), OptimizeError> {
     let start = Instant::now();
+    let with_bodies = optimize_bodies(graph, config)?;
+    let graph = with_bodies.as_ref().unwrap_or(graph);
     let analysis = TensorAnalysis {
         fold_limit: config.fold_limit,
     };
