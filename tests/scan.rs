@@ -23,12 +23,7 @@ fn a_compiled_loop_agrees_with_the_interpreter() {
     let model = g
         .build(&[("h", &out.carries[0]), ("sums", &out.ys[0])])
         .unwrap();
-    let mut rng = Rng::seed(3);
-    let xs_v = HostTensor::from_f32(
-        [9, 2, 3],
-        (0..54).map(|_| rng.uniform_f64(-1.0, 1.0) as f32).collect(),
-    )
-    .unwrap();
+    let xs_v = uniform(&mut Rng::seed(3), &[9, 2, 3], 1.0);
     let h0_v = HostTensor::from_f32([2, 3], vec![0.5, -0.25, 1.0, -1.0, 0.75, 0.125]).unwrap();
     let args = model.call_args(&[("xs", &xs_v), ("h0", &h0_v)]).unwrap();
     let want = kiln::ir::interp::run(&model.graph, &args).unwrap();
@@ -71,14 +66,7 @@ fn lstm_step(steps: usize, use_scan: bool) -> TrainStep {
     let (b, i, hsz) = (3, 2, 5);
     let g = GraphBuilder::new("lstm");
     let mut rng = Rng::seed(11);
-    let mut init = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        HostTensor::from_f32(
-            shape,
-            (0..n).map(|_| rng.uniform_f64(-0.5, 0.5) as f32).collect(),
-        )
-        .unwrap()
-    };
+    let mut init = |shape: &[usize]| uniform(&mut rng, shape, 0.5);
     let xs = g.input("xs", DType::F32, [steps, b, i]);
     let target = g.input("target", DType::F32, [steps, b, 1]);
     let w_ih = g.param("w_ih", init(&[4 * hsz, i]));
@@ -121,16 +109,7 @@ fn lstm_step(steps: usize, use_scan: bool) -> TrainStep {
 #[test]
 fn an_lstm_in_a_loop_trains_like_the_unrolled_lstm() {
     let steps = 6;
-    let mut rng = Rng::seed(5);
-    let mut data = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        HostTensor::from_f32(
-            shape,
-            (0..n).map(|_| rng.uniform_f64(-1.0, 1.0) as f32).collect(),
-        )
-        .unwrap()
-    };
-    let xs = data(&[steps, 3, 2]);
+    let xs = uniform(&mut Rng::seed(5), &[steps, 3, 2], 1.0);
     // The target: a running mean of the first input feature, a task with memory.
     let xv = xs.to_f64_vec();
     let mut tv = Vec::new();
@@ -171,4 +150,13 @@ fn an_lstm_in_a_loop_trains_like_the_unrolled_lstm() {
     );
     // The graph of the loop does not grow with the sequence.
     assert!(looped.graph().node_count() < unrolled.graph().node_count());
+}
+
+/// Seeded values uniform in `[-scale, scale)`, never all zero.
+fn uniform(rng: &mut Rng, shape: &[usize], scale: f64) -> HostTensor {
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|_| rng.uniform_f64(-scale, scale) as f32)
+        .collect();
+    HostTensor::from_f32(shape, v).unwrap()
 }

@@ -165,13 +165,7 @@ impl Graph {
                 return Err(GraphError::UnknownNode(o));
             }
         }
-        let types: Vec<&TensorType> = operands.iter().map(|&o| &self.graph[o].ty).collect();
-        let ty = infer(&op, &types).map_err(|source| GraphError::Type {
-            node: None,
-            op: op.mnemonic().to_string(),
-            operands: types.iter().map(|&t| t.clone()).collect(),
-            source,
-        })?;
+        let ty = self.infer_node(None, &op, operands)?;
         let id = self.graph.add_node(Node { op, ty, name: None });
         for (pos, &o) in operands.iter().enumerate() {
             self.graph.add_edge(o, id, pos);
@@ -179,18 +173,27 @@ impl Graph {
         Ok(id)
     }
 
+    /// The type of `op` on `operands`, or the error naming `node`.
+    fn infer_node(
+        &self,
+        node: Option<NodeId>,
+        op: &Op,
+        operands: &[NodeId],
+    ) -> Result<TensorType, GraphError> {
+        let types: Vec<&TensorType> = operands.iter().map(|&o| &self.graph[o].ty).collect();
+        infer(op, &types).map_err(|source| GraphError::Type {
+            node,
+            op: op.mnemonic().to_string(),
+            operands: types.iter().map(|&t| t.clone()).collect(),
+            source,
+        })
+    }
+
     /// Replaces the op of node `id` by an equivalent one (an optimized loop body,
     /// ...): `op` must give the node's recorded type from the same operands.
     pub fn replace_op(&mut self, id: NodeId, op: Op) -> Result<(), GraphError> {
         let node = self.get(id).ok_or(GraphError::UnknownNode(id))?;
-        let operands = self.operands(id);
-        let types: Vec<&TensorType> = operands.iter().map(|&o| &self.graph[o].ty).collect();
-        let inferred = infer(&op, &types).map_err(|source| GraphError::Type {
-            node: Some(id),
-            op: op.mnemonic().to_string(),
-            operands: types.iter().map(|&t| t.clone()).collect(),
-            source,
-        })?;
+        let inferred = self.infer_node(Some(id), &op, &self.operands(id))?;
         if inferred != node.ty {
             return Err(GraphError::StaleType {
                 node: id,

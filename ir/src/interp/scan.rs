@@ -63,23 +63,19 @@ fn row(x: &HostTensor, t: usize) -> HostTensor {
 fn stack(rows: &[HostTensor], ty: &TensorType, length: usize) -> HostTensor {
     let mut dims = vec![length];
     dims.extend_from_slice(ty.shape.dims());
+    macro_rules! stacked {
+        ($variant:ident) => {
+            TensorData::$variant(concat(rows, |d| match d {
+                TensorData::$variant(v) => v,
+                _ => unreachable!("the body's results have their declared types"),
+            }))
+        };
+    }
     let data = match ty.dtype {
-        DType::F32 => TensorData::F32(concat(rows, |d| match d {
-            TensorData::F32(v) => v,
-            _ => unreachable!("the body's results have their declared types"),
-        })),
-        DType::F64 => TensorData::F64(concat(rows, |d| match d {
-            TensorData::F64(v) => v,
-            _ => unreachable!("the body's results have their declared types"),
-        })),
-        DType::I32 => TensorData::I32(concat(rows, |d| match d {
-            TensorData::I32(v) => v,
-            _ => unreachable!("the body's results have their declared types"),
-        })),
-        DType::Bool => TensorData::Bool(concat(rows, |d| match d {
-            TensorData::Bool(v) => v,
-            _ => unreachable!("the body's results have their declared types"),
-        })),
+        DType::F32 => stacked!(F32),
+        DType::F64 => stacked!(F64),
+        DType::I32 => stacked!(I32),
+        DType::Bool => stacked!(Bool),
     };
     HostTensor::new(Shape::new(dims), data).expect("length rows of the step's size")
 }

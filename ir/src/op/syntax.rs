@@ -161,6 +161,16 @@ impl<'a> Assign<'a> {
         }
     }
 
+    /// Attribute `key`, converted by `f` (which hands back what it cannot use).
+    fn take_as<T>(
+        &mut self,
+        key: &str,
+        what: &str,
+        f: impl FnOnce(AttrValue) -> Result<T, AttrValue>,
+    ) -> Result<T, AttrError> {
+        f(self.take(key)?).map_err(|got| self.err(key, what, &got))
+    }
+
     fn err(&self, key: &str, what: &str, got: &AttrValue) -> AttrError {
         AttrError::new(self.op, key, format!("expected {what}, got `{got}`"))
     }
@@ -221,26 +231,26 @@ impl AttrVisitor for Assign<'_> {
     }
 
     fn bool(&mut self, name: &'static str, v: &mut bool) -> Result<(), AttrError> {
-        *v = match self.take(name)? {
-            AttrValue::Bool(b) => b,
-            got => return Err(self.err(name, "true or false", &got)),
-        };
+        *v = self.take_as(name, "true or false", |a| match a {
+            AttrValue::Bool(b) => Ok(b),
+            other => Err(other),
+        })?;
         Ok(())
     }
 
     fn dtype(&mut self, name: &'static str, v: &mut DType) -> Result<(), AttrError> {
-        *v = match self.take(name)? {
-            AttrValue::DType(d) => d,
-            got => return Err(self.err(name, "a dtype", &got)),
-        };
+        *v = self.take_as(name, "a dtype", |a| match a {
+            AttrValue::DType(d) => Ok(d),
+            other => Err(other),
+        })?;
         Ok(())
     }
 
     fn body(&mut self, name: &'static str, v: &mut Body) -> Result<(), AttrError> {
-        *v = match self.take(name)? {
-            AttrValue::Graph(b) => b,
-            got => return Err(self.err(name, "a graph `fn ... { ... }`", &got)),
-        };
+        *v = self.take_as(name, "a graph `fn ... { ... }`", |a| match a {
+            AttrValue::Graph(b) => Ok(b),
+            other => Err(other),
+        })?;
         Ok(())
     }
 }
