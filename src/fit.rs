@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_frontend::ParamStore;
-use kiln_ir::{DType, Graph, HostTensor};
+use kiln_ir::{DType, Graph, HostTensor, Op};
 use kiln_runtime::data::Dataset;
 use kiln_runtime::{CompileError, Executable, RunError};
 
@@ -60,6 +60,42 @@ pub enum EvalError {
     /// There is nothing to evaluate.
     #[error("the evaluation data set is empty")]
     Empty,
+    /// A label is not a class index of the logits.
+    #[error(transparent)]
+    Label(#[from] LabelError),
+}
+
+/// A label that is not a class index of the model: checked the same way by
+/// [`Evaluator::evaluate`] (against the logits' class count) and [`Fit::run`]
+/// (against the training step's, before the first step), instead of a NaN loss or
+/// a failed step.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "label {label} of sample {sample} is out of range [0, {classes}): labels are class indices"
+)]
+pub struct LabelError {
+    /// The sample, counting from 0 in its data set.
+    pub sample: usize,
+    /// Its label.
+    pub label: i32,
+    /// The model's number of classes.
+    pub classes: usize,
+}
+
+/// Checks that every label is a class index in `0..classes`; `first` is the
+/// data-set index of `labels[0]`.
+pub fn check_labels(labels: &[i32], classes: usize, first: usize) -> Result<(), LabelError> {
+    match labels
+        .iter()
+        .position(|&l| usize::try_from(l).map_or(true, |l| l >= classes))
+    {
+        Some(i) => Err(LabelError {
+            sample: first + i,
+            label: labels[i],
+            classes,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl From<CompileError> for EvalError {
@@ -183,11 +219,9 @@ impl<'a> Evaluator<'a> {
         let mut score = Score::default();
         for batch in data.batches(self.max_batch) {
             let logits = self.logits(params, &batch.x)?;
-            score.add(
-                &logits,
-                batch.labels.as_i32().expect("labels are i32"),
-                true,
-            );
+            let labels = batch.labels.as_i32().expect("labels are i32");
+            check_labels(labels, logits.shape().dim(1), score.samples)?;
+            score.add(&logits, labels, true);
         }
         Ok(Evaluation {
             accuracy: score.accuracy(),
@@ -259,6 +293,15 @@ pub enum FitError {
         epoch: usize,
         /// The evaluator's error.
         source: EvalError,
+    },
+    /// A label of the training or evaluation set is not a class index of the step
+    /// (found before training starts).
+    #[error("the {set} set: {source}")]
+    Label {
+        /// `training` or `evaluation`.
+        set: &'static str,
+        /// The first bad label.
+        source: LabelError,
     },
     /// The training set has fewer samples than one batch.
     #[error("the training set has {samples} samples, fewer than one batch of {batch}")]
@@ -410,8 +453,29 @@ impl Fit {
         self
     }
 
+    /// The step's number of classes: the depth of a `one_hot` of its labels input
+    /// (as the cross-entropy losses make), else the width of its logits output.
+    fn classes(&self, step: &TrainStep, logits_at: Option<usize>) -> Option<usize> {
+        let g = step.graph();
+        let labels = g
+            .args()
+            .iter()
+            .find(|&&a| g.node(a).name.as_deref() == Some(&self.labels));
+        let depth = labels.and_then(|&a| {
+            g.users(a).into_iter().find_map(|u| match g.node(u).op {
+                Op::OneHot { depth, .. } => Some(depth),
+                _ => None,
+            })
+        });
+        depth.or_else(|| {
+            let logits = g.node(g.outputs()[logits_at? + 1].node);
+            logits.ty.shape.dims().get(1).copied()
+        })
+    }
+
     /// Trains `step` on `train`; after each epoch evaluates on `eval` if given.
-    /// Returns one report per epoch.
+    /// Returns one report per epoch. Labels of both sets are checked first against
+    /// the step's class count ([`FitError::Label`]).
     pub fn run(
         &self,
         step: &mut TrainStep,
@@ -437,6 +501,18 @@ impl Fit {
             .iter()
             .skip(1)
             .position(|o| o.name.as_deref() == Some(&self.logits));
+        if let Some(classes) = self.classes(step, logits_at) {
+            check_labels(train.labels(), classes, 0).map_err(|source| FitError::Label {
+                set: "training",
+                source,
+            })?;
+            if let Some((_, data)) = &eval {
+                check_labels(data.labels(), classes, 0).map_err(|source| FitError::Label {
+                    set: "evaluation",
+                    source,
+                })?;
+            }
+        }
         step.compile().map_err(|e| FitError::Train {
             epoch: 1,
             source: Box::new(e),

@@ -14,7 +14,10 @@ mod train;
 pub mod workloads;
 
 pub use debug::{GraphFileError, load_graph, save_graph};
-pub use fit::{EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, Progress};
+pub use fit::{
+    EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, LabelError, Progress,
+    check_labels,
+};
 pub use jit::{Jit, JitError};
 pub use kiln_codegen as codegen;
 pub use kiln_frontend as frontend;

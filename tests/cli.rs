@@ -263,3 +263,28 @@ fn kiln_dump_env_writes_a_folder_per_compile() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 18, finding 1: graphs the type checker accepts but whose buffers are over
+/// the memory limit are an error and exit 1, not an aborted allocation: in the
+/// compile, and in `kiln run` before it draws random arguments.
+#[test]
+fn graphs_over_the_memory_limit_are_an_error() {
+    for cmd in ["run", "stats"] {
+        let o = kiln(&[cmd, data("huge.kir").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", stderr(&o));
+        let err = stderr(&o);
+        for want in [
+            "node %1 (broadcast)",
+            "f32[17179869184]",
+            "68719476736 bytes",
+            "memory limit of 17179869184 bytes",
+        ] {
+            assert!(err.contains(want), "{cmd}: `{want}` not in {err}");
+        }
+    }
+    let o = kiln(&["run", data("huge_arg.kir").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("node %0 `x` (input)"), "{err}");
+    assert!(err.contains("137438953472 bytes"), "{err}");
+}

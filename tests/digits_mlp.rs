@@ -4,6 +4,7 @@
 use kiln::checkpoint::{CheckpointError, Mismatch};
 use kiln::data::{CsvOptions, read_csv};
 use kiln::prelude::*;
+use kiln::{EvalError, FitError, LabelError};
 use kiln_testutil::TempDir;
 
 const BATCH: usize = 32;
@@ -26,10 +27,14 @@ fn step(hidden: usize) -> TrainStep {
 }
 
 fn evaluator() -> Evaluator<'static> {
-    Evaluator::new(|batch| {
+    evaluator_with(128)
+}
+
+fn evaluator_with(hidden: usize) -> Evaluator<'static> {
+    Evaluator::new(move |batch| {
         let g = GraphBuilder::new("digits_eval");
         let x = g.input("x", DType::F32, [batch, 64]);
-        let logits = mlp(&g, &x, 128);
+        let logits = mlp(&g, &x, hidden);
         g.build(&[("logits", &logits)]).map(|m| m.graph)
     })
 }
@@ -134,4 +139,54 @@ fn fit_refuses_a_training_set_smaller_than_a_batch() {
         .run(&mut step(16), &tiny, None)
         .unwrap_err();
     assert!(e.to_string().contains("fewer than one batch"), "{e}");
+}
+
+/// `data` with the label of sample `at` replaced by `label`.
+fn relabeled(data: &Dataset, at: usize, label: i32) -> Dataset {
+    let mut labels = data.labels().to_vec();
+    labels[at] = label;
+    Dataset::new(data.features().to_vec(), labels, data.dim()).unwrap()
+}
+
+/// Issue 18, finding 3: a label out of range is the same `LabelError` in evaluation
+/// (it gave a NaN loss and exit 0) as in training, before any step runs.
+#[test]
+fn out_of_range_labels_are_rejected_in_training_and_evaluation() {
+    let (train, test) = digits();
+    let bad_test = relabeled(&test, 300, 200);
+    let step = self::step(16);
+    let e = evaluator_with(16)
+        .max_batch(256)
+        .evaluate(step.params(), &bad_test)
+        .unwrap_err();
+    let want = LabelError {
+        sample: 300,
+        label: 200,
+        classes: 10,
+    };
+    assert!(matches!(&e, EvalError::Label(l) if *l == want), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "label 200 of sample 300 is out of range [0, 10): labels are class indices"
+    );
+
+    let fit = Fit::new(1, BATCH).progress(Progress::Silent);
+    let mut step = self::step(16);
+    let before = step.params().clone();
+    let mut eval = evaluator_with(16);
+    let e = fit
+        .run(&mut step, &train, Some((&mut eval, &bad_test)))
+        .unwrap_err();
+    assert!(
+        matches!(&e, FitError::Label { set: "evaluation", source } if *source == want),
+        "{e}"
+    );
+    assert_eq!(step.params(), &before, "no step ran");
+    let e = fit
+        .run(&mut step, &relabeled(&train, 7, 10), None)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the training set: label 10 of sample 7 is out of range [0, 10): labels are class indices"
+    );
 }

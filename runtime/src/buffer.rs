@@ -14,23 +14,41 @@ pub struct AlignedBuffer {
 
 impl AlignedBuffer {
     /// `bytes` zeroed bytes (at least one allocation unit, so the pointer is always
-    /// valid).
+    /// valid); aborts if the allocator refuses (see [`AlignedBuffer::try_zeroed`]).
     pub fn zeroed(bytes: usize) -> Self {
-        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN).expect("valid layout");
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        AlignedBuffer { ptr, layout }
+        Self::try_zeroed(bytes).unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(
+                Layout::from_size_align(bytes.max(ALIGN), ALIGN).expect("valid layout"),
+            )
+        })
     }
 
-    /// A copy of `bytes`.
+    /// `bytes` zeroed bytes, or `None` if the size is not addressable or the
+    /// allocator refuses.
+    pub fn try_zeroed(bytes: usize) -> Option<Self> {
+        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        (!ptr.is_null()).then_some(AlignedBuffer { ptr, layout })
+    }
+
+    /// A copy of `bytes`; aborts if the allocator refuses.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let b = Self::zeroed(bytes.len());
-        // SAFETY: the buffer holds at least `bytes.len()` bytes and does not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), b.ptr, bytes.len()) };
+        b.copy_in(bytes);
         b
+    }
+
+    /// A copy of `bytes`, or `None` if the allocator refuses.
+    pub fn try_from_bytes(bytes: &[u8]) -> Option<Self> {
+        let b = Self::try_zeroed(bytes.len())?;
+        b.copy_in(bytes);
+        Some(b)
+    }
+
+    fn copy_in(&self, bytes: &[u8]) {
+        // SAFETY: the buffer holds at least `bytes.len()` bytes and does not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, bytes.len()) };
     }
 
     pub fn as_mut_ptr(&self) -> *mut u8 {

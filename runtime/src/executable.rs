@@ -28,6 +28,65 @@ pub enum CompileError {
     /// be written.
     #[error("could not write the compile dump to {dir}: {message}")]
     Dump { dir: String, message: String },
+    /// One value of the graph is larger than the memory limit; found before the
+    /// graph is optimized, and before anything is allocated.
+    #[error(
+        "node {node} ({op}) of type {ty} needs {bytes} bytes, more than the memory limit of {limit} bytes (CompileOptions::memory_limit)"
+    )]
+    NodeOverMemoryLimit {
+        /// `%N`, with the node's name if it has one.
+        node: String,
+        /// The op's mnemonic.
+        op: &'static str,
+        ty: TensorType,
+        bytes: usize,
+        limit: usize,
+    },
+    /// The memory plan needs more than the memory limit in all; found before the
+    /// arena and the constants are allocated.
+    #[error(
+        "the compiled graph needs {total} bytes (arena {arena}, constants {consts}, outputs {outputs}; the largest buffer is {largest}), more than the memory limit of {limit} bytes (CompileOptions::memory_limit)"
+    )]
+    OverMemoryLimit {
+        total: usize,
+        /// The largest buffer: its node, type and bytes.
+        largest: String,
+        /// The arena of temporaries (outputs included).
+        arena: usize,
+        /// Constant buffers.
+        consts: usize,
+        /// The host tensors each call returns.
+        outputs: usize,
+        limit: usize,
+    },
+    /// The allocator refused a buffer the limit allowed.
+    #[error("could not allocate the {what} ({bytes} bytes)")]
+    Alloc { what: &'static str, bytes: usize },
+}
+
+/// Checks every node of `graph` against a memory limit in bytes: the first whose
+/// value is larger is a [`CompileError::NodeOverMemoryLimit`] naming it, its type
+/// and the bytes it needs. [`Executable::compile_with`] runs it first; the `kiln`
+/// tool runs it before drawing random arguments.
+pub fn check_memory(graph: &Graph, limit: usize) -> Result<(), CompileError> {
+    for id in graph.node_ids() {
+        let n = graph.node(id);
+        let bytes = n.ty.size_bytes();
+        if bytes > limit {
+            let node = match &n.name {
+                Some(name) => format!("%{} `{name}`", id.index()),
+                None => format!("%{}", id.index()),
+            };
+            return Err(CompileError::NodeOverMemoryLimit {
+                node,
+                op: n.op.mnemonic(),
+                ty: n.ty.clone(),
+                bytes,
+                limit,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl From<PipelineError> for CompileError {
@@ -65,6 +124,13 @@ pub enum RunError {
     Kernel(String),
     #[error("bad output destinations: {0}")]
     Destinations(String),
+    /// The allocator refused the host tensor for an output.
+    #[error("could not allocate output {index} of type {ty} ({bytes} bytes)")]
+    OutOfMemory {
+        index: usize,
+        ty: TensorType,
+        bytes: usize,
+    },
 }
 
 /// How to compile a graph.
@@ -86,7 +152,20 @@ pub struct CompileOptions {
     /// forward graph (`built`) and the graph after autodiff (`grad`), the last being
     /// the graph compiled. When empty, the compiled graph is the `built` stage.
     pub history: Vec<Stage>,
+    /// The most memory a compiled graph may take, in bytes: each value of the graph,
+    /// and the arena, constants and output tensors of its memory plan together, are
+    /// checked against it before anything is allocated
+    /// ([`CompileError::NodeOverMemoryLimit`], [`CompileError::OverMemoryLimit`]).
+    /// [`DEFAULT_MEMORY_LIMIT`] by default.
+    pub memory_limit: usize,
 }
+
+/// The default [`CompileOptions::memory_limit`], 16 GiB: a fixed figure, so that a
+/// graph compiles or is refused the same way on every machine (a laptop and CI
+/// alike), far above every workload of this project (tens of megabytes), and far
+/// below the 2^48 elements the type checker allows, whose allocation would abort
+/// the process instead of failing.
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 30;
 
 impl Default for CompileOptions {
     fn default() -> Self {
@@ -97,6 +176,7 @@ impl Default for CompileOptions {
             dump_dir: crate::dump::dump_dir_from_env(),
             trace: false,
             history: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -181,33 +261,86 @@ fn bytes_of(t: &HostTensor) -> &[u8] {
     unsafe { std::slice::from_raw_parts(data_ptr(t), t.numel() * t.dtype().size_bytes()) }
 }
 
-/// Copies a buffer of type `ty` at `ptr` into a host tensor.
+/// The arena, constants and output tensors of `plan` together against `limit`.
+fn check_plan(
+    program: &KernelProgram,
+    plan: &MemoryPlan,
+    limit: usize,
+) -> Result<(), CompileError> {
+    let sum = |sizes: &mut dyn Iterator<Item = usize>| sizes.fold(0usize, usize::saturating_add);
+    let consts = sum(&mut program.buffers.iter().filter_map(|b| match &b.kind {
+        BufferKind::Const(_) => Some(b.ty.size_bytes()),
+        _ => None,
+    }));
+    let outputs = sum(&mut program
+        .outputs
+        .iter()
+        .map(|&o| program.buffer(o).ty.size_bytes()));
+    let total = plan
+        .arena_bytes
+        .saturating_add(consts)
+        .saturating_add(outputs);
+    if total > limit {
+        let largest = program
+            .buffers
+            .iter()
+            .max_by_key(|b| b.ty.size_bytes())
+            .map_or_else(String::new, |b| {
+                format!(
+                    "%{} of type {} ({} bytes)",
+                    b.node.index(),
+                    b.ty,
+                    b.ty.size_bytes()
+                )
+            });
+        return Err(CompileError::OverMemoryLimit {
+            total,
+            largest,
+            arena: plan.arena_bytes,
+            consts,
+            outputs,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// A copy of `src`, or `None` if the allocator refuses it.
+fn try_copy<T: Clone>(src: &[T]) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(src.len()).ok()?;
+    v.extend_from_slice(src);
+    Some(v)
+}
+
+/// Copies a buffer of type `ty` at `ptr` into a host tensor; `None` if the
+/// allocator refuses the tensor.
 ///
 /// # Safety
 /// `ptr` must hold a value of type `ty`.
-unsafe fn read(ptr: *const u8, ty: &TensorType) -> HostTensor {
+unsafe fn read(ptr: *const u8, ty: &TensorType) -> Option<HostTensor> {
     let n = ty.shape.numel();
     // SAFETY: guaranteed by the caller.
     let data = unsafe {
         match ty.dtype {
             DType::F32 => {
-                TensorData::F32(std::slice::from_raw_parts(ptr as *const f32, n).to_vec())
+                TensorData::F32(try_copy(std::slice::from_raw_parts(ptr as *const f32, n))?)
             }
             DType::F64 => {
-                TensorData::F64(std::slice::from_raw_parts(ptr as *const f64, n).to_vec())
+                TensorData::F64(try_copy(std::slice::from_raw_parts(ptr as *const f64, n))?)
             }
             DType::I32 => {
-                TensorData::I32(std::slice::from_raw_parts(ptr as *const i32, n).to_vec())
+                TensorData::I32(try_copy(std::slice::from_raw_parts(ptr as *const i32, n))?)
             }
-            DType::Bool => TensorData::Bool(
-                std::slice::from_raw_parts(ptr, n)
-                    .iter()
-                    .map(|&b| b != 0)
-                    .collect(),
-            ),
+            DType::Bool => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.extend(std::slice::from_raw_parts(ptr, n).iter().map(|&b| b != 0));
+                TensorData::Bool(v)
+            }
         }
     };
-    HostTensor::new(ty.shape.clone(), data).expect("sized from the type")
+    Some(HostTensor::new(ty.shape.clone(), data).expect("sized from the type"))
 }
 
 impl Executable {
@@ -221,6 +354,7 @@ impl Executable {
         graph: &Graph,
         options: &CompileOptions,
     ) -> Result<Executable, CompileError> {
+        check_memory(graph, options.memory_limit)?;
         let traced = options.trace || options.dump_dir.is_some();
         let mut stages = Vec::new();
         if traced {
@@ -250,15 +384,24 @@ impl Executable {
             codegen: t2.elapsed(),
         };
         let plan = program.plan_memory();
-        let arena = AlignedBuffer::zeroed(plan.arena_bytes);
+        check_plan(&program, &plan, options.memory_limit)?;
+        let arena = AlignedBuffer::try_zeroed(plan.arena_bytes).ok_or(CompileError::Alloc {
+            what: "arena",
+            bytes: plan.arena_bytes,
+        })?;
         let consts = program
             .buffers
             .iter()
             .map(|b| match &b.kind {
-                BufferKind::Const(t) => Some(AlignedBuffer::from_bytes(bytes_of(t))),
-                _ => None,
+                BufferKind::Const(t) => AlignedBuffer::try_from_bytes(bytes_of(t)).map(Some).ok_or(
+                    CompileError::Alloc {
+                        what: "constant",
+                        bytes: t.ty().size_bytes(),
+                    },
+                ),
+                _ => Ok(None),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let args = graph
             .args()
             .iter()
@@ -458,8 +601,17 @@ impl Executable {
         let mut result = Vec::with_capacity(outputs.len());
         for (i, &b) in outputs.iter().enumerate() {
             let ty = &self.program.buffer(b).ty;
-            // SAFETY: output buffers hold values of their type after the call.
-            let value = (!redirected[i]).then(|| unsafe { read(table[b.index()], ty) });
+            let value = if redirected[i] {
+                None
+            } else {
+                // SAFETY: output buffers hold values of their type after the call.
+                let v = unsafe { read(table[b.index()], ty) };
+                Some(v.ok_or_else(|| RunError::OutOfMemory {
+                    index: i,
+                    ty: ty.clone(),
+                    bytes: ty.size_bytes(),
+                })?)
+            };
             match (&mut dests[i], value) {
                 (Some(d), Some(v)) => {
                     **d = v;

@@ -10,5 +10,6 @@ mod executable;
 
 pub use buffer::{ALIGN, AlignedBuffer};
 pub use executable::{
-    CompileError, CompileOptions, CompileTimings, CompileTrace, Executable, RunError,
+    CompileError, CompileOptions, CompileTimings, CompileTrace, DEFAULT_MEMORY_LIMIT, Executable,
+    RunError, check_memory,
 };

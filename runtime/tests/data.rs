@@ -320,3 +320,62 @@ fn datasets_check_their_parts() {
     let d = toy(3).map_features(|v| v / 2.0);
     assert_eq!(d.row(1), &[1.0, 1.5]);
 }
+
+/// A gzip bomb: a header declaring 10 bytes of data, then megabytes more that
+/// compress to almost nothing. The reader reads the declared data and a bounded
+/// count of what follows, and reports the excess instead of inflating it all.
+#[test]
+fn idx_gzip_bomb_stops_at_the_declared_size() {
+    let dir = TempDir::new("data-bomb");
+    let mut bytes = idx(0x08, &[10], &(1..=10).collect::<Vec<u8>>());
+    bytes.extend(std::iter::repeat_n(7u8, 8 << 20));
+    let bomb = write_gz(&dir, "bomb.gz", &bytes);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 1 << 16);
+    let e = read_idx(&bomb).unwrap_err();
+    assert!(matches!(e, DataError::Binary { offset: 18, .. }), "{e}");
+    assert_error(
+        e,
+        &[
+            "bomb.gz",
+            "end after 10 elements",
+            "more than 65536 more bytes",
+        ],
+    );
+
+    // The same header with exactly its data reads, compressed or not.
+    let good = idx(0x08, &[10], &(1..=10).collect::<Vec<u8>>());
+    for path in [write_gz(&dir, "good.gz", &good), dir.write("good", &good)] {
+        let a = read_idx(&path).unwrap();
+        assert_eq!(a.dims, [10]);
+        assert_eq!(a.data, IdxData::U8((1..=10).collect()));
+    }
+    // A header that declares far more than the file holds allocates only what
+    // arrives and names the shortfall.
+    let liar = write_gz(&dir, "liar.gz", &idx(0x08, &[1 << 30, 4], &[5; 100]));
+    assert_error(
+        read_idx(&liar).unwrap_err(),
+        &["liar.gz", "expected 4294967296 bytes", "ends after 100"],
+    );
+}
+
+#[test]
+fn csv_reader_stops_at_max_bytes() {
+    let dir = TempDir::new("data-csvmax");
+    let text = b"1,2,0\n3,4,1\n".repeat(100_000);
+    let bomb = write_gz(&dir, "big.csv.gz", &text);
+    let small = CsvOptions {
+        max_bytes: 1000,
+        ..CsvOptions::default()
+    };
+    let e = read_csv(&bomb, &small).unwrap_err();
+    assert!(matches!(e, DataError::TooLarge { limit: 1000, .. }), "{e}");
+    assert_error(e, &["big.csv.gz", "more than 1000 bytes"]);
+    // Exactly at the limit reads; the default limit reads the whole file.
+    let exact = CsvOptions {
+        max_bytes: 24,
+        ..CsvOptions::default()
+    };
+    let two = dir.write("two.csv", &text[..24]);
+    assert_eq!(read_csv(&two, &exact).unwrap().labels(), &[0, 1, 0, 1]);
+    assert_eq!(csv(&bomb).unwrap().len(), 200_000);
+}

@@ -507,18 +507,29 @@ fn every_op_matches_the_interpreter() {
     }
 }
 
-/// Max pooling routes the gradient to the first maximum of a window, and the first
-/// NaN wins: checked on data full of ties and NaNs.
+/// Max pooling follows PyTorch's rule (the first maximum, the last NaN, the first
+/// position of an all `-inf` window; padding is `-inf`), bit for bit with the
+/// interpreter: on the 2×2 fast path (its SSE2 block of four windows and its
+/// scalar tail) and the general path, with and without padding, on data full of
+/// ties, signed zeros, `-inf` (whole windows of it) and NaN.
 #[test]
 fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
-    for (kernel, stride) in [([2, 2], [2, 2]), ([3, 3], [2, 2])] {
+    let cases = [
+        ([2, 2], [2, 2], [0, 0]), // the fast path
+        ([3, 3], [2, 2], [0, 0]),
+        ([2, 2], [2, 2], [1, 1]),
+        ([3, 3], [1, 2], [1, 1]),
+        ([2, 2], [1, 1], [0, 1]),
+    ];
+    for (kernel, stride, padding) in cases {
         let p = Pool2dAttrs {
             kind: PoolKind::Max,
             kernel,
             stride,
-            padding: [0, 0],
+            padding,
         };
-        // 5 windows per row: a vector block of 4 and one more, and an odd last column.
+        // 5 windows per row on the fast path: a vector block of 4 and one more,
+        // and an odd last row and column.
         let dims = [2, 3, 7, 11];
         let xt = TensorType::new(DType::F32, dims);
         let yt = kiln_ir::infer(&Op::Pool2d(p), &[&xt]).unwrap();
@@ -529,8 +540,9 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
         let dx = c.op(Op::Pool2dGrad(p), &[x, dy]);
         c.graph.output(y, None);
         c.graph.output(dx, None);
-        // Three levels in a scrambled order, so windows tie in every pattern; a NaN
-        // every 13th element.
+        // Four levels (-inf, -1, -0, +0) in a scrambled order, so windows tie in
+        // every pattern; the first two rows of the first plane all -inf; a NaN
+        // every 13th element (two in some windows).
         c.values.push(HostTensor::from_fn(&xt, |i| {
             let mut h = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             h ^= h >> 29;
@@ -538,12 +550,29 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
             h ^= h >> 32;
             if i % 13 == 5 {
                 f64::NAN
+            } else if i < 22 {
+                f64::NEG_INFINITY
             } else {
-                (h % 3) as f64 - 1.0
+                [f64::NEG_INFINITY, -1.0, -0.0, 0.0][(h % 4) as usize]
             }
         }));
         c.values.push(HostTensor::from_fn(&yt, |i| 0.5 + i as f64));
-        check(&c, EXACT);
+        for options in [CompileOptions::unoptimized(), CompileOptions::default()] {
+            let want = interp::run(&c.graph, &c.values).unwrap();
+            let got = Executable::compile_with(&c.graph, &options)
+                .unwrap()
+                .run(&c.values)
+                .unwrap();
+            for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                let (g, w) = (g.as_f32().unwrap(), w.as_f32().unwrap());
+                for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "{p:?} output {o}[{i}]: jit {a:?}, interpreter {b:?}"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln::debug::{self, Agreement};
 use kiln::passes::optimize::{Stage, graph_cost};
 use kiln::passes::schedule::{Kernel, KernelProgram};
-use kiln::runtime::{CompileOptions, Executable, dump};
+use kiln::runtime::{CompileOptions, Executable, check_memory, dump};
 
 /// Look inside kiln's compiler: print every stage of a graph, run it against the
 /// reference interpreter, or measure it.
@@ -310,6 +310,9 @@ fn run_compare(
 ) -> Result<ExitCode, Error> {
     let front = front_stages(cli, file)?;
     let graph = &front.last().expect("built").graph;
+    // Before drawing the arguments: a graph too large to compile must not abort
+    // here, allocating them.
+    check_memory(graph, CompileOptions::default().memory_limit)?;
     let args = debug::random_args(graph, seed);
     println!(
         "graph `{}`: {} arguments (seed {seed})",

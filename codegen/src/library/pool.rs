@@ -16,13 +16,13 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, size: usize) -> (u
     (lo, hi.max(lo))
 }
 
-/// `v` replaces the running maximum `acc` if larger; the first NaN wins, as in the
-/// interpreter (`v > acc` is false against NaN, so nothing replaces a NaN).
+/// `v` replaces the running maximum `acc` if larger or NaN: PyTorch's rule, as in
+/// the interpreter (ties keep the first maximum, the last NaN wins).
 #[inline(always)]
 fn beats(v: f32, acc: f32) -> bool {
     // Non-short-circuit operators: a select, not a branch, which ReLU outputs (full
     // of tied zeros) would mispredict.
-    (v > acc) | (v.is_nan() & !acc.is_nan())
+    (v > acc) | v.is_nan()
 }
 
 /// Whether `p` is the common 2×2, stride 2, unpadded pooling, which has a
@@ -108,23 +108,21 @@ fn max_quads_row(top: &[f32], bottom: &[f32], g: &[f32], dtop: &mut [f32], dbott
             [top[2 * w], top[2 * w + 1]],
             [bottom[2 * w], bottom[2 * w + 1]],
         );
-        let m = [a[1], b[0], b[1]]
-            .into_iter()
-            .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc });
-        let hit = |v: f32| (v == m) | (v.is_nan() & m.is_nan());
-        let t0 = hit(a[0]);
-        let t1 = hit(a[1]) & !t0;
-        let t2 = hit(b[0]) & !(t0 | t1);
-        let t3 = !(t0 | t1 | t2);
-        let pick = |t: bool| if t { g[w] } else { 0.0 };
-        (dtop[2 * w], dtop[2 * w + 1]) = (pick(t0), pick(t1));
-        (dbottom[2 * w], dbottom[2 * w + 1]) = (pick(t2), pick(t3));
+        // The winner's index among a0, a1, b0, b1 (the first is the start).
+        let (mut m, mut at) = (a[0], 0);
+        for (k, v) in [(1, a[1]), (2, b[0]), (3, b[1])] {
+            if beats(v, m) {
+                (m, at) = (v, k);
+            }
+        }
+        let pick = |k: usize| if at == k { g[w] } else { 0.0 };
+        (dtop[2 * w], dtop[2 * w + 1]) = (pick(0), pick(1));
+        (dbottom[2 * w], dbottom[2 * w + 1]) = (pick(2), pick(3));
     }
 }
 
 /// Windows `w..w + 4` of [`max_quads_row`], the same rule as its scalar loop: the
-/// first of a0, a1, b0, b1 equal to the maximum (or the first NaN) takes the
-/// gradient.
+/// winner of a0, a1, b0, b1 by [`beats`] takes the gradient.
 ///
 /// # Safety
 /// Each row must hold `2·(w + 4)` elements and `g` `w + 4`.
@@ -153,25 +151,24 @@ unsafe fn max_quads_sse2(
         };
         let (a0, a1) = load_pairs(top);
         let (b0, b1) = load_pairs(bottom);
-        let nan = |v: __m128| _mm_cmpunord_ps(v, v);
-        // `beats(v, m)`: v > m, or v is the first NaN.
-        let beats =
-            |v: __m128, m: __m128| _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_andnot_ps(nan(m), nan(v)));
+        // `beats(v, m)`: v > m, or v is NaN.
+        let beats = |v: __m128, m: __m128| _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
         let select = |mask: __m128, v: __m128, m: __m128| {
             _mm_or_ps(_mm_and_ps(mask, v), _mm_andnot_ps(mask, m))
         };
-        let mut m = a0;
-        for v in [a1, b0, b1] {
-            m = select(beats(v, m), v, m);
+        // The running maximum and the winner's index (0..4, as integer lanes).
+        let (mut m, mut at) = (a0, _mm_setzero_si128());
+        for (k, v) in [(1, a1), (2, b0), (3, b1)] {
+            let mask = beats(v, m);
+            m = select(mask, v, m);
+            let mask = _mm_castps_si128(mask);
+            at = _mm_or_si128(
+                _mm_and_si128(mask, _mm_set1_epi32(k)),
+                _mm_andnot_si128(mask, at),
+            );
         }
-        let hit = |v: __m128| _mm_or_ps(_mm_cmpeq_ps(v, m), _mm_and_ps(nan(v), nan(m)));
-        let t0 = hit(a0);
-        let t1 = _mm_andnot_ps(t0, hit(a1));
-        let t2 = _mm_andnot_ps(_mm_or_ps(t0, t1), hit(b0));
-        let t3 = _mm_andnot_ps(
-            _mm_or_ps(_mm_or_ps(t0, t1), t2),
-            _mm_castsi128_ps(_mm_set1_epi32(-1)),
-        );
+        let hit = |k: i32| _mm_castsi128_ps(_mm_cmpeq_epi32(at, _mm_set1_epi32(k)));
+        let (t0, t1, t2, t3) = (hit(0), hit(1), hit(2), hit(3));
         let gv = _mm_loadu_ps(g.as_ptr().add(w));
         let (p0, p1, p2, p3) = (
             _mm_and_ps(t0, gv),
@@ -278,8 +275,8 @@ fn pool2d_planes(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     }
 }
 
-/// [`pool2d_grad`] on one thread: max pooling routes each `dy` to the first
-/// maximal position of its window; average pooling spreads `dy / area` over the
+/// [`pool2d_grad`] on one thread: max pooling routes each `dy` to the position
+/// [`beats`] picks in its window (the first maximum, the last NaN); average pooling spreads `dy / area` over the
 /// window (positions in the padding are dropped).
 fn pool2d_grad_planes(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
     let area = (p.kernel[0] * p.kernel[1]) as f32;
@@ -338,8 +335,8 @@ fn pool2d_grad_planes(x: &[f32], dy: &[f32], dx: &mut [f32], s: &ConvShape, p: &
                         if y0 == y1 || x0 == x1 {
                             continue;
                         }
-                        // The first maximum in row-major order; the first NaN wins
-                        // (`v > b` is false against NaN, so nothing replaces it).
+                        // The winner by `beats` in row-major order, starting from
+                        // the first position: the first maximum, the last NaN.
                         let (mut at, mut b) = (y0 * s.w + x0, xp[y0 * s.w + x0]);
                         for yy in y0..y1 {
                             for xx in x0..x1 {

@@ -1,7 +1,6 @@
 //! 2-D pooling and its gradient.
 
 use super::num::{Float, dispatch};
-use super::reduce::first_max;
 use crate::{HostTensor, Pool2dAttrs, PoolKind, Shape, TensorData};
 
 /// Fills `out` with the in-bounds input positions of window `(oy, ox)`, in
@@ -27,6 +26,22 @@ fn window(p: &Pool2dAttrs, (h, w): (usize, usize), (oy, ox): (usize, usize), out
     }
 }
 
+/// The max-pool winner of a window, PyTorch's rule (its CPU kernel): starting from
+/// the window's first position and `-inf`, a value replaces the running maximum if
+/// it is larger or NaN. So ties go to the first maximum, a window that is all
+/// `-inf` to its first position, and a NaN to the last NaN. Returns the index into
+/// `pos` (which must not be empty).
+fn max_at<F: Float>(xp: &[F], pos: &[usize]) -> usize {
+    let (mut at, mut best) = (0, F::LOWEST);
+    for (k, &i) in pos.iter().enumerate() {
+        let v = xp[i];
+        if v > best || v.is_nan() {
+            (at, best) = (k, v);
+        }
+    }
+    at
+}
+
 fn planes(s: &Shape) -> (usize, usize, usize) {
     (s.dim(0) * s.dim(1), s.dim(2), s.dim(3))
 }
@@ -48,10 +63,9 @@ fn pool2d_t<F: Float>(x: &HostTensor, p: &Pool2dAttrs, out: &Shape) -> TensorDat
             for ox in 0..ow {
                 window(p, (h, w), (oy, ox), &mut pos);
                 y.push(match p.kind {
-                    PoolKind::Max => {
-                        // Padding is -inf, so it only matters when it is all there is.
-                        pos.iter().fold(F::LOWEST, |acc, &i| acc.max_nan(xp[i]))
-                    }
+                    // Padding is -inf, so it only matters when it is all there is.
+                    PoolKind::Max if pos.is_empty() => F::LOWEST,
+                    PoolKind::Max => xp[pos[max_at(xp, &pos)]],
                     // Padding adds zeros but still counts in the area.
                     PoolKind::Avg => pos.iter().fold(F::ZERO, |acc, &i| acc + xp[i]) / area,
                 });
@@ -84,8 +98,8 @@ fn pool2d_grad_t<F: Float>(x: &HostTensor, dy: &HostTensor, p: &Pool2dAttrs) -> 
                     PoolKind::Max => {
                         // A window entirely in the padding routes nowhere.
                         if !pos.is_empty() {
-                            let k = first_max(pos.len(), |j| xp[pos[j]]);
-                            dxp[pos[k]] = dxp[pos[k]] + g;
+                            let i = pos[max_at(xp, &pos)];
+                            dxp[i] = dxp[i] + g;
                         }
                     }
                     PoolKind::Avg => {

@@ -168,13 +168,13 @@ fn max_pool2d_grad_by_hand() {
         0.0, 0.0, 0.0,
     ]);
     assert_same(&ev(Op::Pool2dGrad(p), &[&x, &dy]), &want);
-    // NaN counts as the maximum and the first NaN wins.
+    // NaN counts as the maximum and the last NaN wins (PyTorch's rule).
     let x = t64(&[1, 1, 1, 4], &[1.0, f64::NAN, 7.0, f64::NAN]);
     let dy = t64(&[1, 1, 1, 1], &[2.5]);
     let p = pool(PoolKind::Max, [1, 4], [1, 1], [0, 0]);
     assert_same(
         &ev(Op::Pool2dGrad(p), &[&x, &dy]),
-        &t64(&[1, 1, 1, 4], &[0.0, 2.5, 0.0, 0.0]),
+        &t64(&[1, 1, 1, 4], &[0.0, 0.0, 0.0, 2.5]),
     );
     // Padded windows route to real positions only (padding is -inf).
     let x = t32(&[1, 1, 2, 2], &[-4.0, -3.0, -2.0, -1.0]);
@@ -243,4 +243,59 @@ fn avg_pool2d_grad_is_adjoint() {
             "{lhs} vs {rhs}"
         );
     }
+}
+
+/// Issue 18, finding 2: the rule at the edges, PyTorch's (its CPU kernel starts
+/// from the window's first in-bounds position and `-inf`, and takes a value that is
+/// larger or NaN): a window that is all `-inf` gives `-inf` and its gradient goes to
+/// its first position; a window with NaN gives NaN and its gradient goes to the
+/// last NaN; ties (signed zeros included) go to the first; padding never wins.
+#[test]
+fn max_pool2d_nonfinite_windows_by_hand() {
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    // Four 2x2 windows, stride 2: all -inf; NaN, 1, 2, NaN; -0, +0, +0, -1;
+    // NaN first then larger values.
+    #[rustfmt::skip]
+    let x = t32(&[1, 1, 2, 8], &[
+        -inf, -inf,  nan, 1.0, -0.0, 0.0,  nan, 9.0,
+        -inf, -inf,  2.0, nan,  0.0, -1.0, 3.0, inf,
+    ]);
+    let p = pool(PoolKind::Max, [2, 2], [2, 2], [0, 0]);
+    let y = ev(Op::Pool2d(p), &[&x]);
+    let yv = y.as_f32().unwrap();
+    assert_eq!(yv[0], -inf);
+    assert!(yv[1].is_nan() && yv[3].is_nan());
+    assert_eq!(yv[2].to_bits(), (-0.0f32).to_bits());
+    let dy = t32(&[1, 1, 1, 4], &[1.5, 2.5, 3.5, 4.5]);
+    #[rustfmt::skip]
+    let want = t32(&[1, 1, 2, 8], &[
+        1.5, 0.0, 0.0, 0.0, 3.5, 0.0, 4.5, 0.0,
+        0.0, 0.0, 0.0, 2.5, 0.0, 0.0, 0.0, 0.0,
+    ]);
+    assert_same(&ev(Op::Pool2dGrad(p), &[&x, &dy]), &want);
+
+    // Padding is -inf but not a position: each padded window holds one real
+    // element, which wins even when it is -inf or NaN.
+    let x = t32(&[1, 1, 2, 2], &[nan, -inf, -inf, 5.0]);
+    let p = pool(PoolKind::Max, [2, 2], [2, 2], [1, 1]);
+    let y = ev(Op::Pool2d(p), &[&x]).as_f32().unwrap().to_vec();
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[-inf, -inf, 5.0]);
+    let dy = t32(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    assert_same(&ev(Op::Pool2dGrad(p), &[&x, &dy]), &dy);
+
+    // Overlapping windows (3x3, stride 1, padding 1) over an all -inf plane: each
+    // window's gradient goes to its first in-bounds position.
+    let x = t32(&[1, 1, 2, 3], &[-inf; 6]);
+    let p = pool(PoolKind::Max, [3, 3], [1, 1], [1, 1]);
+    let dy = t32(&[1, 1, 2, 3], &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+    // Windows at (0,0) and (1,0) start at x[0][0]; (0,1), (1,1) at x[0][0] too
+    // (their columns start at 0); (0,2) and (1,2) at x[0][1].
+    assert_same(
+        &ev(Op::Pool2dGrad(p), &[&x, &dy]),
+        &t32(
+            &[1, 1, 2, 3],
+            &[1.0 + 2.0 + 8.0 + 16.0, 4.0 + 32.0, 0.0, 0.0, 0.0, 0.0],
+        ),
+    );
 }

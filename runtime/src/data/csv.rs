@@ -39,6 +39,17 @@ pub struct CsvOptions {
     pub label: LabelColumn,
     /// The field separator.
     pub delimiter: u8,
+    /// The most bytes the file may hold, decompressed ([`DataError::TooLarge`]
+    /// beyond): the whole text is held in memory while it is parsed, and a small
+    /// gzip bomb must not inflate without end. [`CsvOptions::DEFAULT_MAX_BYTES`] by
+    /// default.
+    pub max_bytes: u64,
+}
+
+impl CsvOptions {
+    /// The default [`CsvOptions::max_bytes`], 2 GiB: twenty times MNIST's CSV export
+    /// (110 MB), and memory any machine that trains on such a set has.
+    pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 }
 
 impl Default for CsvOptions {
@@ -47,6 +58,7 @@ impl Default for CsvOptions {
             header: Header::Auto,
             label: LabelColumn::Last,
             delimiter: b',',
+            max_bytes: Self::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -67,7 +79,7 @@ impl Default for CsvOptions {
 /// ```
 pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset, DataError> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
+    let bytes = read_maybe_gzip(path, options.max_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let line = 1 + bytes[..e.valid_up_to()]
             .iter()

@@ -2,9 +2,10 @@
 //! number (two zero bytes, an element-type code, the number of dimensions), each
 //! dimension as a big-endian u32, then the elements, big-endian, row-major.
 
+use std::io::Read;
 use std::path::Path;
 
-use super::{DataError, Dataset, read_maybe_gzip};
+use super::{DataError, Dataset, open_maybe_gzip, read_error};
 
 /// The elements of an IDX file, in the file's element type.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,29 +75,50 @@ pub struct IdxArray {
     pub data: IdxData,
 }
 
+/// Reads into `buf` until it is full or the input ends; returns the bytes read.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// How many bytes after the last element an error counts before it gives up
+/// counting ("more than N").
+const TRAILING_COUNT_LIMIT: u64 = 1 << 16;
+
 /// Reads an IDX file (gzip-compressed or not).
 ///
+/// The header is read first and the data after it streamed: exactly as many bytes
+/// as the dimensions declare are read, so a compressed file that inflates to more
+/// (a gzip bomb) is never inflated past the declared size plus a few bytes.
 /// A wrong magic number, an unknown type code, a file that ends early or that has
 /// bytes after the last element is an error naming the file, the byte offset (in the
 /// decompressed data) and what was expected.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DataError> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
+    let (mut reader, gzip) = open_maybe_gzip(path)?;
+    let io = |e| read_error(path, gzip, e);
     let err = |offset: usize, message: String| DataError::Binary {
         path: path.to_path_buf(),
         offset: offset as u64,
         message,
     };
-    if bytes.len() < 4 {
+    let mut magic = [0u8; 4];
+    let got = fill(&mut reader, &mut magic).map_err(io)?;
+    if got < 4 {
         return Err(err(
-            bytes.len(),
-            format!(
-                "expected a 4-byte IDX magic number, the file has {} bytes",
-                bytes.len()
-            ),
+            got,
+            format!("expected a 4-byte IDX magic number, the file has {got} bytes"),
         ));
     }
-    for (i, &b) in bytes[..2].iter().enumerate() {
+    for (i, &b) in magic[..2].iter().enumerate() {
         if b != 0 {
             return Err(err(
                 i,
@@ -104,7 +126,7 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DataError> {
             ));
         }
     }
-    let (code, ndims) = (bytes[2], usize::from(bytes[3]));
+    let (code, ndims) = (magic[2], usize::from(magic[3]));
     let size = match code {
         0x08 | 0x09 => 1,
         0x0B => 2,
@@ -123,16 +145,18 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DataError> {
         return Err(err(3, "expected at least one dimension, found 0".into()));
     }
     let data_start = 4 + 4 * ndims;
-    if bytes.len() < data_start {
+    let mut header = vec![0u8; 4 * ndims];
+    let got = fill(&mut reader, &mut header).map_err(io)?;
+    if got < header.len() {
         return Err(err(
-            bytes.len(),
+            4 + got,
             format!(
                 "expected {ndims} dimensions of 4 bytes each, the file ends after {} of them",
-                (bytes.len() - 4) / 4
+                got / 4
             ),
         ));
     }
-    let dims: Vec<usize> = bytes[4..data_start]
+    let dims: Vec<usize> = header
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
@@ -146,25 +170,41 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DataError> {
             format!("dimensions {dims:?} overflow the address space"),
         ));
     };
-    let body = &bytes[data_start..];
+    // Read exactly the declared data; the vector grows with what arrives, so a
+    // header that lies about a short file allocates no more than the file holds.
+    let mut body = Vec::new();
+    (&mut reader)
+        .take(data_len as u64)
+        .read_to_end(&mut body)
+        .map_err(io)?;
     if body.len() < data_len {
         return Err(err(
-            bytes.len(),
+            data_start + body.len(),
             format!(
                 "expected {data_len} bytes of data for dimensions {dims:?} ({count} elements of {size} bytes), the file ends after {}",
                 body.len()
             ),
         ));
     }
-    if body.len() > data_len {
+    let trailing = std::io::copy(
+        &mut (&mut reader).take(TRAILING_COUNT_LIMIT + 1),
+        &mut std::io::sink(),
+    )
+    .map_err(io)?;
+    if trailing > 0 {
+        let more = if trailing > TRAILING_COUNT_LIMIT {
+            format!("more than {TRAILING_COUNT_LIMIT}")
+        } else {
+            trailing.to_string()
+        };
         return Err(err(
             data_start + data_len,
             format!(
-                "expected the file to end after {count} elements of dimensions {dims:?}, found {} more bytes",
-                body.len() - data_len
+                "expected the file to end after {count} elements of dimensions {dims:?}, found {more} more bytes"
             ),
         ));
     }
+    let body = &body[..];
     let data = match code {
         0x08 => IdxData::U8(body.to_vec()),
         0x09 => IdxData::I8(body.iter().map(|&b| b as i8).collect()),

@@ -21,6 +21,7 @@
 mod csv;
 mod idx;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use kiln_ir::HostTensor;
@@ -77,31 +78,71 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// The file (decompressed) holds more bytes than the reader's limit
+    /// ([`CsvOptions::max_bytes`]).
+    #[error("{}: more than {limit} bytes (decompressed), the reader's limit", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Features and labels that do not fit together.
     #[error("invalid data set: {0}")]
     Invalid(String),
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes
-/// (whatever its name).
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+/// Opens `path` for streaming reads, decompressing it when it starts with the gzip
+/// magic bytes (whatever its name). The flag says whether it is gzip.
+pub(crate) fn open_maybe_gzip(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        use std::io::Read;
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Gzip {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        Ok(out)
+    let mut file = BufReader::new(file);
+    let head = file.fill_buf().map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok((Box::new(flate2::bufread::MultiGzDecoder::new(file)), true))
     } else {
-        Ok(raw)
+        Ok((Box::new(file), false))
     }
+}
+
+/// The error for a failed read from a reader of [`open_maybe_gzip`].
+pub(crate) fn read_error(path: &Path, gzip: bool, e: std::io::Error) -> DataError {
+    if gzip {
+        DataError::Gzip {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    } else {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+/// Reads a whole file, decompressing it when it starts with the gzip magic bytes,
+/// and stops with [`DataError::TooLarge`] once more than `max_bytes` (decompressed)
+/// arrive: a small gzip bomb never inflates past the limit.
+pub(crate) fn read_maybe_gzip(path: &Path, max_bytes: u64) -> Result<Vec<u8>, DataError> {
+    let (reader, gzip) = open_maybe_gzip(path)?;
+    let mut out = Vec::new();
+    reader
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| read_error(path, gzip, e))?;
+    if out.len() as u64 > max_bytes {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            limit: max_bytes,
+        });
+    }
+    Ok(out)
 }
 
 /// A small seeded generator (SplitMix64) for shuffling; the same seed gives the
