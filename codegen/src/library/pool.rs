@@ -25,6 +25,13 @@ fn beats(v: f32, acc: f32) -> bool {
     (v > acc) | (v.is_nan() & !acc.is_nan())
 }
 
+/// Whether `v` replaces `acc` as the running maximum of a window: [`beats`], or
+/// `+0.0` over `-0.0` (the interpreter's `max`, IEEE 754-2019 `maximum`). Equal
+/// floats with different bits are exactly the two zeros.
+fn tops(v: f32, acc: f32) -> bool {
+    beats(v, acc) | ((v == acc) & (v.to_bits() < acc.to_bits()))
+}
+
 /// Whether `p` is the common 2×2, stride 2, unpadded pooling, which has a
 /// branch-free path: its windows tile the image without overlap.
 fn is_2x2(p: &Pool2dAttrs) -> bool {
@@ -230,7 +237,7 @@ fn pool2d_planes(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
                     *o = match p.kind {
                         PoolKind::Max => [a[1], b[0], b[1]]
                             .into_iter()
-                            .fold(a[0], |acc, v| if beats(v, acc) { v } else { acc }),
+                            .fold(a[0], |acc, v| if tops(v, acc) { v } else { acc }),
                         PoolKind::Avg => (((0.0 + a[0]) + a[1]) + b[0] + b[1]) / area,
                     };
                 }
@@ -256,7 +263,7 @@ fn pool2d_planes(x: &[f32], y: &mut [f32], s: &ConvShape, p: &Pool2dAttrs) {
                         // `f32::max` would drop NaN.
                         PoolKind::Max => {
                             for &v in row {
-                                if beats(v, acc) {
+                                if tops(v, acc) {
                                     acc = v;
                                 }
                             }

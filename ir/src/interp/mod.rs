@@ -28,8 +28,13 @@
 //!   otherwise, which is the same function without overflow to NaN. `relu(NaN)` is
 //!   NaN. `sign` gives -1, 0 or 1, and NaN for NaN. `leaky_relu` converts its slope
 //!   to the float type first.
-//! - `max` and `min` (binary, reductions and max pooling) propagate NaN; on ties they
-//!   keep the first value, so `max(-0.0, 0.0)` is `-0.0`.
+//! - `max` and `min` (binary, reductions and max pooling) are `torch.maximum` and
+//!   `torch.minimum`: NaN if either operand is NaN. Signed zeros, which PyTorch
+//!   leaves to the hardware (its scalar and vector CPU paths differ), follow IEEE
+//!   754-2019 `maximum`/`minimum` (as Cranelift's `fmax`/`fmin` and StableHLO do):
+//!   `-0.0 < +0.0`, so `max(-0.0, 0.0)` is `+0.0` in either order and `min` gives
+//!   `-0.0`. Both ops are commutative, so a reduction's result does not depend on
+//!   its order (NaN payloads aside).
 //! - Reductions accumulate sequentially from zero in the tensor's own type, in
 //!   row-major order over the reduced axes. `reduce_mean` is `sum / count`. Over an
 //!   empty axis, `reduce_max` gives `-inf` (`i32::MIN`), `reduce_min` `+inf`
