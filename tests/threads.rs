@@ -1,8 +1,10 @@
 //! The thread count changes speed, not results: GEMMs split their rows or columns
 //! across threads, convolutions and pooling their images (the weight gradient its
 //! kernel taps), and every output element is still summed by one thread in one
-//! order.
+//! order. The multi-threaded runs do split their work (`split_runs`), so the
+//! comparisons are not of one thread with itself.
 
+use kiln::codegen::parallel::split_runs;
 use kiln::prelude::*;
 use kiln::workloads;
 
@@ -30,8 +32,11 @@ fn one_and_two_threads_give_identical_steps() {
     })
     .unwrap();
     for _ in 0..3 {
+        let before = split_runs();
         let a = one.run(&[("x", &xs), ("labels", &ys)]).unwrap().loss;
+        assert_eq!(split_runs(), before, "one thread split its work");
         let b = two.run(&[("x", &xs), ("labels", &ys)]).unwrap().loss;
+        assert!(split_runs() > before, "two threads did not split the work");
         assert_eq!(a.to_bits(), b.to_bits(), "loss {a} vs {b}");
     }
     for (name, value) in one.params().iter() {
@@ -71,6 +76,7 @@ fn convolution_steps_do_not_depend_on_the_thread_count() {
             ..CompileOptions::default()
         })
         .unwrap();
+        let before = split_runs();
         let losses: Vec<u64> = (0..3)
             .map(|_| {
                 step.run(&[("x", &xs), ("labels", &ys)])
@@ -79,6 +85,17 @@ fn convolution_steps_do_not_depend_on_the_thread_count() {
                     .to_bits()
             })
             .collect();
+        // Every convolution and pooling call of each step splits (6 forward and
+        // backward library calls per step at the least).
+        let splits = split_runs() - before;
+        if threads == 1 {
+            assert_eq!(splits, 0, "one thread split its work");
+        } else {
+            assert!(
+                splits >= 3 * 6,
+                "{threads} threads split only {splits} runs"
+            );
+        }
         runs.push((threads, losses, step));
     }
     let (_, want, first) = &runs[0];

@@ -175,6 +175,18 @@ pub fn threads(workers: Option<&Workers>) -> usize {
     workers.map_or(1, Workers::threads)
 }
 
+thread_local! {
+    static SPLIT_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread has handed [`run`] more than one part with workers
+/// to share them: the work split across threads (run on the caller alone if
+/// another call holds the workers at that moment). Tests read it before and after
+/// a run to check that a multi-threaded executable divides its work.
+pub fn split_runs() -> usize {
+    SPLIT_RUNS.with(|n| n.get())
+}
+
 /// Calls `f` on every item, on the calling thread and the workers, and returns
 /// when all are done. Runs everything on the caller when there are no workers, or
 /// when another call is using them. A panic in any call panics here, after every
@@ -184,6 +196,7 @@ pub fn run<T: Send>(workers: Option<&Workers>, items: Vec<T>, f: impl Fn(T) + Sy
         Some(w) if items.len() > 1 => &w.shared,
         _ => return items.into_iter().for_each(f),
     };
+    SPLIT_RUNS.with(|n| n.set(n.get() + 1));
     let Ok(_turn) = shared.submit.try_lock() else {
         return items.into_iter().for_each(f);
     };

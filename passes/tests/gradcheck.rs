@@ -604,6 +604,42 @@ fn max_pool_grad_reports_second_order() {
     assert!(v[0].to_f64_vec().iter().all(|&d| d == 0.0));
 }
 
+/// The gradient through an f32 -> f64 cast comes back as f32 (the table's checks
+/// run in f64 only, where the cast is the identity): for loss = sum(f64(x) * r) it
+/// is `r` rounded to f32, exactly.
+#[test]
+fn cast_gradient_returns_to_the_source_type() {
+    let rng = &mut Rng(31);
+    let mut g = Graph::new("cast");
+    let ty = TensorType::new(DType::F32, [3, 5]);
+    let x = g.input("x", ty.clone()).unwrap();
+    let y = g.add(Op::Cast(DType::F64), &[x]).unwrap();
+    // r with more bits than f32 holds, so the rounding back shows.
+    let r = HostTensor::from_fn(&TensorType::new(DType::F64, [3, 5]), |_| {
+        rng.uniform(0.5, 1.5)
+    });
+    let rc = g.constant(r.clone());
+    let p = g.add(Op::Binary(BinaryOp::Mul), &[y, rc]).unwrap();
+    let loss = g
+        .add(
+            Op::Reduce {
+                kind: ReduceOp::Sum,
+                axes: vec![0, 1],
+                keepdims: false,
+            },
+            &[p],
+        )
+        .unwrap();
+    let grads = grad(&g, loss, &[x]).unwrap();
+    let mut gg = grads.graph.clone();
+    gg.output(grads.grads[0], None);
+    let xv = HostTensor::from_fn(&ty, |_| rng.uniform(-2.0, 2.0));
+    let dx = &interp::run(&gg, &[xv]).unwrap()[0];
+    assert_eq!(dx.ty(), ty, "gradient type");
+    let want: Vec<f32> = r.to_f64_vec().iter().map(|&v| v as f32).collect();
+    assert_eq!(dx.as_f32().unwrap(), &want[..]);
+}
+
 /// f(x) = sum(exp(x)) + 0.5 * |x M|^2 has Hessian diag(exp(x)) + M M^T, so the
 /// Hessian-vector product is exp(x) * v + v M M^T. Built as grad(<grad f, v>).
 #[test]

@@ -5,6 +5,8 @@
 //!   not reshuffle every test);
 //! - [`TempDir`]: a fresh scratch folder, removed when dropped;
 //! - [`near`] and [`near_or_same`]: the relative tolerance most numeric tests use;
+//! - [`ulps_apart`] and [`agrees`]: the sharper comparison of the differential
+//!   tests (units in the last place, signed zeros, NaN);
 //! - [`assert_w1_result`]: the expected outcome of the W1 workload.
 //!
 //! It depends on `kiln-ir` only, so every crate's integration tests can use it,
@@ -112,6 +114,62 @@ pub fn near(got: f64, want: f64, tol: f64) -> bool {
 /// [`near`], or both NaN, or equal (equal infinities included).
 pub fn near_or_same(got: f64, want: f64, tol: f64) -> bool {
     (got.is_nan() && want.is_nan()) || got == want || near(got, want, tol)
+}
+
+/// How many representable values of `dtype` (f32 or f64) lie between `got` and
+/// `want`: 0 when they are the same value or both NaN. The two zeros are the same
+/// value here (check their signs apart); NaN against a number is `u64::MAX`.
+pub fn ulps_apart(got: f64, want: f64, dtype: DType) -> u64 {
+    if got.is_nan() || want.is_nan() {
+        return if got.is_nan() && want.is_nan() {
+            0
+        } else {
+            u64::MAX
+        };
+    }
+    // Map the floats onto integers in the same order (both zeros to 0).
+    let ordered = |x: f64| -> i128 {
+        match dtype {
+            DType::F32 => {
+                let b = (x as f32).to_bits();
+                let m = i128::from(b & 0x7fff_ffff);
+                if b >> 31 == 1 { -m } else { m }
+            }
+            _ => {
+                let b = x.to_bits();
+                let m = i128::from(b & 0x7fff_ffff_ffff_ffff);
+                if b >> 63 == 1 { -m } else { m }
+            }
+        }
+    };
+    (ordered(got) - ordered(want)).unsigned_abs() as u64
+}
+
+/// Whether element `got` of a `dtype` tensor agrees with `want`: NaN only with
+/// NaN, infinities only with themselves, a zero only with a zero of the same sign;
+/// i32 and bool exactly; a float within `ulps` units in the last place of `dtype`,
+/// or within `rel * max(|want|, 1)` (for contractions of O(1) data, whose results
+/// near zero come from cancellation; 0 to turn it off).
+pub fn agrees(got: f64, want: f64, dtype: DType, ulps: u64, rel: f64) -> bool {
+    if !dtype.is_float() {
+        return got == want;
+    }
+    if got.is_nan() || want.is_nan() {
+        return got.is_nan() && want.is_nan();
+    }
+    if got.is_infinite() || want.is_infinite() {
+        return got == want;
+    }
+    if (got == 0.0 || want == 0.0)
+        && rel == 0.0
+        && got.is_sign_negative() != want.is_sign_negative()
+    {
+        return false;
+    }
+    if got == 0.0 && want == 0.0 {
+        return got.is_sign_negative() == want.is_sign_negative();
+    }
+    ulps_apart(got, want, dtype) <= ulps || (got - want).abs() <= rel * want.abs().max(1.0)
 }
 
 /// Asserts the parameters after W1 (docs/WORKLOADS.md: 1000 SGD steps, lr 0.01,

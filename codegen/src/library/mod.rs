@@ -209,6 +209,20 @@ fn native_any(desc: &CallDesc, ptr: &dyn Fn(BufferId) -> *mut u8) -> Option<Resu
     })
 }
 
+thread_local! {
+    static FALLBACK_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many library calls made on this thread so far ran the reference
+/// interpreter's op because no native routine took them (non-contiguous operands,
+/// f64 convolution or pooling, i32 GEMM, ...). Tests read it before and after a run
+/// to tell a comparison with the interpreter from one of the interpreter with
+/// itself. Calls run on the thread that runs the program, so concurrent tests on
+/// other threads do not count.
+pub fn fallback_calls() -> usize {
+    FALLBACK_CALLS.with(|n| n.get())
+}
+
 fn run_call(
     desc: &CallDesc,
     bufs: *const *mut u8,
@@ -236,6 +250,7 @@ fn run_call(
         unsafe { gemm::matmul(desc, &ptr, epilogue, workers) };
         return Ok(());
     }
+    FALLBACK_CALLS.with(|n| n.set(n.get() + 1));
     // SAFETY: as above.
     let inputs: Vec<HostTensor> = desc
         .inputs

@@ -28,15 +28,20 @@
 //!   otherwise, which is the same function without overflow to NaN. `relu(NaN)` is
 //!   NaN. `sign` gives -1, 0 or 1, and NaN for NaN. `leaky_relu` converts its slope
 //!   to the float type first.
-//! - `max` and `min` (binary and reductions) propagate NaN; on ties they keep the
-//!   first value, so `max(-0.0, 0.0)` is `-0.0`.
-//! - Max pooling follows PyTorch's CPU kernel: starting from the window's first
-//!   in-bounds position and `-inf`, a value replaces the running maximum if it is
-//!   larger or NaN. The output is that maximum and its gradient goes to that
-//!   position: ties to the first maximum, a window that is all `-inf` to its first
-//!   position, a window with NaN to its last NaN (the output is NaN). Padding is
-//!   `-inf` and never takes the gradient; a window entirely in the padding gives
-//!   `-inf` and routes its gradient nowhere.
+//! - `max` and `min` (binary and reductions) are `torch.maximum` and
+//!   `torch.minimum`: NaN if either operand is NaN. Signed zeros, which PyTorch
+//!   leaves to the hardware (its scalar and vector CPU paths differ), follow IEEE
+//!   754-2019 `maximum`/`minimum` (as Cranelift's `fmax`/`fmin` and StableHLO do):
+//!   `-0.0 < +0.0`, so `max(-0.0, 0.0)` is `+0.0` in either order and `min` gives
+//!   `-0.0`. Both ops are commutative, so a reduction's result does not depend on
+//!   its order (NaN payloads aside).
+//! - Max pooling follows PyTorch's CPU kernel instead: starting from the window's
+//!   first in-bounds position and `-inf`, a value replaces the running maximum if
+//!   it is larger or NaN. The output is that maximum and its gradient goes to that
+//!   position: ties (the two zeros included) to the first maximum, a window that is
+//!   all `-inf` to its first position, a window with NaN to its last NaN (the
+//!   output is NaN). Padding is `-inf` and never takes the gradient; a window
+//!   entirely in the padding gives `-inf` and routes its gradient nowhere.
 //! - Reductions accumulate sequentially from zero in the tensor's own type, in
 //!   row-major order over the reduced axes. `reduce_mean` is `sum / count`. Over an
 //!   empty axis, `reduce_max` gives `-inf` (`i32::MIN`), `reduce_min` `+inf`

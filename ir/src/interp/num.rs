@@ -33,28 +33,33 @@ pub(crate) trait Num: Elem {
     fn mean_of(sum: Self, count: usize) -> Option<Self>;
     fn is_nan(self) -> bool;
 
-    /// The larger of two values; NaN if either is NaN, and `self` on ties (so
-    /// `max(-0.0, 0.0)` is `-0.0`).
+    /// The larger of two values: NaN if either is NaN (`self` if both are), and
+    /// `-0.0 < +0.0` (IEEE 754-2019 `maximum`, commutative: `max(-0.0, 0.0)` and
+    /// `max(0.0, -0.0)` are both `+0.0`).
     fn max_nan(self, b: Self) -> Self {
         if self.is_nan() {
             self
-        } else if b.is_nan() || b > self {
+        } else if b.is_nan() || b > self || (b == self && self.is_neg_zero()) {
             b
         } else {
             self
         }
     }
 
-    /// The smaller of two values; NaN if either is NaN, and `self` on ties.
+    /// The smaller of two values: NaN if either is NaN (`self` if both are), and
+    /// `-0.0 < +0.0` (IEEE 754-2019 `minimum`: `min(0.0, -0.0)` is `-0.0`).
     fn min_nan(self, b: Self) -> Self {
         if self.is_nan() {
             self
-        } else if b.is_nan() || b < self {
+        } else if b.is_nan() || b < self || (b == self && b.is_neg_zero()) {
             b
         } else {
             self
         }
     }
+
+    /// Whether this is `-0.0` (never for integers).
+    fn is_neg_zero(self) -> bool;
 }
 
 /// IEEE floating-point element types, computed in their own precision.
@@ -126,6 +131,9 @@ macro_rules! float_impl {
             fn is_nan(self) -> bool {
                 $t::is_nan(self)
             }
+            fn is_neg_zero(self) -> bool {
+                self == 0.0 && self.is_sign_negative()
+            }
         }
 
         impl Float for $t {
@@ -183,6 +191,9 @@ impl Num for i32 {
         Some((i64::from(sum) / count) as i32)
     }
     fn is_nan(self) -> bool {
+        false
+    }
+    fn is_neg_zero(self) -> bool {
         false
     }
 }

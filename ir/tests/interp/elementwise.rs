@@ -3,7 +3,7 @@
 use std::f64::consts::{E, FRAC_1_SQRT_2, LN_2, SQRT_2};
 
 use kiln_ir::interp::EvalError;
-use kiln_ir::{BinaryOp, CmpOp, DType, HostTensor, Op, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, DType, HostTensor, Op, ReduceOp, UnaryOp};
 
 use crate::{assert_close, assert_same, ev, ev_err, t32, t64, tb, ti};
 
@@ -338,6 +338,34 @@ fn max_propagates_nan() {
         &t64(&[2], &[0.5, 1.5]),
     );
     assert_close(&y, &[2], &[NAN, 1.5], 0.0);
+}
+
+/// `max`/`min` order `-0.0` below `+0.0` in either operand order (IEEE 754-2019
+/// `maximum`/`minimum`), so both are commutative; reductions follow.
+#[test]
+fn max_and_min_order_signed_zeros() {
+    let a = t32(&[4], &[-0.0, 0.0, -0.0, 0.0]);
+    let b = t32(&[4], &[0.0, -0.0, -0.0, 0.0]);
+    assert_same(
+        &binary(BinaryOp::Max, &a, &b),
+        &t32(&[4], &[0.0, 0.0, -0.0, 0.0]),
+    );
+    assert_same(
+        &binary(BinaryOp::Min, &a, &b),
+        &t32(&[4], &[-0.0, -0.0, -0.0, 0.0]),
+    );
+    let a = t64(&[2], &[-0.0, 0.0]);
+    let b = t64(&[2], &[0.0, -0.0]);
+    assert_same(&binary(BinaryOp::Max, &a, &b), &t64(&[2], &[0.0, 0.0]));
+    assert_same(&binary(BinaryOp::Min, &a, &b), &t64(&[2], &[-0.0, -0.0]));
+    let x = t32(&[2, 2], &[-0.0, 0.0, 0.0, -0.0]);
+    let r = |kind| Op::Reduce {
+        kind,
+        axes: vec![1],
+        keepdims: false,
+    };
+    assert_same(&ev(r(ReduceOp::Max), &[&x]), &t32(&[2], &[0.0, 0.0]));
+    assert_same(&ev(r(ReduceOp::Min), &[&x]), &t32(&[2], &[-0.0, -0.0]));
 }
 
 #[test]
