@@ -288,3 +288,21 @@ fn graphs_over_the_memory_limit_are_an_error() {
     assert!(err.contains("node %0 `x` (input)"), "{err}");
     assert!(err.contains("137438953472 bytes"), "{err}");
 }
+
+#[test]
+fn non_finite_gradients_through_padding_agree() {
+    // Issue 18's reproducer: `log` of a zero-padded convolution gives -inf windows
+    // and a NaN gradient at the padding; the padding's zeros are multiplied (0 *
+    // NaN is NaN) in the interpreter as in the native kernels.
+    for seed in ["0", "1", "2"] {
+        let out = ok(&[
+            "run",
+            data("neginf_pool.kir").to_str().unwrap(),
+            "--grad",
+            "loss",
+            "--seed",
+            seed,
+        ]);
+        assert!(out.contains("all 2 outputs agree"), "seed {seed}:\n{out}");
+    }
+}

@@ -116,14 +116,13 @@ impl Taps {
     }
 
     /// Calls `f(output offset, input offset)` (offsets within one row-major plane)
-    /// for every output position whose input under kernel tap `(ky, kx)` lies
-    /// outside the padding, in `(oy, ox)` order.
-    fn each(&self, ky: usize, kx: usize, mut f: impl FnMut(usize, usize)) {
+    /// for every output position under kernel tap `(ky, kx)`, in `(oy, ox)` order;
+    /// the input offset is `None` where the tap reads the padding.
+    fn each(&self, ky: usize, kx: usize, mut f: impl FnMut(usize, Option<usize>)) {
         for (oy, iy) in self.rows[ky].iter().enumerate() {
-            let Some(iy) = *iy else { continue };
             for (ox, ix) in self.cols[kx].iter().enumerate() {
-                let Some(ix) = *ix else { continue };
-                f(oy * self.out[1] + ox, iy * self.input[1] + ix);
+                let xi = iy.zip(*ix).map(|(iy, ix)| iy * self.input[1] + ix);
+                f(oy * self.out[1] + ox, xi);
             }
         }
     }
@@ -131,10 +130,11 @@ impl Taps {
     /// The loop nest of conv2d and of its transpose, which differ only in which
     /// side accumulates: for each batch item, each weight `w[a,b,ky,kx]` and each
     /// pair of positions its tap connects, calls `mac(yi, xi, w)` with `yi` a flat
-    /// index into the output side and `xi` one into the input side. An output-side
+    /// index into the output side and `xi` one into the input side (`None` in the
+    /// padding). An output-side
     /// element sees `(b, ky, kx, oy, ox)` in order, an input-side one
     /// `(a, ky, kx, oy, ox)`.
-    fn nest<F: Float>(&self, w: &[F], mut mac: impl FnMut(usize, usize, F)) {
+    fn nest<F: Float>(&self, w: &[F], mut mac: impl FnMut(usize, Option<usize>, F)) {
         let [an, bn, kh, kw] = self.w;
         for n in 0..self.batch {
             for a in 0..an {
@@ -143,7 +143,7 @@ impl Taps {
                     for ky in 0..kh {
                         for kx in 0..kw {
                             let wt = w[((a * bn + b) * kh + ky) * kw + kx];
-                            self.each(ky, kx, |yo, xi| mac(y0 + yo, x0 + xi, wt));
+                            self.each(ky, kx, |yo, xi| mac(y0 + yo, xi.map(|i| x0 + i), wt));
                         }
                     }
                 }
@@ -161,12 +161,17 @@ pub(super) fn conv2d(x: &HostTensor, w: &HostTensor, c: &Conv2dAttrs, out: &Shap
 }
 
 /// `y[n,o,oh,ow] = sum over (c, kh, kw) of x[n,c,ih,iw] * w[o,c,kh,kw]` with
-/// `ih = oh*stride + kh*dilation - padding` (likewise `iw`).
+/// `ih = oh*stride + kh*dilation - padding` (likewise `iw`); padded positions
+/// contribute `0 * w`.
 fn conv2d_t<F: Float>(x: &HostTensor, w: &HostTensor, c: &Conv2dAttrs, out: &Shape) -> TensorData {
     let (xv, wv) = (F::slice(x.data()), F::slice(w.data()));
     let mut y = vec![F::ZERO; out.numel()];
     let taps = Taps::new(c, w.shape(), out, x.shape());
-    taps.nest(wv, |yi, xi, wt| y[yi] = y[yi] + xv[xi] * wt);
+    // Padding is zeros that are multiplied, as in PyTorch and the native kernels:
+    // `0 * inf` is NaN.
+    taps.nest(wv, |yi, xi, wt| {
+        y[yi] = y[yi] + xi.map_or(F::ZERO, |i| xv[i]) * wt;
+    });
     F::wrap(y)
 }
 
@@ -191,7 +196,11 @@ fn conv_transpose2d_t<F: Float>(
 ) -> TensorData {
     let (yv, wv) = (F::slice(y.data()), F::slice(w.data()));
     let mut x = vec![F::ZERO; out.numel()];
-    Taps::new(c, w.shape(), y.shape(), out).nest(wv, |yi, xi, wt| x[xi] = x[xi] + yv[yi] * wt);
+    Taps::new(c, w.shape(), y.shape(), out).nest(wv, |yi, xi, wt| {
+        if let Some(xi) = xi {
+            x[xi] = x[xi] + yv[yi] * wt;
+        }
+    });
     F::wrap(x)
 }
 
@@ -223,7 +232,11 @@ fn conv2d_weight_grad_t<F: Float>(
                     let mut acc = F::ZERO;
                     for n in 0..taps.batch {
                         let (y0, x0) = taps.planes(n, o, ch);
-                        taps.each(ky, kx, |yo, xi| acc = acc + xv[x0 + xi] * dyv[y0 + yo]);
+                        // Padding zeros are multiplied too (`0 * NaN` is NaN).
+                        taps.each(ky, kx, |yo, xi| {
+                            let x = xi.map_or(F::ZERO, |i| xv[x0 + i]);
+                            acc = acc + x * dyv[y0 + yo];
+                        });
                     }
                     dw.push(acc);
                 }

@@ -497,3 +497,39 @@ fn matmul_bias_adds_rows_then_relu() {
     let bad = t64(&[1, 5], &[0.0; 5]);
     assert!(kiln_ir::interp::eval_op(&Op::MatMulBias { relu: false }, &[&a, &b, &bad]).is_err());
 }
+
+#[test]
+fn conv_padding_zeros_are_multiplied() {
+    // An infinite weight tap that reads the padding gives 0 * inf = NaN, as in
+    // PyTorch and the native kernels (skipping the padding would give 2).
+    let x = t32(&[1, 1, 1, 1], &[2.0]);
+    let w = t32(&[1, 1, 1, 3], &[f32::INFINITY, 1.0, 1.0]);
+    let c = Conv2dAttrs {
+        stride: [1, 1],
+        padding: [0, 1],
+        dilation: [1, 1],
+    };
+    let y = ev(Op::Conv2d(c), &[&x, &w]);
+    let v = y.to_f64_vec();
+    assert_eq!(v.len(), 1);
+    assert!(v[0].is_nan(), "{y}");
+    // The weight gradient multiplies the padding too: dy NaN at a padded tap.
+    let dy = t32(&[1, 1, 1, 1], &[f32::NAN]);
+    let dw = ev(
+        Op::Conv2dWeightGrad {
+            conv: c,
+            kernel: [1, 3],
+        },
+        &[&x, &dy],
+    );
+    assert!(dw.to_f64_vec().iter().all(|g| g.is_nan()), "{dw}");
+    let dy = t32(&[1, 1, 1, 1], &[3.0]);
+    let dw = ev(
+        Op::Conv2dWeightGrad {
+            conv: c,
+            kernel: [1, 3],
+        },
+        &[&x, &dy],
+    );
+    assert_same(&dw, &t32(&[1, 1, 1, 3], &[0.0, 6.0, 0.0]));
+}
