@@ -39,11 +39,15 @@ fn w2_step(batch: usize) -> (TrainStep, Vec<HostTensor>, Vec<HostTensor>) {
 fn compiled_w2_step_agrees_with_the_interpreter_for_ten_steps() {
     let (mut compiled, xs, ys) = w2_step(64);
     let mut reference = compiled.clone();
+    let mut initial = f64::NAN;
     for i in 0..10 {
         let inputs = [("x", &xs[i % 3]), ("labels", &ys[i % 3])];
         let a = compiled.run(&inputs).unwrap().loss;
         let b = reference.run_interpreted(&inputs).unwrap().loss;
         assert!((a - b).abs() <= 1e-5 * b.abs(), "step {i}: loss {a} vs {b}");
+        if i == 0 {
+            initial = b;
+        }
     }
     for (name, want) in reference.params().iter() {
         let got = compiled.params().get(name).unwrap();
@@ -61,7 +65,9 @@ fn compiled_w2_step_agrees_with_the_interpreter_for_ten_steps() {
         .run_interpreted(&[("x", &xs[0]), ("labels", &ys[0])])
         .unwrap()
         .loss;
-    assert!(first < 2.4, "{first}");
+    // Relative to the same batch's loss before training (about ln 10 = 2.303,
+    // chance): 2.304 -> 2.194 after ten Adam steps.
+    assert!(first < 0.97 * initial, "{initial} -> {first}");
 }
 
 #[test]

@@ -173,8 +173,10 @@ pub fn agrees(got: f64, want: f64, dtype: DType, ulps: u64, rel: f64) -> bool {
 }
 
 /// Asserts the parameters after W1 (docs/WORKLOADS.md: 1000 SGD steps, lr 0.01,
-/// from w = b = 0) are near the exact fit w = b = 1, and within 1e-3 of JAX's
-/// result for the same run, w = 1.002474, b = 0.990555 (docs/WORKLOADS.md).
+/// from w = b = 0) are near the exact fit w = b = 1, and at JAX's result for the
+/// same run, w = 1.002474, b = 0.990555 (docs/WORKLOADS.md): deterministic f32
+/// descent agrees to the reference's six decimals, far closer than the 2.5e-3
+/// left to the optimum.
 #[track_caller]
 pub fn assert_w1_result(w: f64, b: f64) {
     assert!(
@@ -182,7 +184,7 @@ pub fn assert_w1_result(w: f64, b: f64) {
         "w = {w}, b = {b}"
     );
     assert!(
-        (w - 1.002474).abs() < 1e-3 && (b - 0.990555).abs() < 1e-3,
+        (w - 1.002474).abs() < 1e-5 && (b - 0.990555).abs() < 1e-5,
         "w = {w}, b = {b}"
     );
 }
