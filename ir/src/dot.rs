@@ -14,22 +14,43 @@ fn escape(s: &str) -> String {
 /// first, then topological order); inputs are ellipses, parameters boxes with
 /// rounded corners, constants plain text, outputs get a double border and an
 /// `output k` marker. Edges are labelled with the operand position when an op has
-/// several operands.
+/// several operands. A loop's body is drawn once, as a cluster of its own (nested
+/// loops nest clusters), with a dotted edge from each of the loop's nodes.
 pub fn to_dot(graph: &Graph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", escape(graph.name()));
+    out.push_str("  compound=true;\n  rankdir=TB;\n  node [fontname=\"monospace\", shape=box];\n");
+    let mut bodies = Vec::new();
+    write_graph(&mut out, graph, "n", &mut bodies);
+    out.push_str("}\n");
+    out
+}
+
+/// Writes the nodes and edges of `graph` with ids prefixed by `prefix`, and the
+/// clusters of the loop bodies it uses that `drawn` does not hold yet.
+fn write_graph(out: &mut String, graph: &Graph, prefix: &str, drawn: &mut Vec<usize>) {
     let (g, _) = match graph.canonicalize() {
         Ok(c) => c,
         Err(_) => (graph.clone(), Default::default()),
     };
-    let mut out = String::new();
-    let _ = writeln!(out, "digraph \"{}\" {{", escape(g.name()));
-    out.push_str("  rankdir=TB;\n  node [fontname=\"monospace\", shape=box];\n");
     let outputs: Vec<_> = g.outputs().iter().map(|o| o.node).collect();
     for n in g.node_ids() {
         let node = g.node(n);
-        let mut label = format!("%{} {}", n.index(), node.op);
-        if let Op::Const(t) = &node.op {
-            label = format!("%{} const {}", n.index(), t);
-        }
+        let mut label = match &node.op {
+            Op::Const(t) => format!("%{} const {}", n.index(), t),
+            // The body is drawn as a cluster, not printed in the label.
+            Op::Scan(scan) => {
+                let mut l = format!("%{} scan", n.index());
+                for (k, v) in node.op.attrs() {
+                    if k != "body" {
+                        let _ = write!(l, " {k}={v}");
+                    }
+                }
+                let _ = write!(l, " body={}", scan.body.0.name());
+                l
+            }
+            op => format!("%{} {}", n.index(), op),
+        };
         if let Some(name) = &node.name {
             let _ = write!(label, " @{name}");
         }
@@ -47,7 +68,7 @@ pub fn to_dot(graph: &Graph) -> String {
         };
         let _ = writeln!(
             out,
-            "  n{} [label=\"{}\", shape={shape}{border}];",
+            "  {prefix}{} [label=\"{}\", shape={shape}{border}];",
             n.index(),
             escape(&label)
         );
@@ -56,12 +77,45 @@ pub fn to_dot(graph: &Graph) -> String {
         let operands = g.operands(n);
         for (i, o) in operands.iter().enumerate() {
             if operands.len() > 1 {
-                let _ = writeln!(out, "  n{} -> n{} [label=\"{i}\"];", o.index(), n.index());
+                let _ = writeln!(
+                    out,
+                    "  {prefix}{} -> {prefix}{} [label=\"{i}\"];",
+                    o.index(),
+                    n.index()
+                );
             } else {
-                let _ = writeln!(out, "  n{} -> n{};", o.index(), n.index());
+                let _ = writeln!(out, "  {prefix}{} -> {prefix}{};", o.index(), n.index());
+            }
+        }
+        if let Op::Scan(scan) = &g.node(n).op {
+            let key = std::sync::Arc::as_ptr(&scan.body.0) as usize;
+            let k = match drawn.iter().position(|&d| d == key) {
+                Some(k) => k,
+                None => {
+                    drawn.push(key);
+                    let k = drawn.len() - 1;
+                    let _ = writeln!(out, "  subgraph cluster_b{k} {{");
+                    let _ = writeln!(
+                        out,
+                        "  label=\"body {}\"; style=dashed;",
+                        escape(scan.body.0.name())
+                    );
+                    write_graph(out, &scan.body.0, &format!("b{k}_n"), drawn);
+                    out.push_str("  }\n");
+                    k
+                }
+            };
+            if scan.body.0.node_count() > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {prefix}{} -> b{k}_n0 [style=dotted, lhead=cluster_b{k}];",
+                    n.index()
+                );
             }
         }
     }
+    // Output markers: `out0` at the top, `b0_out0` in a body.
+    let marker = prefix.strip_suffix('n').unwrap_or(prefix);
     for (k, o) in g.outputs().iter().enumerate() {
         let label = match &o.name {
             Some(name) => format!("output {k}: {name}"),
@@ -69,13 +123,15 @@ pub fn to_dot(graph: &Graph) -> String {
         };
         let _ = writeln!(
             out,
-            "  out{k} [label=\"{}\", shape=plaintext];",
+            "  {marker}out{k} [label=\"{}\", shape=plaintext];",
             escape(&label)
         );
-        let _ = writeln!(out, "  n{} -> out{k} [style=dashed];", o.node.index());
+        let _ = writeln!(
+            out,
+            "  {prefix}{} -> {marker}out{k} [style=dashed];",
+            o.node.index()
+        );
     }
-    out.push_str("}\n");
-    out
 }
 
 #[cfg(test)]
@@ -108,6 +164,40 @@ mod tests {
             "{dot}"
         );
         assert_eq!(dot.matches(" -> ").count(), 3);
+    }
+
+    #[test]
+    fn a_loop_body_is_one_cluster() {
+        let scan = Op::samples()
+            .into_iter()
+            .find(|o| matches!(o, Op::Scan(_)))
+            .unwrap();
+        let Op::Scan(s) = &scan else { unreachable!() };
+        let carry = Op::Scan(crate::Scan {
+            result: 0,
+            ..s.clone()
+        });
+        let mut g = Graph::new("loop");
+        let h = g.input("h", TensorType::new(DType::F32, [2])).unwrap();
+        let xs = g.input("xs", TensorType::new(DType::F32, [3, 2])).unwrap();
+        let ys = g.add(scan.clone(), &[h, xs]).unwrap();
+        let last = g.add(carry, &[h, xs]).unwrap();
+        g.output(ys, None);
+        g.output(last, None);
+        let dot = to_dot(&g);
+        // Both result nodes point at the one cluster; labels name the body only.
+        assert_eq!(dot.matches("subgraph cluster_b0").count(), 1, "{dot}");
+        assert!(!dot.contains("cluster_b1"), "{dot}");
+        assert!(dot.contains("label=\"body step\""), "{dot}");
+        assert_eq!(
+            dot.matches("-> b0_n0 [style=dotted, lhead=cluster_b0]")
+                .count(),
+            2
+        );
+        assert!(dot.contains("result=1 body=step"), "{dot}");
+        assert!(!dot.contains("fn step("), "{dot}");
+        // The body's own nodes, with their own numbering.
+        assert!(dot.contains("b0_n0 [label=\"%0 input @h"), "{dot}");
     }
 
     #[test]
