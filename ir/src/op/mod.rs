@@ -295,15 +295,6 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// The number of constant operands the body expects.
-    pub fn consts(&self) -> usize {
-        self.body
-            .0
-            .args()
-            .len()
-            .saturating_sub(self.carries + self.xs)
-    }
-
     /// The number of results (final carries, then stacked `ys`).
     pub fn results(&self) -> usize {
         self.body.0.outputs().len()
