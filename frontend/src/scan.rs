@@ -135,7 +135,7 @@ impl GraphBuilder {
                     ys: step
                         .ys
                         .iter()
-                        .map(|y| Tensor::poisoned(self, stacked(&y.ty, length)))
+                        .map(|y| Tensor::poisoned(self, y.ty.stacked(length)))
                         .collect(),
                 };
             }
@@ -163,10 +163,4 @@ impl GraphBuilder {
         let ys = out.split_off(step.carries.len());
         ScanOutput { carries: out, ys }
     }
-}
-
-fn stacked(t: &TensorType, length: usize) -> TensorType {
-    let mut dims = vec![length];
-    dims.extend_from_slice(t.shape.dims());
-    TensorType::new(t.dtype, Shape::new(dims))
 }

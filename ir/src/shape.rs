@@ -109,6 +109,14 @@ impl TensorType {
         }
     }
 
+    /// `length` values of this type stacked along a new leading axis (a loop's
+    /// `xs` and `ys`).
+    pub fn stacked(&self, length: usize) -> TensorType {
+        let mut dims = vec![length];
+        dims.extend_from_slice(self.shape.dims());
+        TensorType::new(self.dtype, dims)
+    }
+
     /// Size of a dense buffer holding a value of this type (saturating).
     pub fn size_bytes(&self) -> usize {
         self.shape.numel().saturating_mul(self.dtype.size_bytes())

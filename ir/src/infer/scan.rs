@@ -1,7 +1,7 @@
 //! The typing rule of `scan`: the body's signature against the operands.
 
 use super::{Inferred, TypeError};
-use crate::{Scan, Shape, TensorType};
+use crate::{Scan, TensorType};
 
 /// The type of result `scan.result`, after checking every operand against the
 /// body argument it feeds and every carry result against its carry.
@@ -79,11 +79,9 @@ pub(super) fn scan(ops: &[&TensorType], scan: &Scan) -> Inferred {
     }
 }
 
-/// `t` with a leading axis of `length`.
+/// `t` with a leading axis of `length`, if a value of it can be addressed.
 fn stacked(t: &TensorType, length: usize) -> Inferred {
-    let mut dims = vec![length];
-    dims.extend_from_slice(t.shape.dims());
-    let ty = TensorType::new(t.dtype, Shape::new(dims));
+    let ty = t.stacked(length);
     ty.check_size().map_err(TypeError::Shape)?;
     Ok(ty)
 }

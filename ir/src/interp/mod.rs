@@ -203,6 +203,7 @@ pub fn eval_all(
     args: &[HostTensor],
 ) -> Result<HashMap<NodeId, HostTensor>, EvalError> {
     let args: Vec<&HostTensor> = args.iter().collect();
+    graph.validate()?;
     let values = evaluate(graph, &args, true)?;
     Ok(values
         .into_iter()
@@ -229,6 +230,12 @@ pub fn eval_op(op: &Op, operands: &[&HostTensor]) -> Result<HostTensor, EvalErro
 }
 
 fn run_refs(graph: &Graph, args: &[&HostTensor]) -> Result<Vec<HostTensor>, EvalError> {
+    graph.validate()?;
+    run_valid(graph, args)
+}
+
+/// [`run_refs`] on a graph already validated (a loop body, run once per step).
+pub(crate) fn run_valid(graph: &Graph, args: &[&HostTensor]) -> Result<Vec<HostTensor>, EvalError> {
     let mut values = evaluate(graph, args, false)?;
     let outputs = graph.outputs();
     let mut result = Vec::with_capacity(outputs.len());
@@ -245,15 +252,14 @@ fn run_refs(graph: &Graph, args: &[&HostTensor]) -> Result<Vec<HostTensor>, Eval
     Ok(result)
 }
 
-/// Checks the graph and the arguments, then evaluates the nodes in topological
-/// order. Returns the values indexed by node index: every node's if `keep_all`,
+/// Checks the arguments of the (validated) graph, then evaluates the nodes in
+/// topological order. Returns the values indexed by node index: every node's if `keep_all`,
 /// otherwise only the outputs' (the rest are skipped or dropped after their last use).
 fn evaluate<'a>(
     graph: &'a Graph,
     args: &[&'a HostTensor],
     keep_all: bool,
 ) -> Result<Vec<Option<Cow<'a, HostTensor>>>, EvalError> {
-    graph.validate()?;
     if args.len() != graph.args().len() {
         return Err(EvalError::ArgCount {
             graph: graph.name().to_string(),

@@ -1,7 +1,7 @@
 //! `scan`: the loop run step by step, the body evaluated by the interpreter itself.
 
-use super::{EvalError, run};
-use crate::{DType, HostTensor, Scan, Shape, TensorData, TensorType};
+use super::{EvalError, movement, run_valid};
+use crate::{HostTensor, Scan, Shape, TensorType};
 
 /// Runs the loop of `scan` on its operands (initial carries, `xs`, constants) and
 /// returns every result: the final carries, then each `ys` stacked along a new
@@ -11,6 +11,7 @@ pub(crate) fn run_scan(
     operands: &[&HostTensor],
 ) -> Result<Vec<HostTensor>, EvalError> {
     let body = &scan.body.0;
+    body.validate()?;
     let (init, rest) = operands.split_at(scan.carries);
     let (xs, consts) = rest.split_at(scan.xs);
     let mut carry: Vec<HostTensor> = init.iter().map(|&t| t.clone()).collect();
@@ -28,7 +29,8 @@ pub(crate) fn run_scan(
         let mut args: Vec<HostTensor> = carry;
         args.extend(xs.iter().map(|x| row(x, t)));
         args.extend(consts.iter().map(|&c| c.clone()));
-        let mut out = run(body, &args)?.into_iter();
+        let refs: Vec<&HostTensor> = args.iter().collect();
+        let mut out = run_valid(body, &refs)?.into_iter();
         carry = out.by_ref().take(scan.carries).collect();
         for (y, v) in ys.iter_mut().zip(out) {
             y.push(v);
@@ -47,41 +49,26 @@ pub(crate) fn run_scan(
 
 /// Element `t` of `x` along its leading axis.
 fn row(x: &HostTensor, t: usize) -> HostTensor {
-    let inner = Shape::new(x.shape().dims()[1..].to_vec());
-    let n = inner.numel();
-    let r = t * n..(t + 1) * n;
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(v[r].to_vec()),
-        TensorData::F64(v) => TensorData::F64(v[r].to_vec()),
-        TensorData::I32(v) => TensorData::I32(v[r].to_vec()),
-        TensorData::Bool(v) => TensorData::Bool(v[r].to_vec()),
-    };
-    HostTensor::new(inner, data).expect("a row of the tensor")
+    let dims = x.shape().dims();
+    let mut start = vec![0; dims.len()];
+    start[0] = t;
+    let mut one = dims.to_vec();
+    one[0] = 1;
+    let data = movement::slice(x, &start, &vec![1; dims.len()], &Shape::new(one));
+    HostTensor::new(Shape::new(dims[1..].to_vec()), data).expect("a row of the tensor")
 }
 
 /// `rows` (each of type `ty`) stacked along a new leading axis of `length`.
 fn stack(rows: &[HostTensor], ty: &TensorType, length: usize) -> HostTensor {
-    let mut dims = vec![length];
-    dims.extend_from_slice(ty.shape.dims());
-    macro_rules! stacked {
-        ($variant:ident) => {
-            TensorData::$variant(concat(rows, |d| match d {
-                TensorData::$variant(v) => v,
-                _ => unreachable!("the body's results have their declared types"),
-            }))
-        };
+    let out = ty.stacked(length);
+    if rows.is_empty() {
+        return HostTensor::full(out.dtype, out.shape, 0.0);
     }
-    let data = match ty.dtype {
-        DType::F32 => stacked!(F32),
-        DType::F64 => stacked!(F64),
-        DType::I32 => stacked!(I32),
-        DType::Bool => stacked!(Bool),
-    };
-    HostTensor::new(Shape::new(dims), data).expect("length rows of the step's size")
-}
-
-fn concat<T: Clone>(rows: &[HostTensor], get: impl Fn(&TensorData) -> &Vec<T>) -> Vec<T> {
-    rows.iter()
-        .flat_map(|r| get(r.data()).iter().cloned())
-        .collect()
+    let one = ty.stacked(1).shape;
+    let rows: Vec<HostTensor> = rows
+        .iter()
+        .map(|r| r.reshape(one.clone()).expect("one row"))
+        .collect();
+    let refs: Vec<&HostTensor> = rows.iter().collect();
+    HostTensor::new(out.shape, movement::concat(&refs, 0)).expect("length rows")
 }

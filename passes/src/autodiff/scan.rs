@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kiln_ir::{Body, Graph, NodeId, Op, Output, ReduceOp, Scan, Shape, TensorType};
+use kiln_ir::{Body, Graph, NodeId, Op, Output, ReduceOp, Scan};
 
 use super::{AutodiffError, grad};
 use crate::emit::Emitter;
@@ -92,7 +92,7 @@ pub(super) fn scan_vjp(
         bwd.push(if scan.result == c + j {
             adj
         } else {
-            e.splat(0.0, &stacked(y, scan.length))?
+            e.splat(0.0, &y.stacked(scan.length))?
         });
     }
     bwd.extend(&operands[c + x..]);
@@ -212,11 +212,4 @@ fn backward_body(
             .collect(),
     );
     Ok(g)
-}
-
-/// `t` with a leading axis of `length`.
-fn stacked(t: &TensorType, length: usize) -> TensorType {
-    let mut dims = vec![length];
-    dims.extend_from_slice(t.shape.dims());
-    TensorType::new(t.dtype, Shape::new(dims))
 }

@@ -200,10 +200,12 @@ impl Pipeline {
         graph: &Graph,
         mut hook: impl FnMut(&Stage),
     ) -> Result<Graph, PipelineError> {
-        let mut current = graph.clone();
+        // The first pass reads the caller's graph: no copy unless nothing runs.
+        let mut current: Option<Graph> = None;
         for pass in &self.passes {
             let start = Instant::now();
-            let out = (pass.run)(&current).map_err(|source| PipelineError {
+            let input = current.as_ref().unwrap_or(graph);
+            let out = (pass.run)(input).map_err(|source| PipelineError {
                 pass: pass.name.clone(),
                 source: source.into(),
             })?;
@@ -214,9 +216,9 @@ impl Pipeline {
                 duration: start.elapsed(),
             };
             hook(&stage);
-            current = stage.graph;
+            current = Some(stage.graph);
         }
-        Ok(current)
+        Ok(current.unwrap_or_else(|| graph.clone()))
     }
 
     /// Runs every pass and returns the final graph with every stage.
