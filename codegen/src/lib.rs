@@ -8,10 +8,15 @@
 //! - [`library`]: the native kernel library the entry calls for everything that
 //!   is not a loop: GEMMs, convolutions, pooling, gather/scatter, pad/concat, with
 //!   the C-ABI symbols the JIT links against.
+//! - [`scan`]: the native loop of a `scan`, running its compiled body once per
+//!   step.
 //! - [`parallel`]: the worker pool both halves split long work across.
+//! - [`buffer`]: the aligned memory of arenas, constants and loop state.
 
+pub mod buffer;
 pub mod library;
 pub mod lower;
 pub mod parallel;
+pub mod scan;
 
 pub use lower::{CodegenError, CodegenOptions, CompiledProgram, compile, compile_with};

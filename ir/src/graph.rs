@@ -298,8 +298,31 @@ impl Graph {
         &self.outputs
     }
 
+    /// The number of nodes of this graph (not counting loop bodies).
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
+    }
+
+    /// The number of nodes with those of every loop body, each body once however
+    /// many of its loop's results the graph uses (nested bodies too): the size of
+    /// the program, which does not grow with a loop's length.
+    pub fn total_node_count(&self) -> usize {
+        let mut seen: Vec<*const Graph> = Vec::new();
+        self.count_into(&mut seen)
+    }
+
+    fn count_into(&self, seen: &mut Vec<*const Graph>) -> usize {
+        let mut n = self.node_count();
+        for id in self.node_ids() {
+            if let crate::Op::Scan(s) = &self.node(id).op {
+                let body = std::sync::Arc::as_ptr(&s.body.0);
+                if !seen.contains(&body) {
+                    seen.push(body);
+                    n += s.body.0.count_into(seen);
+                }
+            }
+        }
+        n
     }
 
     /// All node ids in index order.

@@ -155,6 +155,19 @@ impl HostTensor {
         }
     }
 
+    /// The elements as bytes, in memory order (a bool is one byte, 0 or 1).
+    pub fn as_bytes(&self) -> &[u8] {
+        let (ptr, len) = match &self.data {
+            TensorData::F32(v) => (v.as_ptr() as *const u8, v.len() * 4),
+            TensorData::F64(v) => (v.as_ptr() as *const u8, v.len() * 8),
+            TensorData::I32(v) => (v.as_ptr() as *const u8, v.len() * 4),
+            TensorData::Bool(v) => (v.as_ptr() as *const u8, v.len()),
+        };
+        // SAFETY: every element type is plain old data without padding, and `bool`
+        // is one byte holding 0 or 1; the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {
             TensorData::F32(v) => Some(v),

@@ -12,7 +12,7 @@ use kiln_ir::{DType, Graph, HostTensor, TensorData, TensorType};
 use kiln_passes::optimize::{OptimizeConfig, OptimizeStats, Pipeline, PipelineError, Stage};
 use kiln_passes::schedule::{ScheduleError, schedule};
 
-use crate::buffer::AlignedBuffer;
+use kiln_codegen::buffer::AlignedBuffer;
 
 /// Why a graph could not be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -247,26 +247,15 @@ pub struct CompileTrace {
     pub dump: Option<PathBuf>,
 }
 
-fn data_ptr(t: &HostTensor) -> *const u8 {
-    match t.data() {
-        TensorData::F32(v) => v.as_ptr() as *const u8,
-        TensorData::F64(v) => v.as_ptr() as *const u8,
-        TensorData::I32(v) => v.as_ptr() as *const u8,
-        TensorData::Bool(v) => v.as_ptr() as *const u8,
-    }
-}
-
-fn bytes_of(t: &HostTensor) -> &[u8] {
-    // SAFETY: every element type is plain old data (bool is one byte 0/1).
-    unsafe { std::slice::from_raw_parts(data_ptr(t), t.numel() * t.dtype().size_bytes()) }
-}
-
 /// The arena, constants and output tensors of `plan` together against `limit`.
 fn check_plan(
     program: &KernelProgram,
     plan: &MemoryPlan,
+    loops: usize,
     limit: usize,
 ) -> Result<(), CompileError> {
+    // The loops' working memory (their bodies' arenas, carry slots) counts as arena.
+    let arena = plan.arena_bytes.saturating_add(loops);
     let sum = |sizes: &mut dyn Iterator<Item = usize>| sizes.fold(0usize, usize::saturating_add);
     let consts = sum(&mut program.buffers.iter().filter_map(|b| match &b.kind {
         BufferKind::Const(_) => Some(b.ty.size_bytes()),
@@ -276,10 +265,7 @@ fn check_plan(
         .outputs
         .iter()
         .map(|&o| program.buffer(o).ty.size_bytes()));
-    let total = plan
-        .arena_bytes
-        .saturating_add(consts)
-        .saturating_add(outputs);
+    let total = arena.saturating_add(consts).saturating_add(outputs);
     if total > limit {
         let largest = program
             .buffers
@@ -296,7 +282,7 @@ fn check_plan(
         return Err(CompileError::OverMemoryLimit {
             total,
             largest,
-            arena: plan.arena_bytes,
+            arena,
             consts,
             outputs,
             limit,
@@ -384,7 +370,7 @@ impl Executable {
             codegen: t2.elapsed(),
         };
         let plan = program.plan_memory();
-        check_plan(&program, &plan, options.memory_limit)?;
+        check_plan(&program, &plan, compiled.loop_bytes(), options.memory_limit)?;
         let arena = AlignedBuffer::try_zeroed(plan.arena_bytes).ok_or(CompileError::Alloc {
             what: "arena",
             bytes: plan.arena_bytes,
@@ -393,12 +379,12 @@ impl Executable {
             .buffers
             .iter()
             .map(|b| match &b.kind {
-                BufferKind::Const(t) => AlignedBuffer::try_from_bytes(bytes_of(t)).map(Some).ok_or(
-                    CompileError::Alloc {
+                BufferKind::Const(t) => AlignedBuffer::try_from_bytes(t.as_bytes())
+                    .map(Some)
+                    .ok_or(CompileError::Alloc {
                         what: "constant",
                         bytes: t.ty().size_bytes(),
-                    },
-                ),
+                    }),
                 _ => Ok(None),
             })
             .collect::<Result<_, _>>()?;
@@ -410,7 +396,7 @@ impl Executable {
                 (n.name.clone().unwrap_or_default(), n.ty.clone())
             })
             .collect();
-        let mut ctx = CallContext::new(compiled.calls.clone());
+        let mut ctx = compiled.context()?;
         ctx.workers = Workers::shared(options.threads);
         let asm = std::mem::take(&mut compiled.asm);
         let mut exe = Executable {
@@ -561,7 +547,7 @@ impl Executable {
             .enumerate()
             .map(|(i, b)| match &b.kind {
                 // Arguments are only read by generated code.
-                BufferKind::Arg(a) => data_ptr(args[*a]) as *mut u8,
+                BufferKind::Arg(a) => args[*a].as_bytes().as_ptr() as *mut u8,
                 BufferKind::Const(_) => self.consts[i].as_ref().expect("const buffer").as_mut_ptr(),
                 // A temporary no kernel writes (its reduction was fused into its
                 // consumer) has no memory and is never addressed.

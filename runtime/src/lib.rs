@@ -2,14 +2,16 @@
 //! aligned buffers; data sets and readers ([`data`]); checkpoints ([`checkpoint`]);
 //! compile dumps (`KILN_DUMP`, [`dump`]).
 
-mod buffer;
 pub mod checkpoint;
 pub mod data;
 pub mod dump;
 mod executable;
 
-pub use buffer::{ALIGN, AlignedBuffer};
 pub use executable::{
     CompileError, CompileOptions, CompileTimings, CompileTrace, DEFAULT_MEMORY_LIMIT, Executable,
     RunError, check_memory,
 };
+pub use kiln_codegen::buffer::AlignedBuffer;
+/// Alignment of every runtime buffer: the kernel program's arena alignment (a
+/// cache line, and enough for any vector load).
+pub use kiln_ir::kernel::ALIGN;

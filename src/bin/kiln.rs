@@ -288,6 +288,12 @@ fn kernel_table(p: &KernelProgram) -> String {
                 )
             }
             Kernel::Call(c) => format!("call {}", c.op),
+            Kernel::Scan(l) => format!(
+                "scan of {} steps{}, body of {} kernels",
+                l.length,
+                if l.reverse { " (reverse)" } else { "" },
+                l.body.kernels.len()
+            ),
         };
         let _ = writeln!(
             s,

@@ -49,16 +49,20 @@ pub struct CallContext {
     pub scratch: Vec<conv::Scratch>,
     /// Worker threads for large calls (`None`: run on the calling thread).
     pub workers: Option<Workers>,
+    /// The state of each `scan` loop, in the order the generated code refers to
+    /// them (see [`crate::scan`]).
+    pub(crate) scans: Vec<crate::scan::ScanHandle>,
 }
 
 impl CallContext {
-    /// A context for `calls`, running single-threaded.
+    /// A context for `calls` (a program without loops), running single-threaded.
     pub fn new(calls: Vec<CallDesc>) -> Self {
         CallContext {
             calls,
             error: None,
             scratch: Vec::new(),
             workers: None,
+            scans: Vec::new(),
         }
     }
 }
@@ -278,6 +282,7 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
         error,
         scratch,
         workers,
+        ..
     } = ctx;
     let desc = &calls[index as usize];
     let result = catch_unwind(AssertUnwindSafe(|| {

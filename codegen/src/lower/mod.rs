@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cranelift_codegen::Context;
-use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, Type, UserFuncName, types};
+use cranelift_codegen::ir::{
+    AbiParam, Function, InstBuilder, Signature, Type, UserFuncName, types,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -27,6 +29,7 @@ use kiln_ir::DType;
 use kiln_ir::kernel::{Kernel, KernelProgram};
 
 use crate::library::{self, CallContext, CallDesc};
+use crate::scan::{self, ScanDesc, ScanHandle};
 use loops::{Split, emit_loop_kernel, split_of};
 
 pub mod approx;
@@ -42,6 +45,8 @@ pub enum CodegenError {
     Module(String),
     #[error("not supported yet: {0}")]
     Unsupported(String),
+    #[error("could not allocate {bytes} bytes for the state of a loop")]
+    Alloc { bytes: usize },
 }
 
 fn module_err(e: impl std::fmt::Display) -> CodegenError {
@@ -57,6 +62,8 @@ pub struct CompiledProgram {
     entry: EntryFn,
     /// The library calls, in the order the entry point refers to them.
     pub calls: Vec<CallDesc>,
+    /// The `scan` loops, likewise.
+    pub scans: Vec<ScanDesc>,
     /// The Cranelift IR of every function, for dumps.
     pub clif: Vec<(String, String)>,
     /// The machine-code listing of every function (Cranelift's VCode after register
@@ -78,6 +85,25 @@ impl CompiledProgram {
     /// The native entry point.
     pub fn entry(&self) -> EntryFn {
         self.entry
+    }
+
+    /// A fresh context to run the entry point with (single-threaded until its
+    /// `workers` are set), holding the memory of every `scan` loop.
+    pub fn context(&self) -> Result<CallContext, CodegenError> {
+        let mut ctx = CallContext::new(self.calls.clone());
+        for s in &self.scans {
+            ctx.scans
+                .push(ScanHandle::new(s).ok_or(CodegenError::Alloc {
+                    bytes: s.working_bytes(),
+                })?);
+        }
+        Ok(ctx)
+    }
+
+    /// Bytes the `scan` loops allocate in each context (bodies' arenas and
+    /// constants, carry slots).
+    pub fn loop_bytes(&self) -> usize {
+        self.scans.iter().map(ScanDesc::working_bytes).sum()
     }
 }
 
@@ -107,6 +133,7 @@ pub fn host_module() -> Result<JITModule, CodegenError> {
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     jb.symbol("kiln_call", library::kiln_call as *const u8);
     jb.symbol("kiln_parallel", library::kiln_parallel as *const u8);
+    jb.symbol("kiln_scan", scan::kiln_scan as *const u8);
     jb.symbol("kiln_powf", library::kiln_powf as *const u8);
     jb.symbol("kiln_pow", library::kiln_pow as *const u8);
     for (name, ptr) in library::scalar_symbols() {
@@ -131,6 +158,8 @@ struct Imports {
     /// `kiln_parallel(ctx, kernel, bufs, n, align)`: a loop kernel split across
     /// threads.
     parallel: FuncId,
+    /// `kiln_scan(ctx, index, bufs, body) -> status`: a loop over a compiled body.
+    scan: FuncId,
     /// f64 `exp`, `log`, `tanh` from libm, by name.
     unary: HashMap<&'static str, FuncId>,
     pow: HashMap<DType, FuncId>,
@@ -160,6 +189,17 @@ impl Imports {
         let parallel = module
             .declare_function("kiln_parallel", Linkage::Import, &sig)
             .map_err(module_err)?;
+        let mut sig = module.make_signature();
+        sig.params.extend([
+            AbiParam::new(ptr),
+            AbiParam::new(types::I64),
+            AbiParam::new(ptr),
+            AbiParam::new(ptr),
+        ]);
+        sig.returns.push(AbiParam::new(types::I32));
+        let scan = module
+            .declare_function("kiln_scan", Linkage::Import, &sig)
+            .map_err(module_err)?;
         let mut unary = HashMap::new();
         let mut pow = HashMap::new();
         for (dtype, suffix) in [(DType::F32, "f"), (DType::F64, "")] {
@@ -185,6 +225,7 @@ impl Imports {
         Ok(Imports {
             call,
             parallel,
+            scan,
             unary,
             pow,
         })
@@ -209,14 +250,9 @@ pub fn compile_with(
     options: &CodegenOptions,
 ) -> Result<CompiledProgram, CodegenError> {
     let start = Instant::now();
-    let mut asm = Vec::new();
     let mut module = host_module()?;
     let imports = Imports::declare(&mut module)?;
     let ptr = module.target_config().pointer_type();
-    let mut fctx = FunctionBuilderContext::new();
-    let mut ctx = module.make_context();
-    let mut clif = Vec::new();
-
     // A loop kernel takes the buffer table and the range of its outermost loop to
     // run, so the entry can split that loop across threads.
     let mut kernel_sig = module.make_signature();
@@ -225,59 +261,148 @@ pub fn compile_with(
         AbiParam::new(types::I64),
         AbiParam::new(types::I64),
     ]);
-    let mut kernel_ids = Vec::new();
-    let mut calls = Vec::new();
-    for (i, kernel) in program.kernels_with_ids() {
-        match kernel {
-            Kernel::Loop(k) => {
-                let name = i.to_string();
-                let id = module
-                    .declare_function(&name, Linkage::Local, &kernel_sig)
-                    .map_err(module_err)?;
-                ctx.func = Function::with_name_signature(
-                    UserFuncName::user(0, id.as_u32()),
-                    kernel_sig.clone(),
-                );
-                emit_loop_kernel(&mut module, &imports, &mut ctx.func, &mut fctx, program, k)?;
-                clif.push((name.clone(), ctx.func.display().to_string()));
-                if let Some(listing) = define(&mut module, id, &mut ctx, options.disasm)? {
-                    asm.push((name, listing));
+    let mut e = Emitter {
+        ctx: module.make_context(),
+        module,
+        imports,
+        fctx: FunctionBuilderContext::new(),
+        kernel_sig,
+        disasm: options.disasm,
+        calls: Vec::new(),
+        scans: Vec::new(),
+        clif: Vec::new(),
+        asm: Vec::new(),
+    };
+    let entry_id = e.program(program, "", Linkage::Export)?;
+    let Emitter {
+        mut module,
+        calls,
+        scans,
+        clif,
+        asm,
+        ..
+    } = e;
+    module.finalize_definitions().map_err(module_err)?;
+    let code = module.get_finalized_function(entry_id);
+    // SAFETY: the entry function was declared with exactly this signature.
+    let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    Ok(CompiledProgram {
+        module: Some(module),
+        entry,
+        calls,
+        scans,
+        clif,
+        asm,
+        compile_time: start.elapsed(),
+    })
+}
+
+/// How an entry function runs one kernel.
+enum Step {
+    Loop(FuncId, Split),
+    /// Call `i` of the context.
+    Call(usize),
+    /// Scan `i` of the context, with its compiled body's entry.
+    Scan(FuncId, usize),
+}
+
+/// The module being built, with what the compiled program keeps.
+struct Emitter {
+    module: JITModule,
+    imports: Imports,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    kernel_sig: Signature,
+    disasm: bool,
+    calls: Vec<CallDesc>,
+    scans: Vec<ScanDesc>,
+    clif: Vec<(String, String)>,
+    asm: Vec<(String, String)>,
+}
+
+impl Emitter {
+    /// Defines the kernels of `program` and its entry function `{prefix}entry`
+    /// (each scan's body first, named after its kernel); returns the entry.
+    fn program(
+        &mut self,
+        program: &KernelProgram,
+        prefix: &str,
+        linkage: Linkage,
+    ) -> Result<FuncId, CodegenError> {
+        let mut steps = Vec::new();
+        for (i, kernel) in program.kernels_with_ids() {
+            steps.push(match kernel {
+                Kernel::Loop(k) => {
+                    let name = format!("{prefix}{i}");
+                    let id = self
+                        .module
+                        .declare_function(&name, Linkage::Local, &self.kernel_sig)
+                        .map_err(module_err)?;
+                    self.ctx.func = Function::with_name_signature(
+                        UserFuncName::user(0, id.as_u32()),
+                        self.kernel_sig.clone(),
+                    );
+                    emit_loop_kernel(
+                        &mut self.module,
+                        &self.imports,
+                        &mut self.ctx.func,
+                        &mut self.fctx,
+                        program,
+                        k,
+                    )?;
+                    self.define(id, name)?;
+                    Step::Loop(id, split_of(k))
                 }
-                kernel_ids.push(Some((id, split_of(k))));
-            }
-            Kernel::Call(c) => {
-                calls.push(CallDesc {
-                    op: c.op.clone(),
-                    inputs: c.inputs.clone(),
-                    out: (c.out, program.buffer(c.out).ty.clone()),
-                });
-                kernel_ids.push(None);
-            }
+                Kernel::Call(c) => {
+                    self.calls.push(CallDesc {
+                        op: c.op.clone(),
+                        inputs: c.inputs.clone(),
+                        out: (c.out, program.buffer(c.out).ty.clone()),
+                    });
+                    Step::Call(self.calls.len() - 1)
+                }
+                Kernel::Scan(s) => {
+                    let body = self.program(&s.body, &format!("{prefix}{i}."), Linkage::Local)?;
+                    self.scans.push(ScanDesc::new(s));
+                    Step::Scan(body, self.scans.len() - 1)
+                }
+            });
         }
+        self.entry(&steps, prefix, linkage)
     }
 
-    // The entry point: run every kernel in order; stop at the first failed call.
-    let mut entry_sig = module.make_signature();
-    entry_sig
-        .params
-        .extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
-    entry_sig.returns.push(AbiParam::new(types::I32));
-    let entry_id = module
-        .declare_function("entry", Linkage::Export, &entry_sig)
-        .map_err(module_err)?;
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, entry_id.as_u32()), entry_sig);
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    /// The entry function over `steps`: runs every kernel in order and stops at the
+    /// first failed call or loop, returning its status.
+    fn entry(
+        &mut self,
+        steps: &[Step],
+        prefix: &str,
+        linkage: Linkage,
+    ) -> Result<FuncId, CodegenError> {
+        let module = &mut self.module;
+        let ptr = module.target_config().pointer_type();
+        let mut entry_sig = module.make_signature();
+        entry_sig
+            .params
+            .extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
+        entry_sig.returns.push(AbiParam::new(types::I32));
+        let name = format!("{prefix}entry");
+        let entry_id = module
+            .declare_function(&name, linkage, &entry_sig)
+            .map_err(module_err)?;
+        self.ctx.func =
+            Function::with_name_signature(UserFuncName::user(0, entry_id.as_u32()), entry_sig);
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let block = b.create_block();
         b.append_block_params_for_function_params(block);
         b.switch_to_block(block);
         let (bufs, cctx) = (b.block_params(block)[0], b.block_params(block)[1]);
-        let call_ref = module.declare_func_in_func(imports.call, b.func);
-        let parallel_ref = module.declare_func_in_func(imports.parallel, b.func);
-        let mut call_index = 0i64;
-        for id in &kernel_ids {
-            match id {
-                Some((id, split)) => {
+        let call_ref = module.declare_func_in_func(self.imports.call, b.func);
+        let parallel_ref = module.declare_func_in_func(self.imports.parallel, b.func);
+        let scan_ref = module.declare_func_in_func(self.imports.scan, b.func);
+        for step in steps {
+            let status = match step {
+                Step::Loop(id, split) => {
                     let f = module.declare_func_in_func(*id, b.func);
                     match split {
                         Split::Whole { n } => {
@@ -292,42 +417,45 @@ pub fn compile_with(
                             b.ins().call(parallel_ref, &[cctx, addr, bufs, n, align]);
                         }
                     }
+                    continue;
                 }
-                None => {
-                    let idx = b.ins().iconst(types::I64, call_index);
-                    call_index += 1;
+                Step::Call(i) => {
+                    let idx = b.ins().iconst(types::I64, *i as i64);
                     let inst = b.ins().call(call_ref, &[cctx, idx, bufs]);
-                    let status = b.inst_results(inst)[0];
-                    let fail = b.create_block();
-                    let next = b.create_block();
-                    b.ins().brif(status, fail, &[], next, &[]);
-                    b.switch_to_block(fail);
-                    b.ins().return_(&[status]);
-                    b.switch_to_block(next);
+                    b.inst_results(inst)[0]
                 }
-            }
+                Step::Scan(body, i) => {
+                    let idx = b.ins().iconst(types::I64, *i as i64);
+                    let f = module.declare_func_in_func(*body, b.func);
+                    let addr = b.ins().func_addr(ptr, f);
+                    let inst = b.ins().call(scan_ref, &[cctx, idx, bufs, addr]);
+                    b.inst_results(inst)[0]
+                }
+            };
+            let fail = b.create_block();
+            let next = b.create_block();
+            b.ins().brif(status, fail, &[], next, &[]);
+            b.switch_to_block(fail);
+            b.ins().return_(&[status]);
+            b.switch_to_block(next);
         }
         let zero = b.ins().iconst(types::I32, 0);
         b.ins().return_(&[zero]);
         b.seal_all_blocks();
         b.finalize(module.target_config());
+        self.define(entry_id, name)?;
+        Ok(entry_id)
     }
-    clif.push(("entry".to_string(), ctx.func.display().to_string()));
-    if let Some(listing) = define(&mut module, entry_id, &mut ctx, options.disasm)? {
-        asm.push(("entry".to_string(), listing));
+
+    /// Compiles the function in `self.ctx` as `id`, keeping its IR and listing.
+    fn define(&mut self, id: FuncId, name: String) -> Result<(), CodegenError> {
+        self.clif
+            .push((name.clone(), self.ctx.func.display().to_string()));
+        if let Some(listing) = define(&mut self.module, id, &mut self.ctx, self.disasm)? {
+            self.asm.push((name, listing));
+        }
+        Ok(())
     }
-    module.finalize_definitions().map_err(module_err)?;
-    let code = module.get_finalized_function(entry_id);
-    // SAFETY: the entry function was declared with exactly this signature.
-    let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
-    Ok(CompiledProgram {
-        module: Some(module),
-        entry,
-        calls,
-        clif,
-        asm,
-        compile_time: start.elapsed(),
-    })
 }
 
 /// Compiles `ctx.func` as function `id`; with `disasm`, returns its machine-code

@@ -6,8 +6,10 @@
 //! loop nest evaluating a small expression list ([`ExprNode`]s whose operands are
 //! earlier expressions) and storing it contiguously, possibly reduced over its
 //! innermost loops or with [`RowReduction`]s computed per outer index; a
-//! [`CallKernel`] is a library routine over whole buffers. Buffers, expressions and
-//! kernels are named by typed ids ([`BufferId`], [`ExprId`], [`KernelId`]).
+//! [`CallKernel`] is a library routine over whole buffers; a [`ScanKernel`] runs a
+//! kernel program of its own (a loop body) once per step of a `scan`. Buffers,
+//! expressions and kernels are named by typed ids ([`BufferId`], [`ExprId`],
+//! [`KernelId`]).
 //!
 //! - [`memory`]: liveness and the arena plan of the temporaries.
 //! - `print`: the text form ([`std::fmt::Display`] of [`KernelProgram`]).
@@ -232,18 +234,55 @@ pub fn call_takes_views(op: &Op) -> bool {
     matches!(op, Op::MatMul | Op::MatMulBias { .. })
 }
 
+/// The loop of a `scan` (see [`crate::Scan`]): `length` runs of `body`, a kernel
+/// program compiled once, whose arguments are the carries, one step's slice of each
+/// stacked input and the constants, and whose outputs are the new carries and the
+/// step's `ys`.
+///
+/// The generated code keeps two slots per carry and alternates between them (the
+/// step reads one and writes the other), writes each step's `ys` straight into
+/// their slice of the stacked result, and reads each step's slice of the `xs` in
+/// place: no step allocates or copies the state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanKernel {
+    /// The body, scheduled on its own.
+    pub body: Box<KernelProgram>,
+    pub length: usize,
+    /// Steps run from the last to the first.
+    pub reverse: bool,
+    /// How many of the operands are initial carries, and how many stacked inputs
+    /// follow them; the rest are constants.
+    pub carries: usize,
+    pub xs: usize,
+    /// The outer buffers of the initial carries, stacked inputs and constants, in
+    /// the body's argument order.
+    pub operands: Vec<BufferId>,
+    /// The outer buffer of each result (final carries, then stacked `ys`), or
+    /// `None` for a result nothing reads.
+    pub results: Vec<Option<BufferId>>,
+}
+
 /// One unit of generated code.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kernel {
     Loop(LoopKernel),
     Call(CallKernel),
+    Scan(ScanKernel),
 }
 
 impl Kernel {
+    /// The (first) buffer the kernel writes.
     pub fn out(&self) -> BufferId {
         match self {
             Kernel::Loop(k) => k.out,
             Kernel::Call(k) => k.out,
+            Kernel::Scan(k) => k
+                .results
+                .iter()
+                .flatten()
+                .copied()
+                .next()
+                .expect("a scheduled scan writes at least one result"),
         }
     }
 
@@ -254,6 +293,7 @@ impl Kernel {
                 .chain(k.also.iter().map(|&(_, b)| b))
                 .collect(),
             Kernel::Call(k) => vec![k.out],
+            Kernel::Scan(k) => k.results.iter().flatten().copied().collect(),
         }
     }
 
@@ -261,6 +301,7 @@ impl Kernel {
     pub fn reads(&self) -> Vec<BufferId> {
         match self {
             Kernel::Call(k) => k.inputs.iter().map(|i| i.access.buffer).collect(),
+            Kernel::Scan(k) => k.operands.clone(),
             Kernel::Loop(k) => k
                 .rows
                 .iter()
@@ -309,13 +350,21 @@ impl KernelProgram {
             .map(|(i, k)| (KernelId::new(i), k))
     }
 
-    /// Number of loop kernels and library calls.
+    /// Number of loop kernels and library calls (scans are neither; see
+    /// [`KernelProgram::scans`]).
     pub fn kernel_counts(&self) -> (usize, usize) {
-        let loops = self
-            .kernels
-            .iter()
-            .filter(|k| matches!(k, Kernel::Loop(_)))
-            .count();
-        (loops, self.kernels.len() - loops)
+        let count = |f: fn(&Kernel) -> bool| self.kernels.iter().filter(|k| f(k)).count();
+        (
+            count(|k| matches!(k, Kernel::Loop(_))),
+            count(|k| matches!(k, Kernel::Call(_))),
+        )
+    }
+
+    /// The scan kernels of this program (not of their bodies).
+    pub fn scans(&self) -> impl Iterator<Item = &ScanKernel> {
+        self.kernels.iter().filter_map(|k| match k {
+            Kernel::Scan(s) => Some(s),
+            _ => None,
+        })
     }
 }

@@ -81,9 +81,13 @@ impl fmt::Display for KernelProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = self.plan_memory();
         let (loops, calls) = self.kernel_counts();
+        let scans = match self.scans().count() {
+            0 => String::new(),
+            n => format!(", {n} scans"),
+        };
         writeln!(
             f,
-            "program {}: {} buffers, {loops} loop kernels, {calls} calls, arena {} bytes (unshared {})",
+            "program {}: {} buffers, {loops} loop kernels, {calls} calls{scans}, arena {} bytes (unshared {})",
             self.name,
             self.buffers.len(),
             plan.arena_bytes,
@@ -133,6 +137,28 @@ impl fmt::Display for KernelProgram {
                     exprs(f, &l.exprs, l.value, "  ")?;
                     for (v, b) in &l.also {
                         writeln!(f, "  also {b} = {v}")?;
+                    }
+                    writeln!(f, "}}")?;
+                }
+                Kernel::Scan(s) => {
+                    let results: Vec<String> = s
+                        .results
+                        .iter()
+                        .map(|r| r.map_or_else(|| "_".to_string(), |b| b.to_string()))
+                        .collect();
+                    let ops: Vec<String> = s.operands.iter().map(|b| b.to_string()).collect();
+                    writeln!(
+                        f,
+                        "{i}: {} = scan length={} carries={} xs={}{} ({}) {{",
+                        results.join(", "),
+                        s.length,
+                        s.carries,
+                        s.xs,
+                        if s.reverse { " reverse" } else { "" },
+                        ops.join(", ")
+                    )?;
+                    for line in s.body.to_string().lines() {
+                        writeln!(f, "  {line}")?;
                     }
                     writeln!(f, "}}")?;
                 }

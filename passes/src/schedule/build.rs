@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Shape, Work};
+use kiln_ir::kernel::ScanKernel;
+use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Scan, Shape, Work};
 
 use super::{
     Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprId, ExprNode,
@@ -187,16 +188,44 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
     program.args = graph.args().iter().map(|a| buffer_of[a]).collect();
     program.outputs = graph.outputs().iter().map(|o| buffer_of[&o.node]).collect();
 
-    // 3. One kernel per materialized computed node.
+    // 3. One kernel per materialized computed node (one per loop for the results
+    // of a scan).
+    let mut in_loop: HashSet<NodeId> = HashSet::new();
     for &n in &order {
         let Some(&out) = buffer_of.get(&n) else {
             continue;
         };
-        if program.buffer(out).kind != BufferKind::Temp {
+        if program.buffer(out).kind != BufferKind::Temp || in_loop.contains(&n) {
             continue;
         }
         let node = graph.node(n);
         let kernel = match &node.op {
+            Op::Scan(scan) => {
+                let operands = graph.operands(n);
+                let mut results = vec![None; scan.results()];
+                // The other results of the same loop, computed by the same run.
+                for &m in &order {
+                    if let Op::Scan(other) = &graph.node(m).op
+                        && !in_loop.contains(&m)
+                        && same_loop(scan, other)
+                        && graph.operands(m) == operands
+                        && results[other.result].is_none()
+                        && let Some(&b) = buffer_of.get(&m)
+                    {
+                        results[other.result] = Some(b);
+                        in_loop.insert(m);
+                    }
+                }
+                Kernel::Scan(ScanKernel {
+                    body: Box::new(schedule(&scan.body.0)?),
+                    length: scan.length,
+                    reverse: scan.reverse,
+                    carries: scan.carries,
+                    xs: scan.xs,
+                    operands: operands.iter().map(|o| buffer_of[o]).collect(),
+                    results,
+                })
+            }
             Op::Reduce { kind, axes, .. } => {
                 let x = graph.operands(n)[0];
                 let xs = graph.node(x).ty.shape.clone();
@@ -276,6 +305,15 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
     super::rows::fuse_row_reductions(&mut program);
     super::merge::merge_elementwise(&mut program);
     Ok(program)
+}
+
+/// Whether two `scan` nodes are results of the same loop (given the same operands).
+fn same_loop(a: &Scan, b: &Scan) -> bool {
+    let strip = |s: &Scan| Scan {
+        result: 0,
+        ..s.clone()
+    };
+    strip(a) == strip(b)
 }
 
 /// Builds the expressions of one loop kernel, inlining non-materialized nodes.

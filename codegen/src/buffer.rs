@@ -2,9 +2,7 @@
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 
-/// Alignment of every runtime buffer: the kernel program's arena alignment (a
-/// cache line, and enough for any vector load).
-pub use kiln_ir::kernel::ALIGN;
+use kiln_ir::kernel::ALIGN;
 
 /// An owned, 64-byte aligned, zeroed block of memory.
 pub struct AlignedBuffer {
