@@ -4,7 +4,9 @@
 //!
 //! - W1: linear regression `y = w*x + b` on three points, MSE, SGD, from w = b = 0;
 //! - W2: MLP 784-128-64-10 with ReLU, softmax cross-entropy, Adam (lr 1e-3);
-//! - W3: LeNet on 3×32×32 images, softmax cross-entropy, SGD momentum 0.9, lr 1e-3.
+//! - W3: LeNet on 3×32×32 images, softmax cross-entropy, SGD momentum 0.9, lr 1e-3;
+//! - W4: a tagger, embedding -> LSTM (a `scan` over the sequence) -> linear ->
+//!   log-softmax + NLL, SGD lr 0.1.
 //!
 //! The builders take the random generator that initializes the parameters, so a
 //! caller decides the seed and whether it draws data before or after.
@@ -95,6 +97,81 @@ pub fn w3_step(batch: usize, rng: &mut Rng) -> Result<TrainStep, TrainError> {
     let g = GraphBuilder::new("lenet");
     let loss = w3_loss(&g, batch, rng);
     TrainStep::new(&loss, &Sgd::new(1e-3).momentum(0.9))
+}
+
+/// W4's sizes: vocabulary, embedding width, LSTM hidden size, tag set.
+pub const W4_VOCAB: usize = 1000;
+pub const W4_EMBED: usize = 64;
+pub const W4_HIDDEN: usize = 128;
+pub const W4_TAGS: usize = 16;
+
+/// One LSTM step (gates in PyTorch's order i, f, g, o) of `x: [B, E]` from
+/// `(h, c): [B, H]`, with `w_ih: [4H, E]`, `w_hh: [4H, H]` and `bias: [4H]`:
+/// returns `(h', c')`.
+fn lstm_cell(x: &Tensor, h: &Tensor, c: &Tensor, p: &[Tensor]) -> (Tensor, Tensor) {
+    let hidden = h.dims()[1];
+    let gates = x.matmul(&p[0].t()) + h.matmul(&p[1].t()) + &p[2];
+    let gate = |k: usize| gates.narrow(1, k * hidden, hidden);
+    let (i, f, g, o) = (
+        gate(0).sigmoid(),
+        gate(1).sigmoid(),
+        gate(2).tanh(),
+        gate(3).sigmoid(),
+    );
+    let c2 = &f * c + &i * &g;
+    let h2 = &o * &c2.tanh();
+    (h2, c2)
+}
+
+/// W4's loss in `g`: inputs `tokens: i32[seq, batch]` and `tags: i32[seq, batch]`;
+/// an embedding `[W4_VOCAB, W4_EMBED]` (uniform in `[-1, 1)`), an LSTM of hidden
+/// size [`W4_HIDDEN`] from zero state run by one `scan` over the sequence
+/// (weights uniform in `±1/√H`, as PyTorch), a linear read-out to [`W4_TAGS`] tags
+/// at every step, and the mean NLL of their log-softmax. The graph's size does
+/// not depend on `seq`.
+pub fn w4_loss(g: &GraphBuilder, seq: usize, batch: usize, rng: &mut Rng) -> Tensor {
+    let (e, h) = (W4_EMBED, W4_HIDDEN);
+    let tokens = g.input("tokens", DType::I32, [seq, batch]);
+    let tags = g.input("tags", DType::I32, [seq, batch]);
+    let k = 1.0 / (h as f32).sqrt();
+    let embed = g.param("embed", uniform(rng, &[W4_VOCAB, e], -1.0, 1.0));
+    let w_ih = g.param("w_ih", uniform(rng, &[4 * h, e], -k, k));
+    let w_hh = g.param("w_hh", uniform(rng, &[4 * h, h], -k, k));
+    let bias = g.param("bias", uniform(rng, &[4 * h], -k, k));
+    let out = nn::Linear::new(g, "out", h, W4_TAGS, rng);
+    let xs = embed.embedding(&tokens);
+    let (h0, c0) = (g.zeros([batch, h]), g.zeros([batch, h]));
+    let lstm = g.scan(
+        &[&h0, &c0],
+        &[&xs],
+        &[&w_ih, &w_hh, &bias],
+        |_, carry, x, p| {
+            let (h, c) = lstm_cell(&x[0], &carry[0], &carry[1], p);
+            kiln_frontend::scan::Step {
+                carries: vec![h.clone(), c],
+                ys: vec![h],
+            }
+        },
+    );
+    let logits = out.forward(&lstm.ys[0].reshape([seq * batch, h]));
+    loss::nll(&logits.log_softmax(-1), &tags.reshape([seq * batch]))
+}
+
+/// W4's training step (graph `w4`): [`w4_loss`], its gradients and SGD (lr 0.1).
+pub fn w4_step(seq: usize, batch: usize, rng: &mut Rng) -> Result<TrainStep, TrainError> {
+    let g = GraphBuilder::new("w4");
+    let loss = w4_loss(&g, seq, batch, rng);
+    TrainStep::new(&loss, &Sgd::new(0.1))
+}
+
+/// `i32` tokens of shape `dims`, uniform in `0..vocab`.
+pub fn tokens(rng: &mut Rng, dims: &[usize], vocab: usize) -> HostTensor {
+    let n = dims.iter().product();
+    HostTensor::from_i32(
+        dims.to_vec(),
+        (0..n).map(|_| rng.below(vocab as u64) as i32).collect(),
+    )
+    .expect("sized from the shape")
 }
 
 /// An `f32` tensor of shape `dims` with values uniform in `[lo, hi)`, drawn in

@@ -166,3 +166,25 @@ fn uniform(rng: &mut Rng, shape: &[usize], scale: f64) -> HostTensor {
         .collect();
     HostTensor::from_f32(shape, v).unwrap()
 }
+
+/// Training a loop runs it twice per step, not more: one forward loop (which also
+/// saves the carries the backward loop starts from) and one backward loop, even
+/// when the loss reads several of the loop's results.
+#[test]
+fn a_training_step_runs_one_forward_and_one_backward_loop() {
+    let g = GraphBuilder::new("two_results");
+    let xs = g.input("xs", DType::F32, [5, 2, 3]);
+    let w = g.param("w", uniform(&mut Rng::seed(1), &[3, 3], 0.5));
+    let h0 = g.zeros([2, 3]);
+    let out = g.scan(&[&h0], &[&xs], &[&w], |_, h, x, c| {
+        let h = (h[0].matmul(&c[0]) + &x[0]).tanh();
+        Step {
+            carries: vec![h.clone()],
+            ys: vec![h],
+        }
+    });
+    let loss = out.carries[0].sum_all() + out.ys[0].square().mean_all();
+    let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
+    let exe = step.compile().unwrap();
+    assert_eq!(exe.program().scans().count(), 2, "{}", exe.program());
+}

@@ -443,6 +443,19 @@ fn cases(rng: &mut Rng) -> Vec<(String, Setup, NodeId)> {
         let y = s.op(rnn_scan(rnn_body(), 4, reverse, result), &[h0, xs, w]);
         push("scan", s, y);
     }
+    // Both results of one loop: one backward loop takes both cotangents.
+    for reverse in [false, true] {
+        let mut s = Setup::new();
+        let h0 = s.arg(rng, &[3], Values::Any);
+        let xs = s.arg(rng, &[4, 3], Values::Any);
+        let w = s.arg(rng, &[3], Values::Any);
+        let body = rnn_body();
+        let last = s.op(rnn_scan(body.clone(), 4, reverse, 0), &[h0, xs, w]);
+        let ys = s.op(rnn_scan(body, 4, reverse, 1), &[h0, xs, w]);
+        let wide = s.op(Op::Broadcast(Shape::from([4, 3])), &[last]);
+        let y = s.op(Op::Binary(BinaryOp::Mul), &[ys, wide]);
+        push("scan", s, y);
+    }
     {
         let mut s = Setup::new();
         let h0 = s.arg(rng, &[3], Values::Any);

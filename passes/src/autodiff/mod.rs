@@ -86,6 +86,8 @@ pub fn grad(graph: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients, Au
     }
 
     let order = graph.topo_order()?;
+    let order_pos: HashMap<NodeId, usize> =
+        order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // Nodes whose value depends on a differentiated node through float values.
     let mut depends: HashSet<NodeId> = wrt.iter().copied().collect();
     for &n in &order {
@@ -112,26 +114,46 @@ pub fn grad(graph: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients, Au
         let one = e.graph.constant(HostTensor::scalar(loss_ty.dtype, 1.0));
         pending.insert(loss, vec![one]);
     }
+    // A loop's results are differentiated together, once the sweep has passed all
+    // of them (at the one that comes first).
+    let (loops, loop_of) = scan::loops(graph, &order);
+    let mut loop_adjs: Vec<Vec<Option<NodeId>>> =
+        loops.iter().map(|l| vec![None; l.nodes.len()]).collect();
     for &n in order.iter().rev() {
-        let Some(parts) = pending.remove(&n) else {
-            continue;
+        let adj = match pending.remove(&n) {
+            Some(parts) => {
+                let mut adj = parts[0];
+                for &p in &parts[1..] {
+                    adj = e.add(adj, p)?;
+                }
+                adjoint.insert(n, adj);
+                Some(adj)
+            }
+            None => None,
         };
-        let mut adj = parts[0];
-        for &p in &parts[1..] {
-            adj = e.add(adj, p)?;
-        }
-        adjoint.insert(n, adj);
-        let operands = graph.operands(n);
-        if let Op::Scan(s) = &graph.node(n).op {
-            // One reverse loop gives every operand's gradient at once.
-            let grads = scan::scan_vjp(&mut e, n, s, &operands, adj)?;
-            for (&o, g) in operands.iter().zip(grads) {
-                if let (true, Some(g)) = (on_path(&o), g) {
-                    pending.entry(o).or_default().push(g);
+        if let (Some(&i), Op::Scan(s)) = (loop_of.get(&n), &graph.node(n).op) {
+            loop_adjs[i][s.result] = adj;
+            let l = &loops[i];
+            let first = l
+                .nodes
+                .iter()
+                .flatten()
+                .all(|&m| m == n || order_pos[&m] > order_pos[&n]);
+            if first && loop_adjs[i].iter().any(Option::is_some) {
+                // One reverse loop gives every operand's gradient at once.
+                let grads = scan::scan_vjp(&mut e, l, &loop_adjs[i])?;
+                for (&o, g) in l.operands.iter().zip(grads) {
+                    if let (true, Some(g)) = (on_path(&o), g) {
+                        pending.entry(o).or_default().push(g);
+                    }
                 }
             }
             continue;
         }
+        let Some(adj) = adj else {
+            continue;
+        };
+        let operands = graph.operands(n);
         for (i, &o) in operands.iter().enumerate() {
             if !on_path(&o) {
                 continue;

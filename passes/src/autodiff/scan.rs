@@ -1,15 +1,16 @@
 //! The vjp of a loop: a reverse loop.
 //!
-//! The forward loop is run once more with its carries saved per step (extra `ys`).
-//! The backward loop runs the steps in the opposite order. Its body replays the
-//! forward body on the saved carry, the step's `xs` and the constants (intermediates
-//! are recomputed, not stored: memory stays one carry per step), and differentiates
-//! it with [`grad`] against the cotangents of the new carries and of the step's `ys`.
-//! Its carries are the carries' cotangents and the constants' accumulated
-//! gradients; its `ys` are the gradients of the `xs`.
+//! The forward loop saves the carry each step starts from (extra `ys`): its result
+//! nodes are switched to a body that returns those too, so the forward pass runs
+//! one loop. The backward loop runs the steps in the opposite order. Its body
+//! replays the forward body on the saved carry, the step's `xs` and the constants
+//! (intermediates are recomputed, not stored: memory stays one carry per step), and
+//! differentiates it with [`grad`] against the cotangents of the new carries and of
+//! the step's `ys`. Its carries are the carries' cotangents and the constants'
+//! accumulated gradients; its `ys` are the gradients of the `xs`.
 //!
-//! Each result node of a loop is differentiated on its own (the other results'
-//! cotangents are zero): the sum over a loop's nodes is the joint vjp.
+//! All result nodes of one loop are differentiated together, by one backward loop
+//! taking every result's cotangent (zero for results nothing differentiates).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,15 +20,67 @@ use kiln_ir::{Body, Graph, NodeId, Op, Output, ReduceOp, Scan};
 use super::{AutodiffError, grad};
 use crate::emit::Emitter;
 
-/// Gradients of the loop node `node` (operands `operands`, cotangent `adj`) with
-/// respect to each operand; `None` for integer operands.
+/// The result nodes of one loop (same body, attributes and operands), by result
+/// index, in the graph being differentiated.
+pub(super) struct Loop {
+    pub scan: Scan,
+    pub operands: Vec<NodeId>,
+    pub nodes: Vec<Option<NodeId>>,
+}
+
+/// The loops of `graph`, each with the node that comes first in `order` (the last
+/// one the reverse sweep reaches).
+pub(super) fn loops(graph: &Graph, order: &[NodeId]) -> (Vec<Loop>, HashMap<NodeId, usize>) {
+    let mut loops: Vec<Loop> = Vec::new();
+    let mut of: HashMap<NodeId, usize> = HashMap::new();
+    for &n in order {
+        let Op::Scan(s) = &graph.node(n).op else {
+            continue;
+        };
+        let operands = graph.operands(n);
+        let same = |l: &Loop| {
+            l.operands == operands
+                && Scan {
+                    result: 0,
+                    ..l.scan.clone()
+                } == Scan {
+                    result: 0,
+                    ..s.clone()
+                }
+                && l.nodes[s.result].is_none()
+        };
+        let i = match loops.iter().position(same) {
+            Some(i) => i,
+            None => {
+                loops.push(Loop {
+                    scan: s.clone(),
+                    operands,
+                    nodes: vec![None; s.results()],
+                });
+                loops.len() - 1
+            }
+        };
+        loops[i].nodes[s.result] = Some(n);
+        of.insert(n, i);
+    }
+    (loops, of)
+}
+
+/// Gradients of loop `l` with respect to each operand (`None` for integer
+/// operands), given the cotangent of each result (`None`: zero).
 pub(super) fn scan_vjp(
     e: &mut Emitter,
-    node: NodeId,
-    scan: &Scan,
-    operands: &[NodeId],
-    adj: NodeId,
+    l: &Loop,
+    adjs: &[Option<NodeId>],
 ) -> Result<Vec<Option<NodeId>>, AutodiffError> {
+    let (scan, operands) = (&l.scan, &l.operands[..]);
+    let node = l
+        .nodes
+        .iter()
+        .flatten()
+        .copied()
+        .next()
+        .expect("a loop has a node");
     let body = &scan.body.0;
     let (c, x) = (scan.carries, scan.xs);
     let not_diff = |reason| AutodiffError::NotDifferentiable {
@@ -46,7 +99,8 @@ pub(super) fn scan_vjp(
     let float_xs: Vec<usize> = (c..c + x).filter(|&i| arg_ty(i).dtype.is_float()).collect();
     let ys = scan.results() - c;
 
-    // 1. The forward loop again, saving the carry each step starts from.
+    // 1. The forward loop saves the carry each step starts from: its nodes run a
+    // body with those as further `ys`.
     let mut saving = (**body).clone();
     let mut outputs = saving.outputs().to_vec();
     outputs.extend((0..c).map(|i| Output {
@@ -55,14 +109,21 @@ pub(super) fn scan_vjp(
     }));
     saving.set_outputs(outputs);
     let saving = Body(Arc::new(saving));
+    let forward = |result: usize| {
+        Op::Scan(Scan {
+            body: saving.clone(),
+            result,
+            ..scan.clone()
+        })
+    };
+    for (r, n) in l.nodes.iter().enumerate() {
+        if let Some(n) = *n {
+            e.graph.replace_op(n, forward(r))?;
+        }
+    }
     let mut saved = Vec::with_capacity(c);
     for i in 0..c {
-        let op = Op::Scan(Scan {
-            body: saving.clone(),
-            result: c + ys + i,
-            ..scan.clone()
-        });
-        saved.push(e.op(op, operands)?);
+        saved.push(e.op(forward(c + ys + i), operands)?);
     }
 
     // 2. The backward loop: cotangents in, gradients out.
@@ -75,11 +136,10 @@ pub(super) fn scan_vjp(
         &float_consts,
     )?));
     let mut bwd = Vec::new();
-    for i in 0..c {
-        bwd.push(if scan.result == i {
-            adj
-        } else {
-            e.splat(0.0, &arg_ty(i))?
+    for (i, adj) in adjs.iter().enumerate().take(c) {
+        bwd.push(match adj {
+            Some(a) => *a,
+            None => e.splat(0.0, &arg_ty(i))?,
         });
     }
     for &k in &float_consts {
@@ -89,10 +149,9 @@ pub(super) fn scan_vjp(
     bwd.extend(&operands[c..c + x]);
     for j in 0..ys {
         let y = &body.node(body.outputs()[c + j].node).ty;
-        bwd.push(if scan.result == c + j {
-            adj
-        } else {
-            e.splat(0.0, &y.stacked(scan.length))?
+        bwd.push(match adjs[c + j] {
+            Some(a) => a,
+            None => e.splat(0.0, &y.stacked(scan.length))?,
         });
     }
     bwd.extend(&operands[c + x..]);

@@ -105,6 +105,8 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
     let order = graph.topo_order()?;
     let outputs: HashSet<NodeId> = graph.outputs().iter().map(|o| o.node).collect();
 
+    let transposed = transposed_products(graph, &outputs);
+
     // 1. Which nodes get a buffer.
     let mut materialize: HashSet<NodeId> = HashSet::new();
     // What inlining a node costs each consumer: its ops plus those of the inlined
@@ -128,11 +130,15 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         // A node with several consumers is recomputed in each while that is cheap
         // (e.g. the `exp` a softmax both sums and divides), else computed once.
         let shared = users.len() > 1 && cost > RECOMPUTE_LIMIT;
-        let needed = op.is_argument()
-            || outputs.contains(&n)
-            || matches!(op, Op::Const(_)) && splat_value(op).is_none()
-            || !is_loop_op(op) && !matches!(op, Op::Const(_))
-            || (!is_view(op) && splat_value(op).is_none() && shared);
+        let product = transposed_product(graph, &transposed, n);
+        // A product read only transposed has no buffer: its users compute it.
+        let needed = !transposed.contains(&n)
+            && (op.is_argument()
+                || outputs.contains(&n)
+                || matches!(op, Op::Const(_)) && splat_value(op).is_none()
+                || !is_loop_op(op) && !matches!(op, Op::Const(_))
+                || (!is_view(op) && splat_value(op).is_none() && shared)
+                || product.is_some());
         if needed {
             materialize.insert(n);
         }
@@ -199,6 +205,35 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
             continue;
         }
         let node = graph.node(n);
+        if let Some(m) = transposed_product(graph, &transposed, n) {
+            // (a @ b)^T computed as b^T @ a^T, the transposes read as views.
+            let ops = graph.operands(m);
+            let rank = node.ty.shape.rank();
+            let mut swap = identity(rank);
+            swap.swap(rank - 2, rank - 1);
+            let inputs = [ops[1], ops[0]]
+                .into_iter()
+                .map(|o| {
+                    let mut b = ExprBuilder::new(graph, &materialize, &buffer_of, o, rank);
+                    b.root = NodeId::end();
+                    let e = b.build(o, &swap);
+                    let Expr::Load(access) = b.exprs[e.index()].expr.clone() else {
+                        unreachable!("product operands are buffers or views of buffers")
+                    };
+                    let mut ty = graph.node(o).ty.clone();
+                    let mut dims = ty.shape.dims().to_vec();
+                    dims.swap(rank - 2, rank - 1);
+                    ty.shape = Shape::new(dims);
+                    CallInput { ty, access }
+                })
+                .collect();
+            program.kernels.push(Kernel::Call(CallKernel {
+                op: Op::MatMul,
+                inputs,
+                out,
+            }));
+            continue;
+        }
         let kernel = match &node.op {
             Op::Scan(scan) => {
                 let operands = graph.operands(n);
@@ -305,6 +340,46 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
     super::rows::fuse_row_reductions(&mut program);
     super::merge::merge_elementwise(&mut program);
     Ok(program)
+}
+
+/// Products read only transposed (every user swaps their last two axes), and not
+/// outputs: each transposing user computes `b^T @ a^T` into its own buffer instead,
+/// so the consumers read it in order (GEMM takes the transposed operands as views
+/// for free, while a loop reading a transposed buffer strides through memory).
+fn transposed_products(graph: &Graph, outputs: &HashSet<NodeId>) -> HashSet<NodeId> {
+    graph
+        .node_ids()
+        .filter(|&m| {
+            let rank = graph.node(m).ty.shape.rank();
+            let users = graph.users(m);
+            matches!(graph.node(m).op, Op::MatMul)
+                && rank >= 2
+                && !outputs.contains(&m)
+                && !users.is_empty()
+                && users
+                    .iter()
+                    .all(|&u| matches!(&graph.node(u).op, Op::Transpose(p) if swaps_last2(p)))
+        })
+        .collect()
+}
+
+/// The product `n` transposes, if `n` is a transposing user of one of
+/// [`transposed_products`].
+fn transposed_product(graph: &Graph, transposed: &HashSet<NodeId>, n: NodeId) -> Option<NodeId> {
+    if !matches!(graph.node(n).op, Op::Transpose(_)) {
+        return None;
+    }
+    let m = graph.operands(n)[0];
+    transposed.contains(&m).then_some(m)
+}
+
+/// True for the permutation that swaps the last two axes and keeps the others.
+fn swaps_last2(p: &[usize]) -> bool {
+    let r = p.len();
+    r >= 2
+        && p[r - 2] == r - 1
+        && p[r - 1] == r - 2
+        && p[..r - 2].iter().enumerate().all(|(i, &j)| i == j)
 }
 
 /// Whether two `scan` nodes are results of the same loop (given the same operands).
