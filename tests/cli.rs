@@ -39,7 +39,9 @@ fn ok(args: &[&str]) -> String {
     stdout(&o)
 }
 
-const GRAPHS: [&str; 3] = ["mlp.kir", "softmax.kir", "conv_pool.kir"];
+/// An MLP, a softmax, a CNN, and an RNN: a loop and a reverse loop over its
+/// states (`scan` with a nested body).
+const GRAPHS: [&str; 4] = ["mlp.kir", "softmax.kir", "conv_pool.kir", "rnn.kir"];
 
 #[test]
 fn every_stage_prints_for_every_graph() {
@@ -127,6 +129,10 @@ fn run_agrees_with_the_interpreter() {
         "--grad",
         "loss",
     ]);
+    assert!(out.contains("all 3 outputs agree"), "{out}");
+    // Through loops: the backward loops of both scans.
+    let out = ok(&["run", data("rnn.kir").to_str().unwrap(), "--grad", "loss"]);
+    assert!(out.contains("grad.w_hh"), "{out}");
     assert!(out.contains("all 3 outputs agree"), "{out}");
 }
 

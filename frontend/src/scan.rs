@@ -63,6 +63,51 @@ impl GraphBuilder {
         consts: &[&Tensor],
         body: impl FnOnce(&GraphBuilder, &[Tensor], &[Tensor], &[Tensor]) -> Step,
     ) -> ScanOutput {
+        self.scan_in(false, init, xs, consts, body)
+    }
+
+    /// [`GraphBuilder::scan`] from the last step to the first (JAX's
+    /// `reverse=True`): step `t` reads row `t` of each `xs` and writes row `t` of
+    /// each `ys`, the carries flowing from `t + 1` to `t`. The backward half of a
+    /// bidirectional recurrent layer.
+    ///
+    /// ```
+    /// use kiln_frontend::prelude::*;
+    /// use kiln_frontend::scan::Step;
+    ///
+    /// // Suffix sums: ys[t] = xs[t] + xs[t + 1] + ...
+    /// let g = GraphBuilder::new("suffix");
+    /// let xs = g.input("xs", DType::F32, [4]);
+    /// let zero = g.zeros([]);
+    /// let out = g.scan_reverse(&[&zero], &[&xs], &[], |_, acc, x, _| {
+    ///     let acc = &acc[0] + &x[0];
+    ///     Step { carries: vec![acc.clone()], ys: vec![acc] }
+    /// });
+    /// let model = g.build(&[("sums", &out.ys[0])]).unwrap();
+    /// let x = HostTensor::from_f32([4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    /// let sums = kiln_ir::interp::run(&model.graph, &[x]).unwrap();
+    /// assert_eq!(sums[0].as_f32().unwrap(), &[10.0, 9.0, 7.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn scan_reverse(
+        &self,
+        init: &[&Tensor],
+        xs: &[&Tensor],
+        consts: &[&Tensor],
+        body: impl FnOnce(&GraphBuilder, &[Tensor], &[Tensor], &[Tensor]) -> Step,
+    ) -> ScanOutput {
+        self.scan_in(true, init, xs, consts, body)
+    }
+
+    #[track_caller]
+    fn scan_in(
+        &self,
+        reverse: bool,
+        init: &[&Tensor],
+        xs: &[&Tensor],
+        consts: &[&Tensor],
+        body: impl FnOnce(&GraphBuilder, &[Tensor], &[Tensor], &[Tensor]) -> Step,
+    ) -> ScanOutput {
         let operands: Vec<&Tensor> = init.iter().chain(xs).chain(consts).copied().collect();
         let fail = |message: String| {
             Ctx::leaf(self, "scan", TensorType::new(kiln_ir::DType::F32, []))
@@ -151,7 +196,7 @@ impl GraphBuilder {
                     carries: init.len(),
                     xs: xs.len(),
                     length,
-                    reverse: false,
+                    reverse,
                     result,
                 });
                 match Ctx::new("scan", &operands) {
