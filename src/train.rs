@@ -130,7 +130,12 @@ impl TrainStep {
         let builder = loss.builder();
         let mut forward_outputs = vec![("loss", loss)];
         forward_outputs.extend_from_slice(outputs);
-        let model = builder.build(&forward_outputs)?;
+        let mut model = builder.build(&forward_outputs)?;
+        // Loop-invariant work leaves its loops before differentiation, so that its
+        // gradient is computed outside the backward loop too.
+        model.graph = kiln_passes::hoist_loops(&model.graph)
+            .map_err(AutodiffError::from)?
+            .0;
         let loss_node = model.graph.outputs()[0].node;
         let params = model.graph.params();
         let trainable: Vec<String> = params

@@ -206,6 +206,39 @@ impl Graph {
         Ok(())
     }
 
+    /// Makes every user of `old` (and every output naming it) use `new` instead,
+    /// which must have the same type and must not depend on `old`'s users. `old`
+    /// stays in the graph, unused.
+    pub fn replace_uses(&mut self, old: NodeId, new: NodeId) -> Result<(), GraphError> {
+        let (a, b) = (
+            self.get(old).ok_or(GraphError::UnknownNode(old))?,
+            self.get(new).ok_or(GraphError::UnknownNode(new))?,
+        );
+        if a.ty != b.ty {
+            return Err(GraphError::StaleType {
+                node: new,
+                op: b.op.mnemonic().to_string(),
+                recorded: a.ty.clone(),
+                inferred: b.ty.clone(),
+            });
+        }
+        let edges: Vec<_> = self
+            .graph
+            .edges_directed(old, Direction::Outgoing)
+            .map(|e| (e.id(), e.target(), *e.weight()))
+            .collect();
+        for (id, user, pos) in edges {
+            self.graph.remove_edge(id);
+            self.graph.add_edge(new, user, pos);
+        }
+        for o in &mut self.outputs {
+            if o.node == old {
+                o.node = new;
+            }
+        }
+        Ok(())
+    }
+
     /// Names a node (for debugging output); argument names cannot be changed.
     pub fn set_node_name(&mut self, id: NodeId, name: impl Into<String>) {
         let node = &mut self.graph[id];

@@ -4,9 +4,12 @@
 pub mod autodiff;
 pub mod dce;
 pub mod emit;
+pub mod hoist;
+mod loops;
 pub mod optimize;
 pub mod schedule;
 
 pub use autodiff::{AutodiffError, Gradients, grad};
 pub use dce::eliminate_dead_code;
+pub use hoist::hoist_loops;
 pub use optimize::{OptimizeConfig, OptimizeStats, Pipeline, optimize};

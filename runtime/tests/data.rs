@@ -1,12 +1,12 @@
-//! Data sets, batching and the CSV and IDX readers, on small files written here,
-//! well formed and malformed.
+//! Data sets, batching and the CSV, IDX and tagged-sentence readers, on small files
+//! written here, well formed and malformed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kiln_runtime::data::{
-    CsvOptions, DataError, Dataset, Header, IdxData, LabelColumn, read_csv, read_idx,
-    read_idx_dataset,
+    CsvOptions, DataError, Dataset, Header, IdxData, LabelColumn, SequenceBatch, Vocab, read_csv,
+    read_idx, read_idx_dataset, read_tagged, sequence_batches,
 };
 use kiln_testutil::TempDir;
 
@@ -378,4 +378,130 @@ fn csv_reader_stops_at_max_bytes() {
     let two = dir.write("two.csv", &text[..24]);
     assert_eq!(read_csv(&two, &exact).unwrap().labels(), &[0, 1, 0, 1]);
     assert_eq!(csv(&bomb).unwrap().len(), 200_000);
+}
+
+const TAGGED: &str = "split\ttokens\ttags\n\
+train\tthe dog barks\tDET NOUN VERB\n\
+train\ta dog\tDET NOUN\n\
+train\tdogs bark loudly today\tNOUN VERB ADV NOUN\n\
+test\tthe cat\tDET NOUN\n";
+
+#[test]
+fn tagged_sentences_read_plain_and_gzip() {
+    let dir = TempDir::new("kiln-tagged");
+    let plain = dir.write("pos.tsv", TAGGED.as_bytes());
+    let gz = write_gz(&dir, "pos.tsv.gz", TAGGED.as_bytes());
+    for path in [plain, gz] {
+        let corpus = read_tagged(&path).unwrap();
+        assert_eq!(corpus.split_names().collect::<Vec<_>>(), ["test", "train"]);
+        let train = corpus.split("train");
+        assert_eq!(train.len(), 3);
+        assert_eq!(train[2].tokens, ["dogs", "bark", "loudly", "today"]);
+        assert_eq!(train[2].tags, ["NOUN", "VERB", "ADV", "NOUN"]);
+        assert_eq!(corpus.split("test")[0].tokens, ["the", "cat"]);
+        assert!(corpus.split("dev").is_empty());
+    }
+}
+
+#[test]
+fn vocabularies_keep_frequent_words_and_every_tag() {
+    let dir = TempDir::new("kiln-tagged");
+    let corpus = read_tagged(dir.write("pos.tsv", TAGGED.as_bytes())).unwrap();
+    let train = corpus.split("train");
+    // "dog" appears twice, every other word once.
+    let words = Vocab::of_words(train.iter().map(|s| &s.tokens[..]), 2);
+    assert_eq!(words.len(), 3);
+    assert_eq!(words.entry(2), Some("dog"));
+    assert_eq!(words.id("dog"), 2);
+    assert_eq!(words.id("the"), Vocab::UNK);
+    let all = Vocab::of_words(train.iter().map(|s| &s.tokens[..]), 1);
+    assert_eq!(all.len(), 2 + 8);
+    assert_eq!(all.id("today"), 9);
+    let tags = Vocab::of_tags(train.iter().map(|s| &s.tags[..]));
+    let names: Vec<&str> = (0..tags.len() as i32)
+        .map(|i| tags.entry(i).unwrap())
+        .collect();
+    assert_eq!(names, ["ADV", "DET", "NOUN", "VERB"]);
+    assert_eq!(tags.get("PUNCT"), None);
+}
+
+#[test]
+fn sequence_batches_are_time_major_padded_and_masked() {
+    let dir = TempDir::new("kiln-tagged");
+    let corpus = read_tagged(dir.write("pos.tsv", TAGGED.as_bytes())).unwrap();
+    let train = corpus.split("train");
+    let words = Vocab::of_words(train.iter().map(|s| &s.tokens[..]), 1);
+    let tags = Vocab::of_tags(train.iter().map(|s| &s.tags[..]));
+    let batches = sequence_batches(train, &words, &tags, 2, 3, 7).unwrap();
+    assert_eq!(batches.len(), 2);
+    let total: usize = batches.iter().map(|b| b.tokens_count).sum();
+    assert_eq!(total, 9);
+    // Sorted by length: {"a dog", "the dog barks"} padded to 3 steps, then
+    // {"dogs bark loudly today", empty} to 6.
+    let short = batches
+        .iter()
+        .find(|b| b.tokens.shape().dims()[0] == 3)
+        .unwrap();
+    assert_eq!(short.tokens.shape().dims(), &[3, 2]);
+    // Column 0 is "a dog", column 1 "the dog barks", time-major.
+    let id = |w: &str| words.id(w);
+    assert_eq!(
+        short.tokens.as_i32().unwrap(),
+        &[
+            id("a"),
+            id("the"),
+            id("dog"),
+            id("dog"),
+            Vocab::PAD,
+            id("barks")
+        ]
+    );
+    let t = |g: &str| tags.id(g);
+    assert_eq!(
+        short.tags.as_i32().unwrap(),
+        &[
+            t("DET"),
+            t("DET"),
+            t("NOUN"),
+            t("NOUN"),
+            SequenceBatch::IGNORE,
+            t("VERB")
+        ]
+    );
+    assert_eq!(
+        short.mask.as_f32().unwrap(),
+        &[1.0, 1.0, 1.0, 1.0, 0.0, 1.0]
+    );
+    let long = batches
+        .iter()
+        .find(|b| b.tokens.shape().dims()[0] == 6)
+        .unwrap();
+    assert_eq!(long.tokens_count, 4);
+    assert_eq!(
+        &long.mask.as_f32().unwrap()[6..],
+        &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn tagged_file_errors_name_the_line() {
+    let dir = TempDir::new("kiln-tagged");
+    for (text, parts) in [
+        ("train\ta b\tX\n", &["pos.tsv:1", "2 tokens but 1 tags"][..]),
+        (
+            "split\ttokens\ttags\ntrain\ta b\n",
+            &["pos.tsv:2", "3 tab-separated"][..],
+        ),
+        ("train\ta  b\tX Y Z\n", &["pos.tsv:1", "empty token"][..]),
+        ("", &["no sentences"][..]),
+    ] {
+        let e = read_tagged(dir.write("pos.tsv", text.as_bytes())).unwrap_err();
+        assert_error(e, parts);
+    }
+    let corpus = read_tagged(dir.write("pos.tsv", TAGGED.as_bytes())).unwrap();
+    let train = corpus.split("train");
+    let words = Vocab::of_words(train.iter().map(|s| &s.tokens[..]), 1);
+    let few = Vocab::of_tags(train[..1].iter().map(|s| &s.tags[..]));
+    let e = sequence_batches(train, &words, &few, 2, 1, 0).unwrap_err();
+    assert!(e.to_string().contains("`ADV`"), "{e}");
 }

@@ -116,7 +116,7 @@ pub fn grad(graph: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients, Au
     }
     // A loop's results are differentiated together, once the sweep has passed all
     // of them (at the one that comes first).
-    let (loops, loop_of) = scan::loops(graph, &order);
+    let (loops, loop_of) = crate::loops::loops(graph, &order);
     let mut loop_adjs: Vec<Vec<Option<NodeId>>> =
         loops.iter().map(|l| vec![None; l.nodes.len()]).collect();
     for &n in order.iter().rev() {

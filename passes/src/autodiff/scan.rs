@@ -19,52 +19,7 @@ use kiln_ir::{Body, Graph, NodeId, Op, Output, ReduceOp, Scan};
 
 use super::{AutodiffError, grad};
 use crate::emit::Emitter;
-
-/// The result nodes of one loop (same body, attributes and operands), by result
-/// index, in the graph being differentiated.
-pub(super) struct Loop {
-    pub scan: Scan,
-    pub operands: Vec<NodeId>,
-    pub nodes: Vec<Option<NodeId>>,
-}
-
-/// The loops of `graph`, each with the node that comes first in `order` (the last
-/// one the reverse sweep reaches).
-pub(super) fn loops(graph: &Graph, order: &[NodeId]) -> (Vec<Loop>, HashMap<NodeId, usize>) {
-    let mut loops: Vec<Loop> = Vec::new();
-    let mut of: HashMap<NodeId, usize> = HashMap::new();
-    for &n in order {
-        let Op::Scan(s) = &graph.node(n).op else {
-            continue;
-        };
-        let operands = graph.operands(n);
-        let same = |l: &Loop| {
-            l.operands == operands
-                && Scan {
-                    result: 0,
-                    ..l.scan.clone()
-                } == Scan {
-                    result: 0,
-                    ..s.clone()
-                }
-                && l.nodes[s.result].is_none()
-        };
-        let i = match loops.iter().position(same) {
-            Some(i) => i,
-            None => {
-                loops.push(Loop {
-                    scan: s.clone(),
-                    operands,
-                    nodes: vec![None; s.results()],
-                });
-                loops.len() - 1
-            }
-        };
-        loops[i].nodes[s.result] = Some(n);
-        of.insert(n, i);
-    }
-    (loops, of)
-}
+use crate::loops::Loop;
 
 /// Gradients of loop `l` with respect to each operand (`None` for integer
 /// operands), given the cotangent of each result (`None`: zero).

@@ -275,6 +275,8 @@ pub fn optimize_with(
     config: &OptimizeConfig,
 ) -> Result<(Graph, OptimizeStats), OptimizeError> {
     let start = Instant::now();
+    let hoisted = crate::hoist::hoisted(graph)?;
+    let graph = hoisted.as_ref().map_or(graph, |(g, _)| g);
     let with_bodies = optimize_bodies(graph, config)?;
     let graph = with_bodies.as_ref().unwrap_or(graph);
     let analysis = TensorAnalysis {
@@ -307,6 +309,9 @@ pub fn optimize_with(
         }
     }
     applied.retain(|(_, n)| *n > 0);
+    if let Some((_, moved)) = &hoisted {
+        applied.insert(0, ("loop/hoist".to_string(), *moved));
+    }
     let stop_reason = match runner.stop_reason.clone() {
         Some(egg::StopReason::Saturated) | None => StopReason::Saturated,
         Some(egg::StopReason::IterationLimit(n)) => StopReason::IterationLimit(n),

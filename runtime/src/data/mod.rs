@@ -1,6 +1,7 @@
 //! Data for training: an in-memory [`Dataset`] of feature rows and integer labels,
 //! seeded shuffling, train/test splits, a [`Batches`] iterator, and readers for CSV
-//! ([`read_csv`]) and IDX ([`read_idx`], the format MNIST ships in).
+//! ([`read_csv`]) and IDX ([`read_idx`], the format MNIST ships in); tagged
+//! sentences for sequence models ([`read_tagged`], [`Vocab`], [`sequence_batches`]).
 //!
 //! ```
 //! use kiln_runtime::data::Dataset;
@@ -20,6 +21,7 @@
 
 mod csv;
 mod idx;
+mod tagged;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,10 @@ use kiln_ir::HostTensor;
 
 pub use csv::{CsvOptions, Header, LabelColumn, read_csv};
 pub use idx::{IdxArray, IdxData, read_idx, read_idx_dataset};
+pub use tagged::{
+    MAX_TAGGED_BYTES, SequenceBatch, TaggedCorpus, TaggedSentence, Vocab, read_tagged,
+    sequence_batches,
+};
 
 /// Why data could not be read or assembled. File errors name the file, and the line
 /// (text) or byte offset (binary) where reading stopped.
