@@ -182,3 +182,44 @@ fn fusion() {
     out(&mut g, &[s, o1, o2]);
     insta::assert_snapshot!(run(&g, RuleGroups::ALL));
 }
+
+/// The gradient of four slices that cut `x` into parts (an LSTM's gates) is a sum
+/// of four zero-padded copies; the layout rules make it one concatenation.
+#[test]
+fn padded_parts_sum_to_a_concatenation() {
+    let mut g = Graph::new("gates");
+    let parts: Vec<NodeId> = (0..4)
+        .map(|i| g.input(&format!("d{i}"), f64t(&[2, 3])).unwrap())
+        .collect();
+    let mut e = Emitter::new(&mut g);
+    let mut sum = None;
+    // In the order autodiff adds them: last gate first.
+    for i in (0..4).rev() {
+        let p = e
+            .op(
+                Op::Pad {
+                    low: vec![0, 3 * i],
+                    high: vec![0, 3 * (3 - i)],
+                    value: 0.0,
+                },
+                &[parts[i]],
+            )
+            .unwrap();
+        sum = Some(match sum {
+            Some(s) => e.add(s, p).unwrap(),
+            None => p,
+        });
+    }
+    out(&mut g, &[sum.unwrap()]);
+    let listing = run(
+        &g,
+        RuleGroups {
+            layout: true,
+            ..RuleGroups::NONE
+        },
+    );
+    let optimized = listing.split("--- optimized ---").nth(1).unwrap();
+    assert_eq!(optimized.matches("concat").count(), 1, "{listing}");
+    assert!(!optimized.contains("pad"), "{listing}");
+    assert!(!optimized.contains("add"), "{listing}");
+}

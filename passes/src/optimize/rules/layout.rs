@@ -65,7 +65,99 @@ pub fn rules() -> Vec<Rule> {
             roots: &[OpKind::MatMul],
             matcher: matmul_transposed,
         },
+        Rule {
+            name: "layout/pads-concat",
+            roots: &[OpKind::Add],
+            matcher: pads_concat,
+        },
+        Rule {
+            name: "layout/concat-concat",
+            roots: &[OpKind::Concat],
+            matcher: concat_concat,
+        },
     ]
+}
+
+/// `concat(concat(a, b), c) = concat(a, b, c)` along one axis: one copy, not two.
+fn concat_concat(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let Op::Concat { axis } = n.op() else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for (i, &c) in n.children().iter().enumerate() {
+        for inner in nodes(eg, c, OpKind::Concat) {
+            if inner.op() != n.op() {
+                continue;
+            }
+            let mut parts = n.children()[..i].to_vec();
+            parts.extend(inner.children());
+            parts.extend(&n.children()[i + 1..]);
+            out.extend(add(eg, Op::Concat { axis: *axis }, parts));
+        }
+    }
+    out
+}
+
+/// `pad(a) + pad(b) = pad(concat(a, b))` when both pad with zeros and `a`'s region
+/// ends where `b`'s begins along one axis, the same elsewhere: the gradient of
+/// slices that cut a tensor into parts (an LSTM's four gates) is one concatenation
+/// instead of a sum of padded copies. (As `x + 0 -> x`, a `-0` stays `-0`.)
+fn pads_concat(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
+    let (l, r) = (n.children()[0], n.children()[1]);
+    let (pl, pr) = (nodes(eg, l, OpKind::Pad), nodes(eg, r, OpKind::Pad));
+    let mut out = Vec::new();
+    for p in &pl {
+        for q in &pr {
+            out.extend(join_pads(eg, p, q));
+            out.extend(join_pads(eg, q, p));
+        }
+    }
+    out
+}
+
+/// `pad(a) + pad(b)` as one pad of `concat(a, b)`, if `a` comes right before `b`.
+fn join_pads(eg: &mut TensorGraph, p: &ENode, q: &ENode) -> Option<Id> {
+    let (
+        Op::Pad {
+            low: l1,
+            high: h1,
+            value: v1,
+        },
+        Op::Pad {
+            low: l2,
+            high: h2,
+            value: v2,
+        },
+    ) = (p.op(), q.op())
+    else {
+        return None;
+    };
+    if *v1 != 0.0 || *v2 != 0.0 {
+        return None;
+    }
+    let (a, b) = (p.children()[0], q.children()[0]);
+    let differ: Vec<usize> = (0..l1.len())
+        .filter(|&e| l1[e] != l2[e] || h1[e] != h2[e])
+        .collect();
+    let [d] = differ[..] else { return None };
+    if l1[d] + ty(eg, a).shape.dim(d) != l2[d] {
+        return None;
+    }
+    let joined = add(eg, Op::Concat { axis: d }, vec![a, b])?;
+    let mut high = h1.clone();
+    high[d] = h2[d];
+    if l1.iter().chain(&high).all(|&w| w == 0) {
+        return Some(joined);
+    }
+    add(
+        eg,
+        Op::Pad {
+            low: l1.clone(),
+            high,
+            value: 0.0,
+        },
+        vec![joined],
+    )
 }
 
 fn is_identity(perm: &[usize]) -> bool {
