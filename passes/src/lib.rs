@@ -8,6 +8,7 @@ pub mod hoist;
 mod loops;
 pub mod optimize;
 pub mod schedule;
+mod sink;
 
 pub use autodiff::{AutodiffError, Gradients, grad};
 pub use dce::eliminate_dead_code;

@@ -277,6 +277,8 @@ pub fn optimize_with(
     let start = Instant::now();
     let hoisted = crate::hoist::hoisted(graph)?;
     let graph = hoisted.as_ref().map_or(graph, |(g, _)| g);
+    let sunk = crate::sink::sunk(graph)?;
+    let graph = sunk.as_ref().map_or(graph, |(g, _)| g);
     let with_bodies = optimize_bodies(graph, config)?;
     let graph = with_bodies.as_ref().unwrap_or(graph);
     let analysis = TensorAnalysis {
@@ -309,6 +311,9 @@ pub fn optimize_with(
         }
     }
     applied.retain(|(_, n)| *n > 0);
+    if let Some((_, moved)) = &sunk {
+        applied.insert(0, ("loop/sink-sums".to_string(), *moved));
+    }
     if let Some((_, moved)) = &hoisted {
         applied.insert(0, ("loop/hoist".to_string(), *moved));
     }

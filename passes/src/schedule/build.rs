@@ -146,10 +146,19 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         // operand's flat layout, which only a buffer has; the random seed is loaded.
         let call = op.class() == OpClass::Library;
         if call && super::call_takes_views(op) {
-            // GEMM operands: the views stay index maps; their base gets a buffer.
+            // GEMM operands: the views stay index maps; their base gets a buffer. A
+            // reshape of a buffer is one too (same elements in the same order).
             for (i, mut o) in graph.operands(n).into_iter().enumerate() {
-                while i < 2 && is_strided_view(&graph.node(o).op) {
+                while i < 2 {
+                    let op = &graph.node(o).op;
+                    let through = is_strided_view(op) || matches!(op, Op::Reshape(_));
+                    if !through {
+                        break;
+                    }
                     o = graph.operands(o)[0];
+                    if matches!(op, Op::Reshape(_)) {
+                        break; // a reshape reads its operand's buffer
+                    }
                 }
                 materialize.insert(o);
             }
