@@ -1,8 +1,13 @@
 //! Layers: the [`Module`] trait, [`Linear`], [`Conv2d`], pooling, [`Flatten`],
-//! [`Sequential`] and activation modules.
+//! [`Sequential`] and activation modules (this file); [`Embedding`]
+//! (`embedding.rs`).
 //!
 //! Parameters use PyTorch's layouts and names (`fc1.weight` is `[out, in]`,
 //! `fc1.bias` is `[out]`), so checkpoints and imported models line up.
+
+mod embedding;
+
+pub use embedding::{Embedding, EmbeddingConfig};
 
 use crate::init::Init;
 use crate::ops::Pair;
