@@ -97,6 +97,67 @@ pub fn nll(log_probs: &Tensor, labels: &Tensor) -> Tensor {
     pick_mean_neg(log_probs, labels)
 }
 
+/// PyTorch's default `ignore_index`: the label of positions that do not count
+/// (padding) in [`nll_ignore_index`] and [`cross_entropy_ignore_index`].
+pub const IGNORE_INDEX: i32 = -100;
+
+/// [`nll`] over the positions whose label is not `ignore_index`, PyTorch's
+/// `nll_loss(log_probs, labels, ignore_index=...)`: the mean of
+/// `-log_probs[i, labels[i]]` over those positions only (their sum divided by their
+/// number). An ignored label need not be a class (`-100` is PyTorch's default,
+/// [`IGNORE_INDEX`]); ignored positions get no gradient. If every label is
+/// ignored the loss is `0 / 0`, NaN, as in PyTorch.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// // Tags of padded sentences, flattened to [tokens]: -100 at the padding.
+/// let g = GraphBuilder::new("tagger");
+/// let log_probs = g.input("logits", DType::F32, [6, 5]).log_softmax(-1);
+/// let tags = g.input("tags", DType::I32, [6]);
+/// let l = loss::nll_ignore_index(&log_probs, &tags, loss::IGNORE_INDEX);
+/// let model = g.build(&[&l]).unwrap();
+/// let logits = HostTensor::full(DType::F32, [6, 5], 0.5); // uniform: -log(1/5) each
+/// let tags = HostTensor::from_i32([6], vec![1, 4, -100, 0, -100, -100]).unwrap();
+/// let args = model.call_args(&[("logits", &logits), ("tags", &tags)]).unwrap();
+/// let value = kiln_ir::interp::run(&model.graph, &args).unwrap()[0].get_f64(0);
+/// assert!((value - 5f64.ln()).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn nll_ignore_index(log_probs: &Tensor, labels: &Tensor, ignore_index: i32) -> Tensor {
+    let cx = enter!("nll_ignore_index", log_probs, labels; scalar_of(log_probs));
+    if let Err(p) = cx.check(scores_and_labels) {
+        return p;
+    }
+    pick_mean_neg_ignoring(log_probs, labels, ignore_index)
+}
+
+/// [`cross_entropy`] over the positions whose label is not `ignore_index`: the
+/// mean of `-log_softmax(logits)[i, labels[i]]` over those positions only, as
+/// PyTorch's `cross_entropy(logits, labels, ignore_index=...)`. See
+/// [`nll_ignore_index`].
+#[track_caller]
+pub fn cross_entropy_ignore_index(logits: &Tensor, labels: &Tensor, ignore_index: i32) -> Tensor {
+    let cx = enter!("cross_entropy_ignore_index", logits, labels; scalar_of(logits));
+    if let Err(p) = cx.check(scores_and_labels) {
+        return p;
+    }
+    pick_mean_neg_ignoring(&logits.log_softmax(-1), labels, ignore_index)
+}
+
+/// `-sum_i(valid_i * x[i, labels[i]]) / sum_i(valid_i)` with `valid_i` = `labels[i]
+/// != ignore_index`; ignored labels pick class 0 (times zero), so that an ignore
+/// index outside the classes never reaches `one_hot`.
+#[track_caller]
+fn pick_mean_neg_ignoring(x: &Tensor, labels: &Tensor, ignore_index: i32) -> Tensor {
+    let valid = labels.ne(ignore_index);
+    let safe = valid.where_cond(labels, 0);
+    let valid = valid.cast(x.dtype());
+    let mask = safe.one_hot(x.dims()[1], x.dtype());
+    let picked = (x * &mask).sum(&[1], false);
+    -(picked * &valid).sum_all() / valid.sum_all()
+}
+
 /// `-mean_i(x[i, labels[i]])`, picking by a one-hot mask.
 #[track_caller]
 fn pick_mean_neg(x: &Tensor, labels: &Tensor) -> Tensor {

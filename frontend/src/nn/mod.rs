@@ -1,8 +1,23 @@
 //! Layers: the [`Module`] trait, [`Linear`], [`Conv2d`], pooling, [`Flatten`],
-//! [`Sequential`] and activation modules.
+//! [`Sequential`] and activation modules (this file); [`Embedding`]
+//! (`embedding.rs`); the recurrent cells [`RnnCell`], [`LstmCell`], [`GruCell`]
+//! (`cell.rs`) and the multi-step layers [`Rnn`], [`Lstm`], [`Gru`] with
+//! [`sequence_mask`] (`rnn.rs`).
 //!
 //! Parameters use PyTorch's layouts and names (`fc1.weight` is `[out, in]`,
-//! `fc1.bias` is `[out]`), so checkpoints and imported models line up.
+//! `fc1.bias` is `[out]`, `lstm.weight_ih_l0` is `[4*hidden, input]`), so
+//! checkpoints and imported models line up.
+
+mod cell;
+mod embedding;
+mod rnn;
+
+pub use cell::{
+    CellParams, GruCell, GruCellConfig, LstmCell, LstmCellConfig, Nonlinearity, RnnCell,
+    RnnCellConfig,
+};
+pub use embedding::{Embedding, EmbeddingConfig};
+pub use rnn::{Gru, GruConfig, Lstm, LstmConfig, Rnn, RnnConfig, sequence_mask};
 
 use crate::init::Init;
 use crate::ops::Pair;
