@@ -12,7 +12,7 @@
 #   CORE=N            the core to pin to (default 0)
 #   PYTHON=python3.x  the interpreter for the virtual environment (default python3)
 #   CARGO_TARGET_DIR  honoured by the build as usual
-#   KILN_BENCH_BINS=DIR  use prebuilt criterion binaries DIR/{w2,w3,w6} instead of
+#   KILN_BENCH_BINS=DIR  use prebuilt criterion binaries DIR/{w2,w3,w4,w6} instead of
 #                     building (for development; a fresh clone builds)
 set -euo pipefail
 
@@ -55,7 +55,7 @@ PY="$VENV/bin/python"
 # --- 2. kiln's criterion benches --------------------------------------------------
 declare -A BIN
 if [ -n "${KILN_BENCH_BINS:-}" ]; then
-    for b in w2 w3 w6; do BIN[$b]="$KILN_BENCH_BINS/$b"; done
+    for b in w2 w3 w4 w6; do BIN[$b]="$KILN_BENCH_BINS/$b"; done
 else
     say "building kiln's benches (cargo bench --no-run)"
     cargo bench --manifest-path "$ROOT/bench/Cargo.toml" --no-run \
@@ -91,7 +91,7 @@ gemm_filter='kiln_1_thread/(256x256x256|1024x1024x1024|64x784x128|64x128x64)$'
 kiln_pass() {  # $1: pass number
     local log="$OUT/kiln$1.log" home="$OUT/criterion$1" b args filter
     : > "$log"
-    for b in w2 w3 w6; do
+    for b in w2 w3 w4 w6; do
         wants "$b" || continue
         if [ ! -x "${BIN[$b]:-}" ]; then
             echo "# kiln $b: no bench binary" | tee -a "$log" >&2

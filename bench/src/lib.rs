@@ -17,11 +17,10 @@ fn options(threads: usize) -> CompileOptions {
     options
 }
 
-/// A compiled workload and the inputs it runs on.
+/// A compiled workload and the inputs it runs on, by name.
 pub struct Workload {
     pub step: TrainStep,
-    pub x: HostTensor,
-    pub labels: HostTensor,
+    pub inputs: Vec<(&'static str, HostTensor)>,
 }
 
 impl Workload {
@@ -33,10 +32,8 @@ impl Workload {
 
     /// One training step.
     pub fn run(&mut self) -> f64 {
-        self.step
-            .run(&[("x", &self.x), ("labels", &self.labels)])
-            .expect("step runs")
-            .loss
+        let inputs: Vec<(&str, &HostTensor)> = self.inputs.iter().map(|(n, t)| (*n, t)).collect();
+        self.step.run(&inputs).expect("step runs").loss
     }
 }
 
@@ -44,10 +41,11 @@ impl Workload {
 pub fn w2(batch: usize) -> Workload {
     let mut rng = Rng::seed(0);
     let step = workloads::w2_step(batch, &mut rng).expect("W2 builds");
+    let x = uniform(&mut rng, &[batch, 784], 0.0, 1.0);
+    let y = labels(&mut rng, batch, 10);
     Workload {
         step,
-        x: uniform(&mut rng, &[batch, 784], 0.0, 1.0),
-        labels: labels(&mut rng, batch, 10),
+        inputs: vec![("x", x), ("labels", y)],
     }
 }
 
@@ -73,10 +71,26 @@ pub fn w2_forward(batch: usize, threads: usize) -> (Executable, Vec<HostTensor>)
 pub fn w3(batch: usize) -> Workload {
     let mut rng = Rng::seed(3);
     let step = workloads::w3_step(batch, &mut rng).expect("W3 builds");
+    let x = uniform(&mut rng, &[batch, 3, 32, 32], -1.0, 1.0);
+    let y = labels(&mut rng, batch, 10);
     Workload {
         step,
-        x: uniform(&mut rng, &[batch, 3, 32, 32], -1.0, 1.0),
-        labels: labels(&mut rng, batch, 10),
+        inputs: vec![("x", x), ("labels", y)],
+    }
+}
+
+/// W4: the tagger (embedding 1000x64, LSTM 128 as one `scan`, linear 128->16,
+/// log-softmax + NLL), SGD lr 0.1, over `seq` steps of a batch of 16; tokens and
+/// tags uniform in range.
+pub fn w4(seq: usize) -> Workload {
+    const BATCH: usize = 16;
+    let mut rng = Rng::seed(4);
+    let tokens = workloads::tokens(&mut rng, &[seq, BATCH], workloads::W4_VOCAB);
+    let tags = workloads::tokens(&mut rng, &[seq, BATCH], workloads::W4_TAGS);
+    let step = workloads::w4_step(seq, BATCH, &mut rng).expect("W4 builds");
+    Workload {
+        step,
+        inputs: vec![("tokens", tokens), ("tags", tags)],
     }
 }
 

@@ -238,11 +238,12 @@ impl SequenceBatch {
     pub const IGNORE: i32 = -1;
 }
 
-/// `sentences` in batches of `batch`, time-major. Sentences are sorted by length
-/// and cut into batches, so a batch pads little; each batch is padded to the next
-/// multiple of `round` steps (few distinct lengths, so few compiled steps), and the
-/// last batch is filled up with empty sentences (all padding) to `batch`. The batch
-/// order is shuffled with `seed`. Tags must be in `tags`.
+/// `sentences` in batches of `batch`, time-major. Sentences are shuffled with
+/// `seed`, grouped by their length rounded up to a multiple of `round` steps and cut
+/// into batches, so a batch pads little and has one of few distinct lengths (few
+/// compiled steps); the last batch is filled up with empty sentences (all
+/// padding) to `batch`. The batch order is shuffled too. Tags must be in
+/// `tags`.
 pub fn sequence_batches(
     sentences: &[TaggedSentence],
     words: &Vocab,
@@ -256,8 +257,12 @@ pub fn sequence_batches(
             "batch size and rounding must be positive".into(),
         ));
     }
+    // Shuffled, then grouped by padded length: each epoch's seed mixes the
+    // sentences of one length bucket differently.
     let mut order: Vec<usize> = (0..sentences.len()).collect();
-    order.sort_by_key(|&i| sentences[i].tokens.len());
+    let mut shuffler = Shuffler(seed);
+    shuffler.shuffle(&mut order);
+    order.sort_by_key(|&i| sentences[i].tokens.len().div_ceil(round));
     let mut batches = Vec::new();
     for group in order.chunks(batch) {
         let longest = group
@@ -290,6 +295,6 @@ pub fn sequence_batches(
             tokens_count: count,
         });
     }
-    Shuffler(seed).shuffle(&mut batches);
+    shuffler.shuffle(&mut batches);
     Ok(batches)
 }
