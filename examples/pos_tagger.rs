@@ -14,6 +14,7 @@
 //! trains for another number of epochs than 10.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use kiln::data::{SequenceBatch, TaggedSentence, Vocab, read_tagged, sequence_batches};
@@ -62,7 +63,12 @@ fn tagger(g: &GraphBuilder, steps: usize, words: usize, tags: usize, seed: u64) 
 }
 
 /// The training step for batches of `steps` steps.
-fn train_step(steps: usize, words: usize, tags: usize, seed: u64) -> Result<TrainStep, TrainError> {
+fn train_step(
+    steps: usize,
+    words: usize,
+    tags: usize,
+    seed: u64,
+) -> Result<TrainStep, Box<dyn std::error::Error>> {
     let g = GraphBuilder::new(format!("pos_tagger_{steps}"));
     let scores = tagger(&g, steps, words, tags, seed);
     let gold = g.input("tags", DType::I32, [steps, BATCH]);
@@ -71,7 +77,7 @@ fn train_step(steps: usize, words: usize, tags: usize, seed: u64) -> Result<Trai
         &gold.reshape([steps * BATCH]),
         SequenceBatch::IGNORE,
     );
-    TrainStep::new(&loss, &Adam::new(1e-3))
+    Ok(TrainStep::new(&loss, &Adam::new(1e-3))?)
 }
 
 /// The predicted tag of every position, `i32[steps * BATCH]`.
@@ -96,10 +102,10 @@ fn accuracy(
     let (mut right, mut total) = (0usize, 0usize);
     for b in batches {
         let steps = b.tokens.shape().dims()[0];
-        if !predictors.contains_key(&steps) {
-            predictors.insert(steps, predictor(steps, words, tags)?);
-        }
-        let exe = predictors.get_mut(&steps).expect("inserted above");
+        let exe = match predictors.entry(steps) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(predictor(steps, words, tags)?),
+        };
         let args = exe
             .args()
             .iter()
@@ -202,10 +208,10 @@ pub fn run(options: &TaggerRun) -> Result<TaggerReport, Box<dyn std::error::Erro
         let (mut sum, mut count) = (0.0, 0usize);
         for b in &batches {
             let len = b.tokens.shape().dims()[0];
-            if !steps.contains_key(&len) {
-                steps.insert(len, train_step(len, sizes.0, sizes.1, options.seed)?);
-            }
-            let step = steps.get_mut(&len).expect("inserted above");
+            let step = match steps.entry(len) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(train_step(len, sizes.0, sizes.1, options.seed)?),
+            };
             if let Some(s) = state.as_mut() {
                 std::mem::swap(step.params_mut(), s);
             }

@@ -149,16 +149,12 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
             // GEMM operands: the views stay index maps; their base gets a buffer. A
             // reshape of a buffer is one too (same elements in the same order).
             for (i, mut o) in graph.operands(n).into_iter().enumerate() {
-                while i < 2 {
-                    let op = &graph.node(o).op;
-                    let through = is_strided_view(op) || matches!(op, Op::Reshape(_));
-                    if !through {
-                        break;
-                    }
+                // The bias (operand 2) is read contiguously.
+                while i < 2 && is_strided_view(&graph.node(o).op) {
                     o = graph.operands(o)[0];
-                    if matches!(op, Op::Reshape(_)) {
-                        break; // a reshape reads its operand's buffer
-                    }
+                }
+                if i < 2 && matches!(graph.node(o).op, Op::Reshape(_)) {
+                    o = graph.operands(o)[0]; // a reshape reads its operand's buffer
                 }
                 materialize.insert(o);
             }
