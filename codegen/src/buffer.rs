@@ -6,7 +6,11 @@ use kiln_ir::kernel::ALIGN;
 
 /// An owned, 64-byte aligned, zeroed block of memory.
 pub struct AlignedBuffer {
+    /// The aligned start, inside the allocation.
     ptr: *mut u8,
+    len: usize,
+    /// The allocation itself.
+    base: *mut u8,
     layout: Layout,
 }
 
@@ -24,10 +28,24 @@ impl AlignedBuffer {
     /// `bytes` zeroed bytes, or `None` if the size is not addressable or the
     /// allocator refuses.
     pub fn try_zeroed(bytes: usize) -> Option<Self> {
-        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN).ok()?;
+        let len = bytes.max(ALIGN);
+        // Allocated with the allocator's natural alignment and aligned here: an
+        // over-aligned zeroed allocation is zeroed by hand, page by page, while this
+        // one comes zeroed from the system (a large arena costs nothing until it is
+        // touched, so compiling a long loop does not clear its whole arena).
+        let layout = Layout::from_size_align(len.checked_add(ALIGN)?, 16).ok()?;
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        (!ptr.is_null()).then_some(AlignedBuffer { ptr, layout })
+        let base = unsafe { alloc_zeroed(layout) };
+        if base.is_null() {
+            return None;
+        }
+        let ptr = base.wrapping_add(base.align_offset(ALIGN));
+        Some(AlignedBuffer {
+            ptr,
+            len,
+            base,
+            layout,
+        })
     }
 
     /// A copy of `bytes`; aborts if the allocator refuses.
@@ -54,7 +72,7 @@ impl AlignedBuffer {
     }
 
     pub fn len(&self) -> usize {
-        self.layout.size()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,8 +82,8 @@ impl AlignedBuffer {
 
 impl Drop for AlignedBuffer {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout.
-        unsafe { dealloc(self.ptr, self.layout) };
+        // SAFETY: allocated in `try_zeroed` with this layout.
+        unsafe { dealloc(self.base, self.layout) };
     }
 }
 
