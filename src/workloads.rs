@@ -105,55 +105,19 @@ pub const W4_EMBED: usize = 64;
 pub const W4_HIDDEN: usize = 128;
 pub const W4_TAGS: usize = 16;
 
-/// One LSTM step (gates in PyTorch's order i, f, g, o) of `x: [B, E]` from
-/// `(h, c): [B, H]`, with `w_ih: [4H, E]`, `w_hh: [4H, H]` and `bias: [4H]`:
-/// returns `(h', c')`.
-fn lstm_cell(x: &Tensor, h: &Tensor, c: &Tensor, p: &[Tensor]) -> (Tensor, Tensor) {
-    let hidden = h.dims()[1];
-    let gates = x.matmul(&p[0].t()) + h.matmul(&p[1].t()) + &p[2];
-    let gate = |k: usize| gates.narrow(1, k * hidden, hidden);
-    let (i, f, g, o) = (
-        gate(0).sigmoid(),
-        gate(1).sigmoid(),
-        gate(2).tanh(),
-        gate(3).sigmoid(),
-    );
-    let c2 = &f * c + &i * &g;
-    let h2 = &o * &c2.tanh();
-    (h2, c2)
-}
-
 /// W4's loss in `g`: inputs `tokens: i32[seq, batch]` and `tags: i32[seq, batch]`;
-/// an embedding `[W4_VOCAB, W4_EMBED]` (uniform in `[-1, 1)`), an LSTM of hidden
-/// size [`W4_HIDDEN`] from zero state run by one `scan` over the sequence
-/// (weights uniform in `±1/√H`, as PyTorch), a linear read-out to [`W4_TAGS`] tags
-/// at every step, and the mean NLL of their log-softmax. The graph's size does
-/// not depend on `seq`.
+/// `nn::Embedding` `[W4_VOCAB, W4_EMBED]`, `nn::Lstm` of hidden size [`W4_HIDDEN`]
+/// from zero state (one `scan` over the sequence), `nn::Linear` to [`W4_TAGS`] tags
+/// at every step, and the mean NLL of their log-softmax; PyTorch's initialization
+/// throughout. The graph's size does not depend on `seq`.
 pub fn w4_loss(g: &GraphBuilder, seq: usize, batch: usize, rng: &mut Rng) -> Tensor {
-    let (e, h) = (W4_EMBED, W4_HIDDEN);
     let tokens = g.input("tokens", DType::I32, [seq, batch]);
     let tags = g.input("tags", DType::I32, [seq, batch]);
-    let k = 1.0 / (h as f32).sqrt();
-    let embed = g.param("embed", uniform(rng, &[W4_VOCAB, e], -1.0, 1.0));
-    let w_ih = g.param("w_ih", uniform(rng, &[4 * h, e], -k, k));
-    let w_hh = g.param("w_hh", uniform(rng, &[4 * h, h], -k, k));
-    let bias = g.param("bias", uniform(rng, &[4 * h], -k, k));
-    let out = nn::Linear::new(g, "out", h, W4_TAGS, rng);
-    let xs = embed.embedding(&tokens);
-    let (h0, c0) = (g.zeros([batch, h]), g.zeros([batch, h]));
-    let lstm = g.scan(
-        &[&h0, &c0],
-        &[&xs],
-        &[&w_ih, &w_hh, &bias],
-        |_, carry, x, p| {
-            let (h, c) = lstm_cell(&x[0], &carry[0], &carry[1], p);
-            kiln_frontend::scan::Step {
-                carries: vec![h.clone(), c],
-                ys: vec![h],
-            }
-        },
-    );
-    let logits = out.forward(&lstm.ys[0].reshape([seq * batch, h]));
+    let embed = nn::Embedding::new(g, "embed", W4_VOCAB, W4_EMBED, rng);
+    let lstm = nn::Lstm::new(g, "lstm", W4_EMBED, W4_HIDDEN, rng);
+    let out = nn::Linear::new(g, "out", W4_HIDDEN, W4_TAGS, rng);
+    let states = lstm.forward(&embed.forward(&tokens));
+    let logits = out.forward(&states.reshape([seq * batch, W4_HIDDEN]));
     loss::nll(&logits.log_softmax(-1), &tags.reshape([seq * batch]))
 }
 

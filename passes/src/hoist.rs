@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use kiln_ir::{Body, Graph, GraphError, NodeId, Op, Scan, Shape};
 
-use crate::loops::{Loop, loops};
+use crate::loops::{Loop, rewrite_loops};
 
 /// Where a body node can be computed outside its loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,23 +38,7 @@ pub fn hoist_loops(graph: &Graph) -> Result<(Graph, usize), GraphError> {
 
 /// [`hoist_loops`], or `None` if nothing moves.
 pub(crate) fn hoisted(graph: &Graph) -> Result<Option<(Graph, usize)>, GraphError> {
-    if !graph
-        .node_ids()
-        .any(|n| matches!(graph.node(n).op, Op::Scan(_)))
-    {
-        return Ok(None);
-    }
-    let order = graph.topo_order()?;
-    let (found, _) = loops(graph, &order);
-    let mut out = graph.clone();
-    let mut moved = 0;
-    for l in &found {
-        moved += hoist_loop(&mut out, l)?;
-    }
-    if moved == 0 {
-        return Ok(None);
-    }
-    Ok(Some((crate::eliminate_dead_code(&out)?, moved)))
+    rewrite_loops(graph, hoist_loop)
 }
 
 /// Hoists what it can of loop `l` of `out`; returns how many values moved.

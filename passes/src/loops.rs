@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kiln_ir::{Graph, NodeId, Op, Scan};
+use kiln_ir::{Graph, GraphError, NodeId, Op, Scan};
 
 /// The result nodes of one loop, by result index.
 pub struct Loop {
@@ -49,4 +49,30 @@ pub fn loops(graph: &Graph, order: &[NodeId]) -> (Vec<Loop>, HashMap<NodeId, usi
         of.insert(n, i);
     }
     (loops, of)
+}
+
+/// Applies `rewrite` to each loop of `graph` (on a copy; it returns how many
+/// things it changed) and returns the result without dead nodes, or `None` if
+/// nothing changed (ids change; see [`crate::eliminate_dead_code`]).
+pub fn rewrite_loops(
+    graph: &Graph,
+    mut rewrite: impl FnMut(&mut Graph, &Loop) -> Result<usize, GraphError>,
+) -> Result<Option<(Graph, usize)>, GraphError> {
+    if !graph
+        .node_ids()
+        .any(|n| matches!(graph.node(n).op, Op::Scan(_)))
+    {
+        return Ok(None);
+    }
+    let order = graph.topo_order()?;
+    let (found, _) = loops(graph, &order);
+    let mut out = graph.clone();
+    let mut changed = 0;
+    for l in &found {
+        changed += rewrite(&mut out, l)?;
+    }
+    if changed == 0 {
+        return Ok(None);
+    }
+    Ok(Some((crate::eliminate_dead_code(&out)?, changed)))
 }

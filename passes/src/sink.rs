@@ -15,28 +15,12 @@ use std::sync::Arc;
 
 use kiln_ir::{BinaryOp, Body, Graph, GraphError, NodeId, Op, Output, ReduceOp, Scan, Shape};
 
-use crate::loops::{Loop, loops};
+use crate::loops::{Loop, rewrite_loops};
 
 /// `graph` with the accumulating carries of its loops replaced by sums after the
 /// loop, and how many carries went. Without any, `None`.
 pub(crate) fn sunk(graph: &Graph) -> Result<Option<(Graph, usize)>, GraphError> {
-    if !graph
-        .node_ids()
-        .any(|n| matches!(graph.node(n).op, Op::Scan(_)))
-    {
-        return Ok(None);
-    }
-    let order = graph.topo_order()?;
-    let (found, _) = loops(graph, &order);
-    let mut out = graph.clone();
-    let mut moved = 0;
-    for l in &found {
-        moved += sink_loop(&mut out, l)?;
-    }
-    if moved == 0 {
-        return Ok(None);
-    }
-    Ok(Some((crate::eliminate_dead_code(&out)?, moved)))
+    rewrite_loops(graph, sink_loop)
 }
 
 /// A sum over the steps of a body value, in terms of per-step values the loop
