@@ -1,4 +1,4 @@
-//! Accuracy of the emitted exp, log, tanh and sigmoid against f64 references rounded
+//! Accuracy of the emitted exp, log, tanh, sigmoid and erf against f64 references rounded
 //! to f32, over a sweep of f32 bit patterns (both signs, subnormals, huge values)
 //! and the special and boundary values: on the f32x4 path and the scalar path, with
 //! fused and separate multiply-adds, and for lengths that are not multiples of 4.
@@ -178,7 +178,15 @@ fn inputs() -> Vec<f32> {
         -88.73,
         -100.0,
         -103.5,
+        // erf: the branch point, the clamp, saturation.
+        0.921_875,
+        -0.921_875,
+        3.92,
+        4.0,
+        -4.0,
     ]);
+    // erf's working range, densely (the bit-pattern sweep has ~70k points there).
+    v.extend((0..100_001).map(|k| -4.5 + 9.0 * k as f32 / 100_000.0));
     // Every value around the branch points and thresholds, bit by bit.
     for c in [
         0.625f32,
@@ -188,6 +196,8 @@ fn inputs() -> Vec<f32> {
         -103.97,
         1.0,
         0.707_106_77,
+        0.921_875,
+        -0.921_875,
     ] {
         for d in -64i32..=64 {
             v.push(f32::from_bits(c.to_bits().wrapping_add_signed(d)));
@@ -299,6 +309,30 @@ fn tanh_is_within_1_ulp() {
 #[test]
 fn sigmoid_is_within_2_ulp() {
     assert_within("sigmoid", approx::sigmoid_with, sigmoid_ref, 2);
+}
+
+#[test]
+fn erf_is_within_2_ulp() {
+    assert_within("erf", approx::erf_with, kiln_ir::interp::erf, 2);
+    // Special values exactly: odd, saturating, NaN-propagating.
+    let xs = [
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        f32::NAN,
+        0.0,
+        -0.0,
+        5.0,
+        -5.0,
+    ];
+    let mut ys = [0.0f32; 7];
+    Map::new(approx::erf_with, MulAdd::host(), true).run(&xs, &mut ys);
+    let want = [-1.0f32, 1.0, f32::NAN, 0.0, -0.0, 1.0, -1.0];
+    for ((g, w), x) in ys.iter().zip(&want).zip(&xs) {
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "erf({x}) = {g}, want {w}"
+        );
+    }
 }
 
 /// The special values the issue names, exactly.

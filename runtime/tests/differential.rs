@@ -195,6 +195,7 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             let (lo, hi) = match k {
                 UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.01, 50.0),
                 UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Tanh => (-90.0, 90.0),
+                UnaryOp::Erf => (-5.0, 5.0),
                 _ => (-3.0, 3.0),
             };
             for dtype in FLOATS {
@@ -203,7 +204,7 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
                 let y = c.op(Op::Unary(k), &[x]);
                 let approximated = matches!(
                     k,
-                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid
+                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf
                 );
                 add(
                     k.name(),

@@ -353,6 +353,7 @@ scalar_fns! {
     kiln_exp: f64 => f64::exp;
     kiln_log: f64 => f64::ln;
     kiln_tanh: f64 => f64::tanh;
+    kiln_erf: f64 => interp::erf;
 }
 
 /// `a^b` for f32, called by generated code.

@@ -41,6 +41,7 @@ fn unary_on_lanes(k: UnaryOp) -> bool {
         | UnaryOp::Sqrt
         | UnaryOp::Rsqrt
         | UnaryOp::Tanh
+        | UnaryOp::Erf
         | UnaryOp::Sigmoid
         | UnaryOp::Relu
         | UnaryOp::Abs
@@ -362,10 +363,12 @@ impl LoopEmitter<'_, '_> {
             UnaryOp::Exp if dtype == DType::F32 => approx::exp(&mut self.b, x),
             UnaryOp::Log if dtype == DType::F32 => approx::log(&mut self.b, x),
             UnaryOp::Tanh if dtype == DType::F32 => approx::tanh(&mut self.b, x),
+            UnaryOp::Erf if dtype == DType::F32 => approx::erf(&mut self.b, x),
             UnaryOp::Sigmoid if dtype == DType::F32 => approx::sigmoid(&mut self.b, x),
             UnaryOp::Exp => self.call_f64("exp", x),
             UnaryOp::Log => self.call_f64("log", x),
             UnaryOp::Tanh => self.call_f64("tanh", x),
+            UnaryOp::Erf => self.call_f64("erf", x),
             UnaryOp::Sigmoid => {
                 let n = self.b.ins().fneg(x);
                 let e = self.call_f64("exp", n);

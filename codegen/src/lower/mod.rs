@@ -209,7 +209,7 @@ impl Imports {
             sig.returns.push(AbiParam::new(t));
             // f32 transcendentals are emitted inline (`approx`); only f64 calls libm.
             if dtype == DType::F64 {
-                for f in ["exp", "log", "tanh"] {
+                for f in ["exp", "log", "tanh", "erf"] {
                     let id = module
                         .declare_function(&format!("kiln_{f}"), Linkage::Import, &sig)
                         .map_err(module_err)?;

@@ -475,6 +475,98 @@ activation! {
     Sigmoid => sigmoid;
     /// `tanh` as a module.
     Tanh => tanh;
+    /// SiLU (swish) `x · sigmoid(x)` as a module ([`Tensor::silu`]).
+    Silu => silu;
+}
+
+/// Which GELU a [`Gelu`] computes (PyTorch's `approximate` argument).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximation {
+    /// The exact `x · Φ(x)` ([`Tensor::gelu`]), PyTorch's default `'none'`.
+    #[default]
+    None,
+    /// The tanh approximation ([`Tensor::gelu_tanh`]), PyTorch's `'tanh'`.
+    Tanh,
+}
+
+/// GELU as a module: exact by default, `Gelu::tanh()` for the approximation.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// let g = GraphBuilder::new("mlp");
+/// let mut rng = Rng::seed(0);
+/// let mlp = nn::Sequential::new()
+///     .add(nn::Linear::new(&g, "fc1", 4, 16, &mut rng))
+///     .add(nn::Gelu::default())
+///     .add(nn::Linear::new(&g, "fc2", 16, 2, &mut rng))
+///     .add(nn::Softplus::default());
+/// let y = mlp.forward(&g.input("x", DType::F32, [3, 4]));
+/// assert_eq!(y.dims(), &[3, 2]);
+/// assert!(g.check().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gelu {
+    /// Exact or tanh-approximated.
+    pub approximate: GeluApproximation,
+}
+
+impl Gelu {
+    /// The exact GELU (the default).
+    pub fn new() -> Self {
+        Gelu::default()
+    }
+
+    /// The tanh approximation.
+    pub fn tanh() -> Self {
+        Gelu {
+            approximate: GeluApproximation::Tanh,
+        }
+    }
+}
+
+impl Module for Gelu {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self.approximate {
+            GeluApproximation::None => x.gelu(),
+            GeluApproximation::Tanh => x.gelu_tanh(),
+        }
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+}
+
+/// ELU with the given `alpha` as a module ([`Tensor::elu`]); the default is
+/// PyTorch's `alpha = 1`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Elu(pub f64);
+
+impl Default for Elu {
+    fn default() -> Self {
+        Elu(1.0)
+    }
+}
+
+/// Softplus as a module ([`Tensor::softplus`]); the default is PyTorch's
+/// `beta = 1, threshold = 20`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Softplus {
+    /// The sharpness: `log(1 + e^(beta x)) / beta`.
+    pub beta: f64,
+    /// Above `beta x > threshold` the result is `x` itself.
+    pub threshold: f64,
+}
+
+impl Default for Softplus {
+    fn default() -> Self {
+        Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        }
+    }
 }
 
 /// Leaky ReLU with the given negative slope, as a module.
@@ -485,8 +577,15 @@ pub struct LeakyRelu(pub f64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Softmax(pub isize);
 
+/// Log-softmax along an axis, as a module ([`Tensor::log_softmax`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogSoftmax(pub isize);
+
 parameterless_modules! {
     Flatten => flatten(0);
     LeakyRelu => leaky_relu(0);
     Softmax => softmax(0);
+    LogSoftmax => log_softmax(0);
+    Elu => elu(0);
+    Softplus => softplus(beta, threshold);
 }

@@ -142,6 +142,8 @@ impl Tensor {
         rsqrt => UnaryOp::Rsqrt;
         /// Hyperbolic tangent.
         tanh => UnaryOp::Tanh;
+        /// The error function `2/sqrt(pi) ∫₀ˣ e^(-t²) dt`.
+        erf => UnaryOp::Erf;
         /// `1 / (1 + e^-x)`.
         sigmoid => UnaryOp::Sigmoid;
         /// `max(x, 0)`.

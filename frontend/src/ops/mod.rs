@@ -1,6 +1,7 @@
 //! The tensor ops, as methods on [`Tensor`](crate::Tensor) grouped by family, plus the
 //! few free functions (`select`, `concat`).
 
+mod activation;
 mod elementwise;
 mod index;
 mod linalg;

@@ -29,6 +29,7 @@ fn unary_float<F: Float>(k: UnaryOp, v: &[F]) -> Vec<F> {
         UnaryOp::Sqrt => map(v, F::sqrt),
         UnaryOp::Rsqrt => map(v, |x| F::ONE / x.sqrt()),
         UnaryOp::Tanh => map(v, F::tanh),
+        UnaryOp::Erf => map(v, F::erf),
         UnaryOp::Sigmoid => map(v, sigmoid),
         UnaryOp::Relu => map(v, |x| {
             if x.is_nan() || x > F::ZERO {

@@ -67,6 +67,7 @@
 
 mod contract;
 mod elementwise;
+mod erf;
 mod index;
 mod movement;
 mod num;
@@ -83,6 +84,7 @@ use petgraph::visit::NodeIndexable;
 use crate::shape::join_types;
 use crate::{Graph, GraphError, HostTensor, NodeId, Op, TensorData, TensorType, TypeError, infer};
 
+pub use erf::erf;
 pub use random::uniform_sample;
 
 /// Why a graph or an op could not be evaluated.

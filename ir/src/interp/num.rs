@@ -77,6 +77,8 @@ pub(crate) trait Float:
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
+    /// The error function ([`super::erf`], rounded to the type).
+    fn erf(self) -> Self;
     fn powf(self, e: Self) -> Self;
     fn abs(self) -> Self;
     /// `self * a + b` with one rounding.
@@ -152,6 +154,9 @@ macro_rules! float_impl {
             }
             fn tanh(self) -> Self {
                 $t::tanh(self)
+            }
+            fn erf(self) -> Self {
+                super::erf::erf(self as f64) as $t
             }
             fn powf(self, e: Self) -> Self {
                 $t::powf(self, e)

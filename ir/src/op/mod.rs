@@ -31,6 +31,9 @@ pub enum UnaryOp {
     /// `1 / sqrt(x)`.
     Rsqrt,
     Tanh,
+    /// The error function `2/sqrt(pi) ∫₀ˣ e^(-t²) dt` (exact GELU is `x Φ(x)`,
+    /// `Φ(x) = (1 + erf(x / sqrt 2)) / 2`).
+    Erf,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
     /// `max(x, 0)`.
@@ -46,13 +49,14 @@ pub enum UnaryOp {
 
 impl UnaryOp {
     /// Every kind, with a representative slope for `LeakyRelu` (for tables and tests).
-    pub const ALL: [UnaryOp; 12] = [
+    pub const ALL: [UnaryOp; 13] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Log,
         UnaryOp::Sqrt,
         UnaryOp::Rsqrt,
         UnaryOp::Tanh,
+        UnaryOp::Erf,
         UnaryOp::Sigmoid,
         UnaryOp::Relu,
         UnaryOp::Abs,
@@ -70,6 +74,7 @@ impl UnaryOp {
             UnaryOp::Sqrt => OpKind::Sqrt,
             UnaryOp::Rsqrt => OpKind::Rsqrt,
             UnaryOp::Tanh => OpKind::Tanh,
+            UnaryOp::Erf => OpKind::Erf,
             UnaryOp::Sigmoid => OpKind::Sigmoid,
             UnaryOp::Relu => OpKind::Relu,
             UnaryOp::Abs => OpKind::Abs,
@@ -98,6 +103,7 @@ impl UnaryOp {
             | UnaryOp::Sqrt
             | UnaryOp::Rsqrt
             | UnaryOp::Tanh
+            | UnaryOp::Erf
             | UnaryOp::Sigmoid
             | UnaryOp::Recip
             | UnaryOp::LeakyRelu(_) => None,
@@ -564,6 +570,7 @@ op_table! {
     Sqrt             "sqrt"                Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Sqrt);
     Rsqrt            "rsqrt"               Elementwise,             Root,           MayNotBe,  Positive, Op::Unary(UnaryOp::Rsqrt);
     Tanh             "tanh"                Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Tanh);
+    Erf              "erf"                 Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Erf);
     Sigmoid          "sigmoid"             Elementwise,             Transcendental, Preserves, Any,      Op::Unary(UnaryOp::Sigmoid);
     Relu             "relu"                Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Relu);
     Abs              "abs"                 Elementwise,             Simple,         Preserves, Any,      Op::Unary(UnaryOp::Abs);

@@ -109,6 +109,36 @@ fn tanh_matches_exponential_definition() {
 }
 
 #[test]
+fn erf_matches_tabulated_values() {
+    // 20-digit values (from an arbitrary-precision evaluation), across the
+    // series / continued-fraction switch at 2 and the saturation at 6.
+    let xs = [0.1, 0.5, 1.0, -1.5, 2.0, 2.5, 3.0, 4.0, 5.5, 1e-10];
+    let want = [
+        0.112_462_916_018_284_9,
+        0.520_499_877_813_046_5,
+        0.842_700_792_949_714_9,
+        -0.966_105_146_475_310_7,
+        0.995_322_265_018_952_7,
+        0.999_593_047_982_555,
+        0.999_977_909_503_001_4,
+        0.999_999_984_582_742_1,
+        0.999_999_999_999_992_6,
+        1.128_379_167_095_512_6e-10,
+    ];
+    unary_both(UnaryOp::Erf, &xs, &want, 1e-7, 2e-15);
+    // Odd, saturating, NaN-propagating.
+    unary_both(
+        UnaryOp::Erf,
+        &[7.0, -30.0, INF, -INF, NAN],
+        &[1.0, -1.0, 1.0, -1.0, NAN],
+        0.0,
+        0.0,
+    );
+    let y = ev(Op::Unary(UnaryOp::Erf), &[&t64(&[1], &[-0.0])]);
+    assert!(y.get_f64(0) == 0.0 && y.get_f64(0).is_sign_negative());
+}
+
+#[test]
 fn sigmoid_known_values_and_no_overflow() {
     // sigmoid(ln 3) = 1 / (1 + 1/3) = 3/4, and sigmoid(-x) = 1 - sigmoid(x).
     unary_both(

@@ -407,6 +407,14 @@ fn unary_vjp(
             let d = e.sub(one, y2)?;
             e.mul(g, d)?
         }
+        // d erf = 2/sqrt(pi) e^(-x²)
+        UnaryOp::Erf => {
+            let x2 = e.mul(x, x)?;
+            let nx2 = e.neg(x2)?;
+            let ex = e.unary(UnaryOp::Exp, nx2)?;
+            let d = e.scale(ex, std::f64::consts::FRAC_2_SQRT_PI)?;
+            e.mul(g, d)?
+        }
         // d sigmoid = y (1 - y)
         UnaryOp::Sigmoid => {
             let one = e.splat(1.0, &ty)?;
