@@ -211,9 +211,11 @@ const REDUCTIONS: [Reduction; 4] = [
 ];
 
 type Pointwise = fn(&Tensor, &Tensor, Reduction) -> Tensor;
+/// A regression loss: its name, its DSL form, its formula of `d = pred - target`.
+type RegressionLoss = (&'static str, Pointwise, fn(f64) -> f64);
 
-/// The pointwise regression losses: (name, DSL, formula of `d = pred - target`).
-fn regression_losses() -> Vec<(&'static str, Pointwise, fn(f64) -> f64)> {
+/// The pointwise regression losses.
+fn regression_losses() -> Vec<RegressionLoss> {
     vec![
         ("l1", |p, t, r| loss::l1_loss(p, t, r), |d| d.abs()),
         ("mse", |p, t, r| loss::mse_loss(p, t, r), |d| d * d),

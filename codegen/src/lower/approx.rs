@@ -422,7 +422,7 @@ pub fn erf_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
         m,
         z,
         &[
-            1.128_379_2,
+            std::f32::consts::FRAC_2_SQRT_PI,
             -0.376_126_38,
             0.112_837_88,
             -0.026_865_823,
