@@ -4,12 +4,14 @@
 //! training-step graph ([`TrainStep`]), and run it. The facade re-exports the
 //! workspace crates: [`ir`] (tensor IR, text format, reference interpreter),
 //! [`frontend`] (the DSL), [`passes`] (autodiff and graph transforms), [`codegen`]
-//! and [`runtime`]. [`workloads`] builds the benchmark models.
+//! and [`runtime`]. [`workloads`] builds the benchmark models; [`schedule`] has the
+//! learning-rate schedules.
 
 pub mod checkpoint;
 pub mod debug;
 mod fit;
 mod jit;
+pub mod schedule;
 mod train;
 pub mod workloads;
 
@@ -26,7 +28,7 @@ pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
 pub use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
-pub use train::{StepOutput, TrainError, TrainStep};
+pub use train::{ParamGroup, StepOutput, TrainError, TrainStep, TrainStepBuilder};
 
 /// Compiles `graph` to native code (for inference, or any graph built by hand).
 ///
@@ -50,8 +52,10 @@ pub fn compile(graph: &ir::Graph) -> Result<Executable, CompileError> {
 /// Everything a training script needs: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use crate::data::Dataset;
+    pub use crate::schedule::LrSchedule;
     pub use crate::{
-        CompileOptions, Evaluator, Executable, Fit, Progress, StepOutput, TrainError, TrainStep,
+        CompileOptions, Evaluator, Executable, Fit, ParamGroup, Progress, StepOutput, TrainError,
+        TrainStep,
     };
     pub use kiln_frontend::prelude::*;
 }

@@ -2,13 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use kiln_frontend::optim::{self, Optimizer};
+use kiln_frontend::optim::{self, GroupOptions, Optimizer};
 use kiln_frontend::{ArgError, BuildError, GraphBuilder, ParamStore, Tensor};
 use kiln_ir::interp::{self, EvalError};
 use kiln_ir::{Graph, HostTensor};
 use kiln_passes::AutodiffError;
 use kiln_passes::optimize::Stage;
 use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
+
+use crate::schedule::LrSchedule;
 
 /// Why a training step could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,18 @@ pub enum TrainError {
     Run(#[from] RunError),
     #[error("the loss is NaN or infinite ({0}); lower the learning rate or check the data")]
     NonFiniteLoss(f64),
+    /// A parameter group names a parameter the loss's graph does not have.
+    #[error("parameter group: `{0}` is not a parameter of the loss's graph")]
+    UnknownParam(String),
+    /// A prefix selects no parameter.
+    #[error("parameter group: no parameter name starts with `{0}`")]
+    EmptyGroup(String),
+    /// A parameter is selected by two groups.
+    #[error("parameter `{0}` appears in more than one parameter group")]
+    ParamInTwoGroups(String),
+    /// The optimizer declares no run-time learning rate (`{optimizer}.lr`).
+    #[error("the optimizer has no run-time learning rate (no `{0}` argument)")]
+    NoLearningRate(String),
 }
 
 impl From<CompileError> for TrainError {
@@ -75,6 +89,16 @@ pub struct TrainStep {
     /// Per output: a spare tensor the compiled step writes an updated value into,
     /// swapped with the current value afterwards (no copy, no allocation).
     spares: Vec<Option<HostTensor>>,
+    /// How many times the step graph was compiled.
+    compilations: usize,
+    /// The learning-rate argument (`{optimizer}.lr`).
+    lr_name: String,
+    /// The schedule, the base rate it scales and the steps run since it was attached.
+    schedule: Option<Box<dyn LrSchedule>>,
+    base_lr: f64,
+    schedule_steps: u64,
+    /// Steps run (successfully) by this step.
+    steps: u64,
 }
 
 impl Clone for TrainStep {
@@ -89,6 +113,12 @@ impl Clone for TrainStep {
             extra_outputs: self.extra_outputs,
             compiled: None,
             spares: Vec::new(),
+            compilations: 0,
+            lr_name: self.lr_name.clone(),
+            schedule: self.schedule.clone(),
+            base_lr: self.base_lr,
+            schedule_steps: self.schedule_steps,
+            steps: self.steps,
         }
     }
 }
@@ -99,6 +129,8 @@ impl std::fmt::Debug for TrainStep {
             .field("graph", &self.graph.name())
             .field("params", &self.params.names().collect::<Vec<_>>())
             .field("compiled", &self.compiled.is_some())
+            .field("schedule", &self.schedule)
+            .field("steps", &self.steps)
             .finish()
     }
 }
@@ -127,54 +159,44 @@ impl TrainStep {
         optimizer: &dyn Optimizer,
         outputs: &[(&str, &Tensor)],
     ) -> Result<TrainStep, TrainError> {
-        let builder = loss.builder();
-        let mut forward_outputs = vec![("loss", loss)];
-        forward_outputs.extend_from_slice(outputs);
-        let mut model = builder.build(&forward_outputs)?;
-        // Loop-invariant work leaves its loops before differentiation, so that its
-        // gradient is computed outside the backward loop too.
-        model.graph = kiln_passes::hoist_loops(&model.graph)
-            .map_err(AutodiffError::from)?
-            .0;
-        let loss_node = model.graph.outputs()[0].node;
-        let params = model.graph.params();
-        let trainable: Vec<String> = params
-            .iter()
-            .map(|&p| model.graph.node(p).name.clone().unwrap_or_default())
-            .collect();
-        let forward_nodes: Vec<_> = model.graph.outputs().iter().map(|o| o.node).collect();
+        TrainStep::builder(loss).outputs(outputs).build(optimizer)
+    }
 
-        let grad_start = Instant::now();
-        let grads = kiln_passes::grad(&model.graph, loss_node, &params)?;
-        let step = GraphBuilder::from_parts(grads.graph, model.params)?;
-        let tensor = |id| step.tensor(id).expect("node of the gradient graph");
-        let pairs: Vec<(Tensor, Tensor)> = params
-            .iter()
-            .zip(&grads.grads)
-            .map(|(&p, &g)| (tensor(p), tensor(g)))
-            .collect();
-        let updates = optim::apply(optimizer, &pairs);
-
-        let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
-        let mut named: Vec<(&str, &Tensor)> = vec![("loss", &forward[0])];
-        for (i, (name, _)) in outputs.iter().enumerate() {
-            if updates.iter().any(|(u, _)| u == name) || *name == "loss" {
-                return Err(TrainError::OutputName(name.to_string()));
-            }
-            named.push((name, &forward[1 + i]));
+    /// A step with options: extra outputs, the parameters to train in groups
+    /// (the others are frozen), gradient clipping, a learning-rate schedule.
+    ///
+    /// ```
+    /// use kiln::prelude::*;
+    /// use kiln::schedule::StepLr;
+    ///
+    /// let mut rng = Rng::seed(0);
+    /// let g = GraphBuilder::new("finetune");
+    /// let x = g.input("x", DType::F32, [8, 4]);
+    /// let y = g.input("y", DType::F32, [8, 2]);
+    /// let fc1 = nn::Linear::new(&g, "fc1", 4, 3, &mut rng);
+    /// let fc2 = nn::Linear::new(&g, "fc2", 3, 2, &mut rng);
+    /// let loss = loss::mse(&fc2.forward(&fc1.forward(&x).relu()), &y);
+    /// let step = TrainStep::builder(&loss)
+    ///     .group(ParamGroup::prefix("fc2."))                          // trained at lr
+    ///     .group(ParamGroup::names(&["fc1.bias"]).lr_scale(0.1))      // at lr / 10
+    ///     .clip_grad_norm(1.0)
+    ///     .schedule(StepLr::new(100, 0.5))
+    ///     .build(&Sgd::new(0.1).momentum(0.9))
+    ///     .unwrap();
+    /// assert_eq!(step.trainable(), ["fc1.bias", "fc2.weight", "fc2.bias"]);
+    /// assert_eq!(step.frozen(), ["fc1.weight"]);
+    /// assert_eq!(step.learning_rate(), Some(0.1f32 as f64));
+    /// ```
+    #[track_caller]
+    pub fn builder(loss: &Tensor) -> TrainStepBuilder {
+        TrainStepBuilder {
+            loss: loss.clone(),
+            outputs: Vec::new(),
+            groups: Vec::new(),
+            clip_norm: None,
+            clip_value: None,
+            schedule: None,
         }
-        named.extend(updates.iter().map(|(n, t)| (n.as_str(), t)));
-        let built = step.build(&named)?;
-        Ok(TrainStep {
-            graph: built.graph,
-            forward: model.graph,
-            grad_time: grad_start.elapsed(),
-            params: built.params,
-            trainable,
-            extra_outputs: outputs.len(),
-            compiled: None,
-            spares: Vec::new(),
-        })
     }
 
     /// The training-step graph.
@@ -204,6 +226,7 @@ impl TrainStep {
         if self.compiled.is_none() {
             let options = self.with_history(&CompileOptions::default());
             self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
+            self.compilations += 1;
         }
         Ok(self.compiled.as_ref().expect("compiled above"))
     }
@@ -238,6 +261,7 @@ impl TrainStep {
     pub fn compile_with(&mut self, options: &CompileOptions) -> Result<&Executable, TrainError> {
         let options = self.with_history(options);
         self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
+        self.compilations += 1;
         self.spares.clear();
         Ok(self.compiled.as_ref().expect("compiled above"))
     }
@@ -247,6 +271,7 @@ impl TrainStep {
     /// A NaN or infinite loss is an error and leaves the parameters unchanged.
     pub fn run(&mut self, inputs: &[(&str, &HostTensor)]) -> Result<StepOutput, TrainError> {
         self.compile()?;
+        self.apply_schedule()?;
         let exe = self.compiled.as_mut().expect("compiled above");
         let mut args: Vec<&HostTensor> = Vec::with_capacity(exe.args().len());
         for (name, ty) in exe.args() {
@@ -311,6 +336,7 @@ impl TrainStep {
             self.params
                 .swap(name, spare.as_mut().expect("a spare per update"))?;
         }
+        self.count_step();
         Ok(StepOutput {
             loss,
             outputs: extra,
@@ -332,6 +358,7 @@ impl TrainStep {
         for (name, value) in names.iter().zip(results) {
             self.params.set(name, value)?;
         }
+        self.count_step();
         Ok(StepOutput { loss, outputs })
     }
 
@@ -343,6 +370,7 @@ impl TrainStep {
         &mut self,
         inputs: &[(&str, &HostTensor)],
     ) -> Result<StepOutput, TrainError> {
+        self.apply_schedule()?;
         let model = kiln_frontend::Model {
             graph: self.graph.clone(),
             params: self.params.clone(),
@@ -351,4 +379,452 @@ impl TrainStep {
         let results = interp::run(&self.graph, &args)?;
         self.apply(results)
     }
+}
+
+/// The learning rate, its schedule, and parameter sharing between steps.
+impl TrainStep {
+    /// The learning rate the next run uses: the schedule's rate for the next step
+    /// if one is attached, else the value of the `{optimizer}.lr` argument. `None`
+    /// if the optimizer declares no run-time learning rate.
+    pub fn learning_rate(&self) -> Option<f64> {
+        match &self.schedule {
+            Some(s) => Some(s.lr(self.base_lr, self.schedule_steps)),
+            None => self.params.get(&self.lr_name).map(|v| v.get_f64(0)),
+        }
+    }
+
+    /// Sets the learning rate of the following runs, without recompiling (it is an
+    /// argument of the compiled step). With a schedule attached, sets the base rate
+    /// the schedule scales instead.
+    ///
+    /// ```
+    /// use kiln::prelude::*;
+    /// let g = GraphBuilder::new("w");
+    /// let w = g.param("w", HostTensor::scalar(DType::F32, 1.0));
+    /// let mut step = TrainStep::new(&(&w * &w), &Sgd::new(0.1)).unwrap();
+    /// step.run(&[]).unwrap(); // w = 1 - 0.1 * 2 = 0.8
+    /// step.set_learning_rate(0.5).unwrap();
+    /// step.run(&[]).unwrap(); // w = 0.8 - 0.5 * 1.6 = 0
+    /// assert!(step.params().get("w").unwrap().get_f64(0).abs() < 1e-6);
+    /// assert_eq!(step.compilations(), 1);
+    /// ```
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<(), TrainError> {
+        if !self.params.contains(&self.lr_name) {
+            return Err(TrainError::NoLearningRate(self.lr_name.clone()));
+        }
+        if self.schedule.is_some() {
+            self.base_lr = lr;
+            Ok(())
+        } else {
+            self.write_lr(lr)
+        }
+    }
+
+    /// Attaches a learning-rate schedule: before each run, the learning rate becomes
+    /// `schedule.lr(base, t)`, `base` being the learning rate now and `t` the number
+    /// of steps run since (as a PyTorch scheduler created now, stepped after each
+    /// optimizer step). Replaces any previous schedule.
+    ///
+    /// ```
+    /// use kiln::prelude::*;
+    /// use kiln::schedule::ExponentialLr;
+    /// let g = GraphBuilder::new("w");
+    /// let w = g.param("w", HostTensor::scalar(DType::F32, 1.0));
+    /// let mut step = TrainStep::new(&(&w * &w), &Sgd::new(0.1)).unwrap();
+    /// step.set_schedule(ExponentialLr::new(0.5)).unwrap();
+    /// step.run(&[]).unwrap();
+    /// step.run(&[]).unwrap();
+    /// assert!((step.learning_rate().unwrap() - 0.025).abs() < 1e-9);
+    /// ```
+    pub fn set_schedule(&mut self, schedule: impl LrSchedule + 'static) -> Result<(), TrainError> {
+        self.set_boxed_schedule(Box::new(schedule))
+    }
+
+    /// [`TrainStep::set_schedule`] for a boxed schedule.
+    pub fn set_boxed_schedule(&mut self, schedule: Box<dyn LrSchedule>) -> Result<(), TrainError> {
+        let base = self
+            .params
+            .get(&self.lr_name)
+            .map(|v| v.get_f64(0))
+            .ok_or_else(|| TrainError::NoLearningRate(self.lr_name.clone()))?;
+        if self.schedule.is_none() {
+            self.base_lr = base;
+        }
+        self.schedule = Some(schedule);
+        self.schedule_steps = 0;
+        Ok(())
+    }
+
+    /// Detaches the schedule; the learning rate stays at the last one used.
+    pub fn take_schedule(&mut self) -> Option<Box<dyn LrSchedule>> {
+        self.schedule.take()
+    }
+
+    /// The attached schedule.
+    pub fn schedule(&self) -> Option<&dyn LrSchedule> {
+        self.schedule.as_deref()
+    }
+
+    /// Feeds a metric to the schedule ([`crate::schedule::ReduceLrOnPlateau`]
+    /// reduces the rate when it stops improving); nothing without a schedule.
+    pub fn observe_metric(&mut self, metric: f64) {
+        if let Some(s) = &mut self.schedule {
+            s.observe(metric);
+        }
+    }
+
+    /// The number of steps run (successfully) so far.
+    pub fn steps_run(&self) -> u64 {
+        self.steps
+    }
+
+    /// How many times the step graph has been compiled (by [`TrainStep::run`] on
+    /// first use, [`TrainStep::compile`] and [`TrainStep::compile_with`]).
+    /// Learning-rate changes never recompile.
+    pub fn compilations(&self) -> usize {
+        self.compilations
+    }
+
+    /// The parameters of the forward graph that this step does not train: their
+    /// values are arguments of the step, and no gradient is computed for them.
+    pub fn frozen(&self) -> Vec<&str> {
+        self.forward
+            .params()
+            .into_iter()
+            .filter_map(|p| self.forward.node(p).name.as_deref())
+            .filter(|n| !self.trainable.iter().any(|t| t == n))
+            .collect()
+    }
+
+    /// Copies into this step the current value of every parameter `other` trains
+    /// and this step also has (trained or frozen); returns how many were copied.
+    ///
+    /// This is how two steps share parameters, e.g. a GAN's discriminator and
+    /// generator steps: each trains its own group and holds the other's as frozen
+    /// arguments; before running one, pull the other's latest values:
+    ///
+    /// ```text
+    /// d_step.sync_from(&g_step)?;  d_step.run(&batch)?;
+    /// g_step.sync_from(&d_step)?;  g_step.run(&noise)?;
+    /// ```
+    ///
+    /// Optimizer state is never trainable, so it is not copied: each step keeps
+    /// its own, as two PyTorch optimizers do (the optimizers may even be of the
+    /// same kind).
+    pub fn sync_from(&mut self, other: &TrainStep) -> Result<usize, TrainError> {
+        let mut copied = 0;
+        for name in &other.trainable {
+            if self.params.contains(name) {
+                let value = other.params.get(name).expect("trained parameters are held");
+                self.params.set(name, value.clone())?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Writes `lr` into the learning-rate argument.
+    fn write_lr(&mut self, lr: f64) -> Result<(), TrainError> {
+        let value = HostTensor::scalar(kiln_ir::DType::F32, lr);
+        self.params.set(&self.lr_name, value)?;
+        Ok(())
+    }
+
+    /// Sets the learning rate of the coming run from the schedule.
+    fn apply_schedule(&mut self) -> Result<(), TrainError> {
+        if let Some(s) = &self.schedule {
+            let lr = s.lr(self.base_lr, self.schedule_steps);
+            self.write_lr(lr)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a successful run.
+    fn count_step(&mut self) {
+        self.steps += 1;
+        if self.schedule.is_some() {
+            self.schedule_steps += 1;
+        }
+    }
+}
+
+/// A group of parameters trained by a [`TrainStep`], with its own learning-rate
+/// multiplier and weight decay (a PyTorch parameter group). Parameters in no group
+/// of a step are frozen.
+///
+/// ```
+/// use kiln::ParamGroup;
+/// let backbone = ParamGroup::prefix("conv").lr_scale(0.1);
+/// let head = ParamGroup::names(&["fc.weight", "fc.bias"]).weight_decay(0.0);
+/// # let _ = (backbone, head);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamGroup {
+    select: Select,
+    options: GroupOptions,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Select {
+    Names(Vec<String>),
+    Prefix(String),
+}
+
+impl ParamGroup {
+    /// The parameters named `names` (each must exist).
+    pub fn names(names: &[&str]) -> Self {
+        ParamGroup {
+            select: Select::Names(names.iter().map(|n| n.to_string()).collect()),
+            options: GroupOptions::default(),
+        }
+    }
+
+    /// Every parameter whose name starts with `prefix` (at least one must).
+    pub fn prefix(prefix: &str) -> Self {
+        ParamGroup {
+            select: Select::Prefix(prefix.to_string()),
+            options: GroupOptions::default(),
+        }
+    }
+
+    /// The group's learning rate is `scale` times the step's (baked into the graph;
+    /// the step's rate stays a run-time argument).
+    pub fn lr_scale(mut self, scale: f32) -> Self {
+        self.options.lr_scale = scale;
+        self
+    }
+
+    /// Replaces the optimizer's weight decay for this group.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.options.weight_decay = Some(weight_decay);
+        self
+    }
+
+    /// The group's hyperparameters.
+    pub fn options(&self) -> GroupOptions {
+        self.options
+    }
+}
+
+/// Options of a [`TrainStep`], made by [`TrainStep::builder`] and finished by
+/// [`TrainStepBuilder::build`].
+#[must_use]
+pub struct TrainStepBuilder {
+    loss: Tensor,
+    outputs: Vec<(String, Tensor)>,
+    groups: Vec<ParamGroup>,
+    clip_norm: Option<f32>,
+    clip_value: Option<f32>,
+    schedule: Option<Box<dyn LrSchedule>>,
+}
+
+impl std::fmt::Debug for TrainStepBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainStepBuilder")
+            .field(
+                "outputs",
+                &self.outputs.iter().map(|o| &o.0).collect::<Vec<_>>(),
+            )
+            .field("groups", &self.groups)
+            .field("clip_norm", &self.clip_norm)
+            .field("clip_value", &self.clip_value)
+            .field("schedule", &self.schedule)
+            .finish()
+    }
+}
+
+impl TrainStepBuilder {
+    /// Also returns the named `outputs` (e.g. logits) from each step.
+    pub fn outputs(mut self, outputs: &[(&str, &Tensor)]) -> Self {
+        self.outputs
+            .extend(outputs.iter().map(|(n, t)| (n.to_string(), (*t).clone())));
+        self
+    }
+
+    /// Trains the parameters named `names`, as one group with the optimizer's
+    /// hyperparameters (the same as `.group(ParamGroup::names(names))`).
+    pub fn params(self, names: &[&str]) -> Self {
+        self.group(ParamGroup::names(names))
+    }
+
+    /// Trains the parameters whose names start with `prefix`, as one group.
+    pub fn params_with_prefix(self, prefix: &str) -> Self {
+        self.group(ParamGroup::prefix(prefix))
+    }
+
+    /// Adds a parameter group. With no group, every parameter is trained; with
+    /// groups, only theirs, and the others are frozen (no gradient is computed for
+    /// them). A parameter may be in one group only.
+    pub fn group(mut self, group: ParamGroup) -> Self {
+        self.groups.push(group);
+        self
+    }
+
+    /// Clips the gradients by their global norm inside the step, as PyTorch's
+    /// `clip_grad_norm_(params, max_norm)`: all gradients are multiplied by
+    /// `min(1, max_norm / (‖g‖ + 1e-6))`, `‖g‖` the 2-norm of all of them
+    /// together. Applied before the optimizer (and its weight decay).
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Self {
+        self.clip_norm = Some(max_norm);
+        self
+    }
+
+    /// Clamps each gradient element to `[-value, value]` inside the step, as
+    /// PyTorch's `clip_grad_value_`. With [`TrainStepBuilder::clip_grad_norm`]
+    /// too, values are clamped first.
+    pub fn clip_grad_value(mut self, value: f32) -> Self {
+        self.clip_value = Some(value);
+        self
+    }
+
+    /// Attaches a learning-rate schedule (see [`TrainStep::set_schedule`]).
+    pub fn schedule(mut self, schedule: impl LrSchedule + 'static) -> Self {
+        self.schedule = Some(Box::new(schedule));
+        self
+    }
+
+    /// Builds the step: the forward graph, the gradient of the loss with respect to
+    /// the trained parameters only, clipping, and `optimizer`'s update.
+    #[track_caller]
+    pub fn build(self, optimizer: &dyn Optimizer) -> Result<TrainStep, TrainError> {
+        let builder = self.loss.builder();
+        let mut forward_outputs = vec![("loss", &self.loss)];
+        forward_outputs.extend(self.outputs.iter().map(|(n, t)| (n.as_str(), t)));
+        let mut model = builder.build(&forward_outputs)?;
+        // Loop-invariant work leaves its loops before differentiation, so that its
+        // gradient is computed outside the backward loop too.
+        model.graph = kiln_passes::hoist_loops(&model.graph)
+            .map_err(AutodiffError::from)?
+            .0;
+        let loss_node = model.graph.outputs()[0].node;
+        let all: Vec<(kiln_ir::NodeId, String)> = model
+            .graph
+            .params()
+            .into_iter()
+            .map(|p| (p, model.graph.node(p).name.clone().unwrap_or_default()))
+            .collect();
+        // Each trained parameter's group, in the graph's parameter order.
+        let every = self.groups.is_empty();
+        let groups = if every {
+            vec![ParamGroup::prefix("")]
+        } else {
+            self.groups
+        };
+        let mut group_of: Vec<Option<usize>> = vec![every.then_some(0); all.len()];
+        for (gi, group) in groups.iter().enumerate().filter(|_| !every) {
+            let chosen: Vec<usize> = match &group.select {
+                Select::Names(names) => names
+                    .iter()
+                    .map(|n| {
+                        all.iter()
+                            .position(|(_, a)| a == n)
+                            .ok_or_else(|| TrainError::UnknownParam(n.clone()))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Select::Prefix(prefix) => {
+                    let found: Vec<usize> = (0..all.len())
+                        .filter(|&i| all[i].1.starts_with(prefix.as_str()))
+                        .collect();
+                    if found.is_empty() {
+                        return Err(TrainError::EmptyGroup(prefix.clone()));
+                    }
+                    found
+                }
+            };
+            for i in chosen {
+                match group_of[i] {
+                    Some(other) if other != gi => {
+                        return Err(TrainError::ParamInTwoGroups(all[i].1.clone()));
+                    }
+                    _ => group_of[i] = Some(gi),
+                }
+            }
+        }
+        let params: Vec<kiln_ir::NodeId> = (0..all.len())
+            .filter(|&i| group_of[i].is_some())
+            .map(|i| all[i].0)
+            .collect();
+        let trainable: Vec<String> = (0..all.len())
+            .filter(|&i| group_of[i].is_some())
+            .map(|i| all[i].1.clone())
+            .collect();
+        let forward_nodes: Vec<_> = model.graph.outputs().iter().map(|o| o.node).collect();
+
+        let grad_start = Instant::now();
+        let grads = kiln_passes::grad(&model.graph, loss_node, &params)?;
+        let step = GraphBuilder::from_parts(grads.graph, model.params)?;
+        let tensor = |id| step.tensor(id).expect("node of the gradient graph");
+        let param_tensors: Vec<Tensor> = params.iter().map(|&p| tensor(p)).collect();
+        let grad_tensors = clip(
+            grads.grads.iter().map(|&g| tensor(g)).collect(),
+            self.clip_value,
+            self.clip_norm,
+        );
+        let mut per_group: Vec<Vec<(Tensor, Tensor)>> = vec![Vec::new(); groups.len()];
+        for (k, g) in group_of.iter().flatten().enumerate() {
+            per_group[*g].push((param_tensors[k].clone(), grad_tensors[k].clone()));
+        }
+        let grouped: Vec<(GroupOptions, &[(Tensor, Tensor)])> = groups
+            .iter()
+            .zip(&per_group)
+            .filter(|(_, ps)| !ps.is_empty())
+            .map(|(g, ps)| (g.options, ps.as_slice()))
+            .collect();
+        let updates = optim::apply_groups(optimizer, &grouped);
+
+        let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
+        let mut named: Vec<(&str, &Tensor)> = vec![("loss", &forward[0])];
+        for (i, (name, _)) in self.outputs.iter().enumerate() {
+            if updates.iter().any(|(u, _)| u == name) || name == "loss" {
+                return Err(TrainError::OutputName(name.to_string()));
+            }
+            named.push((name, &forward[1 + i]));
+        }
+        named.extend(updates.iter().map(|(n, t)| (n.as_str(), t)));
+        let built = step.build(&named)?;
+        let lr_name = optim::lr_name(optimizer);
+        let mut train = TrainStep {
+            graph: built.graph,
+            forward: model.graph,
+            grad_time: grad_start.elapsed(),
+            params: built.params,
+            trainable,
+            extra_outputs: self.outputs.len(),
+            compiled: None,
+            spares: Vec::new(),
+            compilations: 0,
+            lr_name,
+            schedule: None,
+            base_lr: 0.0,
+            schedule_steps: 0,
+            steps: 0,
+        };
+        if let Some(s) = self.schedule {
+            train.set_boxed_schedule(s)?;
+        }
+        Ok(train)
+    }
+}
+
+/// The gradients clamped to `±value`, then scaled to a global norm of at most
+/// `max_norm` (PyTorch's `clip_grad_value_` and `clip_grad_norm_`).
+#[track_caller]
+fn clip(grads: Vec<Tensor>, value: Option<f32>, max_norm: Option<f32>) -> Vec<Tensor> {
+    let mut grads = grads;
+    if let Some(v) = value {
+        let v = f64::from(v);
+        grads = grads.iter().map(|g| g.clamp(-v, v)).collect();
+    }
+    if let (Some(max_norm), Some(first)) = (max_norm, grads.first()) {
+        let dtype = first.dtype();
+        let squares = grads
+            .iter()
+            .map(|g| g.square().sum_all().cast(dtype))
+            .reduce(|a, b| &a + &b)
+            .expect("at least one gradient");
+        let total = squares.sqrt();
+        let coef = (max_norm / &(&total + 1e-6f32)).minimum(1.0);
+        grads = grads.iter().map(|g| g * &coef.cast(g.dtype())).collect();
+    }
+    grads
 }

@@ -7,8 +7,16 @@
 //! (e.g. `adam.m.fc1.weight`), with its next value as a graph output of the same
 //! name; the runtime (or [`crate::Model`]'s caller) feeds outputs back in.
 //!
-//! Hyperparameters are baked into the graph as constants, so they fold with the rest
-//! of the update arithmetic. Formulas follow PyTorch's `torch.optim` defaults.
+//! The learning rate is a graph argument too: a scalar `param` named
+//! `{optimizer}.lr` (e.g. `adam.lr`), declared through [`OptimizerState::lr`] with
+//! the constructor's value as its initial value and never updated by the graph. A
+//! compiled step reads it on every run, so changing it (by hand or by a schedule)
+//! needs no recompilation. The other hyperparameters are baked into the graph as
+//! constants, so they fold with the rest of the update arithmetic. Formulas follow
+//! PyTorch's `torch.optim` defaults.
+//!
+//! Parameters can be updated in groups with their own learning-rate multiplier and
+//! weight decay ([`GroupOptions`], [`apply_groups`]), as PyTorch's parameter groups.
 
 use std::collections::HashMap;
 
@@ -22,7 +30,58 @@ pub trait Optimizer {
 
     /// Returns the next value of `param` given its gradient `grad`; declares and
     /// updates whatever state it needs through `state`.
+    ///
+    /// An implementation takes its learning rate from [`OptimizerState::lr`] and its
+    /// weight decay from [`OptimizerState::weight_decay`], so that the rate can
+    /// change between runs and parameter groups can override both.
     fn update(&self, param: &Tensor, grad: &Tensor, state: &mut OptimizerState) -> Tensor;
+}
+
+/// Per-group hyperparameters that override an optimizer's, as the options of a
+/// PyTorch parameter group: the group's learning rate is `lr_scale` times the
+/// optimizer's (run-time) learning rate, and `weight_decay`, when set, replaces
+/// the optimizer's weight decay.
+///
+/// ```
+/// use kiln_frontend::optim::GroupOptions;
+/// let head = GroupOptions::default().lr_scale(10.0).weight_decay(0.0);
+/// assert_eq!(head.lr_scale, 10.0);
+/// assert_eq!(head.weight_decay, Some(0.0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupOptions {
+    /// Multiplies the optimizer's learning rate (baked into the graph).
+    pub lr_scale: f32,
+    /// Replaces the optimizer's weight decay when set.
+    pub weight_decay: Option<f32>,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            lr_scale: 1.0,
+            weight_decay: None,
+        }
+    }
+}
+
+impl GroupOptions {
+    /// Sets the learning-rate multiplier.
+    pub fn lr_scale(mut self, scale: f32) -> Self {
+        self.lr_scale = scale;
+        self
+    }
+
+    /// Sets the group's weight decay.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = Some(weight_decay);
+        self
+    }
+}
+
+/// The name of the learning-rate argument `optimizer` declares (`adam.lr`).
+pub fn lr_name(optimizer: &dyn Optimizer) -> String {
+    format!("{}.lr", optimizer.name())
 }
 
 /// The state an optimizer declares while emitting one parameter's update.
@@ -32,6 +91,7 @@ pub struct OptimizerState<'a> {
     param_name: &'a str,
     shared: &'a mut HashMap<String, Tensor>,
     updates: &'a mut Vec<(String, Tensor)>,
+    group: GroupOptions,
 }
 
 impl OptimizerState<'_> {
@@ -67,6 +127,42 @@ impl OptimizerState<'_> {
         self.shared.insert(name, next.clone());
         next
     }
+
+    /// The learning rate for this parameter: the f32 scalar argument
+    /// `{optimizer}.lr` (declared on first use with the value `initial`, shared by
+    /// every parameter, never updated by the graph), times the group's
+    /// [`GroupOptions::lr_scale`], in the parameter's dtype.
+    #[track_caller]
+    pub fn lr(&mut self, initial: f32) -> Tensor {
+        let name = format!("{}.lr", self.optimizer);
+        let dtype = self.param.dtype();
+        let scale = self.group.lr_scale;
+        let key = format!("{name}*{:08x}:{dtype:?}", scale.to_bits());
+        if let Some(t) = self.shared.get(&key) {
+            return t.clone();
+        }
+        let base = match self.shared.get(&name) {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.param.builder().param(
+                    &name,
+                    HostTensor::scalar(kiln_ir::DType::F32, initial as f64),
+                );
+                self.shared.insert(name, t.clone());
+                t
+            }
+        };
+        let lr = if scale == 1.0 { base } else { &base * scale }.cast(dtype);
+        self.shared.insert(key, lr.clone());
+        lr
+    }
+
+    /// The weight decay for this parameter: the group's
+    /// [`GroupOptions::weight_decay`] if it sets one, else `default` (the
+    /// optimizer's).
+    pub fn weight_decay(&self, default: f32) -> f32 {
+        self.group.weight_decay.unwrap_or(default)
+    }
 }
 
 /// Emits the updates of every `(parameter, gradient)` pair. Returns the new values as
@@ -74,20 +170,60 @@ impl OptimizerState<'_> {
 /// under the state names, ready to be graph outputs.
 #[track_caller]
 pub fn apply(optimizer: &dyn Optimizer, params: &[(Tensor, Tensor)]) -> Vec<(String, Tensor)> {
+    apply_groups(optimizer, &[(GroupOptions::default(), params)])
+}
+
+/// Like [`apply`], with the parameters in groups, each with its own
+/// [`GroupOptions`]. The optimizer's state (learning rate, step count) is shared by
+/// all groups, as in one PyTorch optimizer over several parameter groups.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+/// use kiln_frontend::optim::{self, GroupOptions};
+///
+/// let g = GraphBuilder::new("two_groups");
+/// let a = g.param("a", HostTensor::scalar(DType::F32, 1.0));
+/// let b = g.param("b", HostTensor::scalar(DType::F32, 1.0));
+/// let (ga, gb) = (g.scalar(0.5), g.scalar(0.5));
+/// let updates = optim::apply_groups(
+///     &Sgd::new(0.1),
+///     &[
+///         (GroupOptions::default(), &[(a, ga)]),
+///         (GroupOptions::default().lr_scale(2.0), &[(b, gb)]),
+///     ],
+/// );
+/// let names: Vec<&str> = updates.iter().map(|(n, _)| n.as_str()).collect();
+/// assert_eq!(names, ["a", "b"]);
+/// let outputs: Vec<(&str, &Tensor)> = updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
+/// let model = g.build(&outputs).unwrap();
+/// // The learning rate is an argument with the constructor's value.
+/// assert_eq!(model.params.get("sgd.lr").unwrap().get_f64(0), 0.1f32 as f64);
+/// let out = kiln_ir::interp::run(&model.graph, &model.call_args(&[]).unwrap()).unwrap();
+/// assert!((out[0].get_f64(0) - (1.0 - 0.1 * 0.5)).abs() < 1e-6);
+/// assert!((out[1].get_f64(0) - (1.0 - 0.2 * 0.5)).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn apply_groups(
+    optimizer: &dyn Optimizer,
+    groups: &[(GroupOptions, &[(Tensor, Tensor)])],
+) -> Vec<(String, Tensor)> {
     let mut shared = HashMap::new();
     let mut state_updates = Vec::new();
     let mut out = Vec::new();
-    for (p, g) in params {
-        let name = p.name().unwrap_or_default();
-        let mut st = OptimizerState {
-            optimizer: optimizer.name(),
-            param: p,
-            param_name: &name,
-            shared: &mut shared,
-            updates: &mut state_updates,
-        };
-        let next = optimizer.update(p, g, &mut st);
-        out.push((name, next));
+    for (group, params) in groups {
+        for (p, g) in params.iter() {
+            let name = p.name().unwrap_or_default();
+            let mut st = OptimizerState {
+                optimizer: optimizer.name(),
+                param: p,
+                param_name: &name,
+                shared: &mut shared,
+                updates: &mut state_updates,
+                group: *group,
+            };
+            let next = optimizer.update(p, g, &mut st);
+            out.push((name, next));
+        }
     }
     out.extend(state_updates);
     out
@@ -107,7 +243,7 @@ fn decayed(param: &Tensor, grad: &Tensor, weight_decay: f32) -> Tensor {
 /// `g += wd·p; b = μ·b + g; g = nesterov ? g + μ·b : b; p -= lr·g`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
-    /// Learning rate.
+    /// Learning rate: the initial value of the run-time `{optimizer}.lr` argument.
     pub lr: f32,
     /// Momentum factor μ (0 disables the buffer).
     pub momentum: f32,
@@ -149,7 +285,7 @@ impl Optimizer for Sgd {
     }
 
     fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
-        let mut g = decayed(p, g, self.weight_decay);
+        let mut g = decayed(p, g, state.weight_decay(self.weight_decay));
         if self.momentum != 0.0 {
             let mu = self.momentum;
             let buf = state.slot("momentum", 0.0, |b| &(b * mu) + &g);
@@ -159,7 +295,8 @@ impl Optimizer for Sgd {
                 buf
             };
         }
-        p - &(&g * self.lr)
+        let lr = state.lr(self.lr);
+        p - &(&g * &lr)
     }
 }
 
@@ -169,7 +306,7 @@ impl Optimizer for Sgd {
 /// the gradient; AdamW's multiplies the parameter by `1 - lr·wd` first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adam {
-    /// Learning rate.
+    /// Learning rate: the initial value of the run-time `{optimizer}.lr` argument.
     pub lr: f32,
     /// Decay of the first-moment estimate.
     pub beta1: f32,
@@ -231,19 +368,21 @@ impl Optimizer for Adam {
 
     fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
         let (b1, b2) = (self.beta1, self.beta2);
-        let (p, g) = if self.decoupled_weight_decay {
-            let shrunk = if self.weight_decay == 0.0 {
-                p.clone()
-            } else {
-                p * (1.0 - self.lr * self.weight_decay)
-            };
-            (shrunk, g.clone())
+        let weight_decay = state.weight_decay(self.weight_decay);
+        let g = if self.decoupled_weight_decay {
+            g.clone()
         } else {
-            (p.clone(), decayed(p, g, self.weight_decay))
+            decayed(p, g, weight_decay)
         };
         let m = state.slot("m", 0.0, |m| &(m * b1) + &(&g * (1.0 - b1)));
         let v = state.slot("v", 0.0, |v| &(v * b2) + &(&g.square() * (1.0 - b2)));
         let t = state.step_count();
+        let lr = state.lr(self.lr);
+        let p = if self.decoupled_weight_decay && weight_decay != 0.0 {
+            p * &(1.0 - &(&lr * weight_decay))
+        } else {
+            p.clone()
+        };
         let b = p.builder();
         // 1 - β^t, computed in the graph from the step count.
         let c1 = 1.0 - &b.scalar(b1).pow(&t);
@@ -251,7 +390,7 @@ impl Optimizer for Adam {
         // m̂/(√v̂ + ε) rearranged so the bias corrections are scalars computed once
         // per step: lr/c1 · m / (√v / √c2 + ε). One sqrt and one division per
         // element instead of two divisions more (as PyTorch arranges it too).
-        let step_size = self.lr / &c1;
+        let step_size = &lr / &c1;
         let inv_sqrt_c2 = c2.rsqrt();
         let denom = &v.sqrt() * &inv_sqrt_c2 + self.eps;
         &p - &(&(&m / &denom) * &step_size)
@@ -261,7 +400,7 @@ impl Optimizer for Adam {
 /// AdaGrad: `s += g²; p -= lr·g/(√s + ε)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdaGrad {
-    /// Learning rate.
+    /// Learning rate: the initial value of the run-time `{optimizer}.lr` argument.
     pub lr: f32,
     /// Added to the denominator for stability.
     pub eps: f32,
@@ -294,16 +433,17 @@ impl Optimizer for AdaGrad {
     }
 
     fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
-        let g = decayed(p, g, self.weight_decay);
+        let g = decayed(p, g, state.weight_decay(self.weight_decay));
         let s = state.slot("sum", self.initial_accumulator, |s| s + &g.square());
-        p - &(&(&g / &(&s.sqrt() + self.eps)) * self.lr)
+        let lr = state.lr(self.lr);
+        p - &(&(&g / &(&s.sqrt() + self.eps)) * &lr)
     }
 }
 
 /// RMSprop: `v = α·v + (1-α)·g²; p -= lr·g/(√v + ε)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RmsProp {
-    /// Learning rate.
+    /// Learning rate: the initial value of the run-time `{optimizer}.lr` argument.
     pub lr: f32,
     /// Decay of the squared-gradient average.
     pub alpha: f32,
@@ -338,10 +478,11 @@ impl Optimizer for RmsProp {
     }
 
     fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
-        let g = decayed(p, g, self.weight_decay);
+        let g = decayed(p, g, state.weight_decay(self.weight_decay));
         let a = self.alpha;
         let v = state.slot("square_avg", 0.0, |v| &(v * a) + &(&g.square() * (1.0 - a)));
-        p - &(&(&g / &(&v.sqrt() + self.eps)) * self.lr)
+        let lr = state.lr(self.lr);
+        p - &(&(&g / &(&v.sqrt() + self.eps)) * &lr)
     }
 }
 
@@ -349,7 +490,7 @@ impl Optimizer for RmsProp {
 /// p -= lr·Δ`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adadelta {
-    /// Learning rate.
+    /// Learning rate: the initial value of the run-time `{optimizer}.lr` argument.
     pub lr: f32,
     /// Decay of the running averages.
     pub rho: f32,
@@ -390,7 +531,7 @@ impl Optimizer for Adadelta {
     }
 
     fn update(&self, p: &Tensor, g: &Tensor, state: &mut OptimizerState) -> Tensor {
-        let g = decayed(p, g, self.weight_decay);
+        let g = decayed(p, g, state.weight_decay(self.weight_decay));
         let (rho, eps) = (self.rho, self.eps);
         let v = state.slot("square_avg", 0.0, |v| {
             &(v * rho) + &(&g.square() * (1.0 - rho))
@@ -404,6 +545,7 @@ impl Optimizer for Adadelta {
             next
         });
         let delta = delta.expect("slot calls its closure");
-        p - &(&delta * self.lr)
+        let lr = state.lr(self.lr);
+        p - &(&delta * &lr)
     }
 }
