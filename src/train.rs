@@ -83,6 +83,8 @@ pub struct TrainStep {
     grad_time: Duration,
     params: ParamStore,
     trainable: Vec<String>,
+    /// Parameters holding state (buffers), updated by the step, not trained.
+    buffers: Vec<String>,
     extra_outputs: usize,
     /// The native code, compiled on the first [`TrainStep::run`].
     compiled: Option<Executable>,
@@ -110,6 +112,7 @@ impl Clone for TrainStep {
             grad_time: self.grad_time,
             params: self.params.clone(),
             trainable: self.trainable.clone(),
+            buffers: self.buffers.clone(),
             extra_outputs: self.extra_outputs,
             compiled: None,
             spares: Vec::new(),
@@ -492,8 +495,17 @@ impl TrainStep {
             .params()
             .into_iter()
             .filter_map(|p| self.forward.node(p).name.as_deref())
-            .filter(|n| !self.trainable.iter().any(|t| t == n))
+            .filter(|n| {
+                !self.trainable.iter().any(|t| t == n) && !self.buffers.iter().any(|b| b == n)
+            })
             .collect()
+    }
+
+    /// The buffers of the forward graph (see `GraphBuilder::buffer`): state such as
+    /// batch normalization's running statistics, which the step updates but does
+    /// not train.
+    pub fn buffers(&self) -> &[String] {
+        &self.buffers
     }
 
     /// Copies into this step the current value of every parameter `other` trains
@@ -688,8 +700,13 @@ impl TrainStepBuilder {
     #[track_caller]
     pub fn build(self, optimizer: &dyn Optimizer) -> Result<TrainStep, TrainError> {
         let builder = self.loss.builder();
+        // Buffers (running statistics, the step seed) are outputs too: their next
+        // values, stored after each step like the optimizer's state.
+        let buffers = builder.buffers();
+        let buffer_updates = builder.buffer_updates();
         let mut forward_outputs = vec![("loss", &self.loss)];
         forward_outputs.extend(self.outputs.iter().map(|(n, t)| (n.as_str(), t)));
+        forward_outputs.extend(buffer_updates.iter().map(|(n, t)| (n.as_str(), t)));
         let mut model = builder.build(&forward_outputs)?;
         // Loop-invariant work leaves its loops before differentiation, so that its
         // gradient is computed outside the backward loop too.
@@ -702,6 +719,7 @@ impl TrainStepBuilder {
             .params()
             .into_iter()
             .map(|p| (p, model.graph.node(p).name.clone().unwrap_or_default()))
+            .filter(|(_, name)| !buffers.contains(name))
             .collect();
         // Each trained parameter's group, in the graph's parameter order.
         let every = self.groups.is_empty();
@@ -775,10 +793,14 @@ impl TrainStepBuilder {
         let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
         let mut named: Vec<(&str, &Tensor)> = vec![("loss", &forward[0])];
         for (i, (name, _)) in self.outputs.iter().enumerate() {
-            if updates.iter().any(|(u, _)| u == name) || name == "loss" {
+            if updates.iter().any(|(u, _)| u == name) || buffers.contains(name) || name == "loss" {
                 return Err(TrainError::OutputName(name.to_string()));
             }
             named.push((name, &forward[1 + i]));
+        }
+        let first_buffer = 1 + self.outputs.len();
+        for (i, (name, _)) in buffer_updates.iter().enumerate() {
+            named.push((name, &forward[first_buffer + i]));
         }
         named.extend(updates.iter().map(|(n, t)| (n.as_str(), t)));
         let built = step.build(&named)?;
@@ -789,6 +811,7 @@ impl TrainStepBuilder {
             grad_time: grad_start.elapsed(),
             params: built.params,
             trainable,
+            buffers,
             extra_outputs: self.outputs.len(),
             compiled: None,
             spares: Vec::new(),

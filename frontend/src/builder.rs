@@ -20,6 +20,13 @@ struct State {
     graph: Graph,
     params: ParamStore,
     errors: Vec<DslError>,
+    /// Parameters that hold state rather than weights (not trained), and the new
+    /// value a training step gives each.
+    buffers: Vec<String>,
+    buffer_updates: Vec<(String, Tensor)>,
+    training: bool,
+    /// Dropout layers declared so far (each gets its own random stream).
+    streams: u32,
 }
 
 /// Builds a [`kiln_ir::Graph`] from tensor expressions.
@@ -85,8 +92,101 @@ impl GraphBuilder {
                 graph: Graph::new(name),
                 params: ParamStore::default(),
                 errors: Vec::new(),
+                buffers: Vec::new(),
+                buffer_updates: Vec::new(),
+                training: true,
+                streams: 0,
             })),
         }
+    }
+
+    /// Whether layers build their training behaviour (the default, as a new
+    /// PyTorch module): dropout drops, batch normalization uses the batch's
+    /// statistics and updates its running ones. An evaluation graph is built after
+    /// [`GraphBuilder::set_training`]`(false)`.
+    pub fn training(&self) -> bool {
+        self.inner.borrow().training
+    }
+
+    /// Sets the mode layers build from now on (PyTorch's `train()` / `eval()`).
+    pub fn set_training(&self, training: bool) {
+        self.inner.borrow_mut().training = training;
+    }
+
+    /// Declares a buffer: persistent state that is not trained (batch
+    /// normalization's running statistics, a random seed). It is a parameter of the
+    /// graph, stored and checkpointed with the others; a training step leaves it
+    /// out of differentiation and stores the value given by
+    /// [`GraphBuilder::update_buffer`] after each step.
+    #[track_caller]
+    pub fn buffer(&self, name: &str, value: HostTensor) -> Tensor {
+        let t = self.param(name, value);
+        if !t.is_poisoned() {
+            self.inner.borrow_mut().buffers.push(name.to_string());
+        }
+        t
+    }
+
+    /// Records `value` as the next value of buffer `name` (applied by a training
+    /// step; a graph built for evaluation ignores it).
+    #[track_caller]
+    pub fn update_buffer(&self, name: &str, value: &Tensor) {
+        let known = self.inner.borrow().buffers.iter().any(|b| b == name);
+        if !known {
+            Ctx::leaf(self, "update_buffer", value.ty.clone()).fail(kiln_ir::TypeError::Attr(
+                format!("`{name}` is not a buffer of this graph"),
+            ));
+            return;
+        }
+        self.inner
+            .borrow_mut()
+            .buffer_updates
+            .push((name.to_string(), value.clone()));
+    }
+
+    /// The names of the buffers declared so far.
+    pub fn buffers(&self) -> Vec<String> {
+        self.inner.borrow().buffers.clone()
+    }
+
+    /// The buffer updates recorded so far, by buffer name (the last one for each).
+    pub fn buffer_updates(&self) -> Vec<(String, Tensor)> {
+        let state = self.inner.borrow();
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for (name, t) in &state.buffer_updates {
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = t.clone(),
+                None => out.push((name.clone(), t.clone())),
+            }
+        }
+        out
+    }
+
+    /// A fresh random stream for a layer: the step's seed, a buffer advanced by one
+    /// every training step (so masks change without recompiling), and a salt of the
+    /// stream's own.
+    pub(crate) fn random_stream(&self) -> (Tensor, u32) {
+        const SEED: &str = "rng.seed";
+        let seed = {
+            let existing = self.inner.borrow().buffers.iter().any(|b| b == SEED);
+            if existing {
+                let id = self
+                    .inner
+                    .borrow()
+                    .graph
+                    .arg(SEED)
+                    .expect("a declared buffer is an argument");
+                self.tensor(id).expect("the seed's node")
+            } else {
+                let seed = self.buffer(SEED, HostTensor::scalar(DType::I32, 0.0));
+                let one = self.constant(HostTensor::scalar(DType::I32, 1.0));
+                self.update_buffer(SEED, &(&seed + &one));
+                seed
+            }
+        };
+        let mut state = self.inner.borrow_mut();
+        state.streams += 1;
+        (seed, state.streams)
     }
 
     /// A builder that continues an existing graph, e.g. one that autodiff extended
@@ -115,6 +215,10 @@ impl GraphBuilder {
                 graph,
                 params,
                 errors: Vec::new(),
+                buffers: Vec::new(),
+                buffer_updates: Vec::new(),
+                training: true,
+                streams: 0,
             })),
         })
     }

@@ -10,6 +10,7 @@
 
 mod cell;
 mod embedding;
+mod norm;
 mod rnn;
 
 pub use cell::{
@@ -17,6 +18,7 @@ pub use cell::{
     RnnCellConfig,
 };
 pub use embedding::{Embedding, EmbeddingConfig};
+pub use norm::{BatchNorm, BatchNormConfig, Dropout};
 pub use rnn::{Gru, GruConfig, Lstm, LstmConfig, Rnn, RnnConfig, sequence_mask};
 
 use crate::init::Init;
