@@ -207,3 +207,50 @@ fn dropout_draws_a_new_mask_every_step_with_one_compilation() {
     let y = eval.run(&[("x", &x)]).unwrap().outputs[0].clone();
     assert!(y.as_f32().unwrap().iter().all(|&e| e == 1.0));
 }
+
+#[test]
+fn layer_norm_follows_pytorch() {
+    let eps = 1e-5;
+    let g = GraphBuilder::new("ln");
+    let x = g.input("x", DType::F32, [3, 2, 5]);
+    let ln = nn::LayerNorm::new(&g, "ln", &[2, 5]);
+    let y = ln.forward(&x);
+    let model = g.build(&[("y", &y)]).unwrap();
+    let mut params = model.params.clone();
+    let w: Vec<f32> = (0..10).map(|i| 0.5 + 0.1 * i as f32).collect();
+    let b: Vec<f32> = (0..10).map(|i| 1.0 - 0.2 * i as f32).collect();
+    params
+        .set(
+            "ln.weight",
+            HostTensor::from_f32([2, 5], w.clone()).unwrap(),
+        )
+        .unwrap();
+    params
+        .set("ln.bias", HostTensor::from_f32([2, 5], b.clone()).unwrap())
+        .unwrap();
+    let xv = seeded(&mut Rng::seed(11), &[3, 2, 5]);
+    let args = vec![
+        xv.clone(),
+        params.get("ln.weight").unwrap().clone(),
+        params.get("ln.bias").unwrap().clone(),
+    ];
+    let mut exe = kiln::compile(&model.graph).unwrap();
+    let got = exe.run(&args).unwrap()[0].as_f32().unwrap().to_vec();
+    let want_interp = kiln::ir::interp::run(&model.graph, &args).unwrap()[0].to_f64_vec();
+    let x = xv.as_f32().unwrap();
+    for s in 0..3 {
+        let row: Vec<f64> = x[s * 10..(s + 1) * 10].iter().map(|&v| v as f64).collect();
+        let mean = row.iter().sum::<f64>() / 10.0;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 10.0;
+        for k in 0..10 {
+            let want = (row[k] - mean) / (var + eps).sqrt() * w[k] as f64 + b[k] as f64;
+            let i = s * 10 + k;
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-5,
+                "y[{i}] = {} want {want}",
+                got[i]
+            );
+            assert!((want_interp[i] - want).abs() < 1e-5);
+        }
+    }
+}

@@ -1,7 +1,8 @@
-//! Layers with a training and an evaluation behaviour: batch normalization (with
-//! running statistics kept as buffers) and dropout (a fresh mask every step).
-//! Which behaviour a graph gets is the builder's mode at the call
-//! ([`GraphBuilder::training`]), as a PyTorch module's `train()` / `eval()`.
+//! Normalization and dropout. Batch normalization (running statistics kept as
+//! buffers) and dropout (a fresh mask every step) behave differently in training
+//! and evaluation: which behaviour a graph gets is the builder's mode at the call
+//! ([`GraphBuilder::training`]), as a PyTorch module's `train()` / `eval()`. Layer
+//! normalization behaves the same in both.
 
 use kiln_ir::{DType, HostTensor};
 
@@ -148,6 +149,89 @@ impl Module for BatchNorm {
         let y = (x - &Self::per_channel(&mean, x)) * Self::per_channel(&inv, x);
         match &self.affine {
             Some((w, b)) => y * Self::per_channel(w, x) + Self::per_channel(b, x),
+            None => y,
+        }
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        self.affine
+            .iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect()
+    }
+}
+
+/// Layer normalization over the last `normalized_shape.len()` axes (PyTorch's
+/// `nn.LayerNorm`): `(x - mean) / sqrt(var + eps)` with the biased variance of each
+/// sample's normalized axes, then `· weight + bias` (`{name}.weight` ones,
+/// `{name}.bias` zeros, of `normalized_shape`) if `elementwise_affine`.
+///
+/// ```
+/// use kiln_frontend::prelude::*;
+///
+/// let g = GraphBuilder::new("ln");
+/// let x = g.input("x", DType::F32, [4, 10]);
+/// let ln = nn::LayerNorm::new(&g, "ln", &[10]);
+/// assert_eq!(ln.forward(&x).dims(), &[4, 10]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// `(weight, bias)` if affine.
+    pub affine: Option<(Tensor, Tensor)>,
+    /// How many trailing axes are normalized.
+    axes: usize,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Over the trailing axes `normalized_shape`, eps 1e-5, with the affine
+    /// parameters.
+    #[track_caller]
+    pub fn new(g: &GraphBuilder, name: &str, normalized_shape: &[usize]) -> LayerNorm {
+        Self::with_options(g, name, normalized_shape, 1e-5, true)
+    }
+
+    /// With another `eps`, and with or without the affine parameters.
+    #[track_caller]
+    pub fn with_options(
+        g: &GraphBuilder,
+        name: &str,
+        normalized_shape: &[usize],
+        eps: f64,
+        elementwise_affine: bool,
+    ) -> LayerNorm {
+        let shape = normalized_shape.to_vec();
+        let affine = elementwise_affine.then(|| {
+            (
+                g.param(
+                    &format!("{name}.weight"),
+                    HostTensor::full(DType::F32, shape.clone(), 1.0),
+                ),
+                g.param(
+                    &format!("{name}.bias"),
+                    HostTensor::full(DType::F32, shape.clone(), 0.0),
+                ),
+            )
+        });
+        LayerNorm {
+            affine,
+            axes: normalized_shape.len(),
+            eps,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let rank = x.dims().len() as isize;
+        let axes: Vec<isize> = (rank - self.axes as isize..rank).collect();
+        let mean = x.mean(&axes, true);
+        let centered = x - &mean;
+        let var = centered.square().mean(&axes, true);
+        let y = centered * (var + self.eps as f32).rsqrt();
+        match &self.affine {
+            Some((w, b)) => y * w + b,
             None => y,
         }
     }
