@@ -9,6 +9,24 @@ use kiln_ir::{DType, HostTensor};
 use super::Module;
 use crate::{GraphBuilder, Tensor};
 
+/// A normalization's learned `{name}.weight` (ones) and `{name}.bias` (zeros).
+#[track_caller]
+fn scale_and_shift(g: &GraphBuilder, name: &str, shape: &[usize]) -> (Tensor, Tensor) {
+    let full = |v| HostTensor::full(DType::F32, shape.to_vec(), v);
+    (
+        g.param(&format!("{name}.weight"), full(1.0)),
+        g.param(&format!("{name}.bias"), full(0.0)),
+    )
+}
+
+/// The weight and bias, if any, as a parameter list.
+fn affine_params(affine: &Option<(Tensor, Tensor)>) -> Vec<Tensor> {
+    affine
+        .iter()
+        .flat_map(|(w, b)| [w.clone(), b.clone()])
+        .collect()
+}
+
 /// Options of [`BatchNorm`], PyTorch's defaults.
 #[derive(Clone, Debug)]
 pub struct BatchNormConfig {
@@ -57,18 +75,7 @@ impl BatchNormConfig {
     #[track_caller]
     pub fn init(&self, g: &GraphBuilder, name: &str) -> BatchNorm {
         let c = self.num_features;
-        let affine = self.affine.then(|| {
-            (
-                g.param(
-                    &format!("{name}.weight"),
-                    HostTensor::full(DType::F32, [c], 1.0),
-                ),
-                g.param(
-                    &format!("{name}.bias"),
-                    HostTensor::full(DType::F32, [c], 0.0),
-                ),
-            )
-        });
+        let affine = self.affine.then(|| scale_and_shift(g, name, &[c]));
         let mean_name = format!("{name}.running_mean");
         let var_name = format!("{name}.running_var");
         BatchNorm {
@@ -154,10 +161,7 @@ impl Module for BatchNorm {
     }
 
     fn params(&self) -> Vec<Tensor> {
-        self.affine
-            .iter()
-            .flat_map(|(w, b)| [w.clone(), b.clone()])
-            .collect()
+        affine_params(&self.affine)
     }
 }
 
@@ -200,19 +204,7 @@ impl LayerNorm {
         eps: f64,
         elementwise_affine: bool,
     ) -> LayerNorm {
-        let shape = normalized_shape.to_vec();
-        let affine = elementwise_affine.then(|| {
-            (
-                g.param(
-                    &format!("{name}.weight"),
-                    HostTensor::full(DType::F32, shape.clone(), 1.0),
-                ),
-                g.param(
-                    &format!("{name}.bias"),
-                    HostTensor::full(DType::F32, shape.clone(), 0.0),
-                ),
-            )
-        });
+        let affine = elementwise_affine.then(|| scale_and_shift(g, name, normalized_shape));
         LayerNorm {
             affine,
             axes: normalized_shape.len(),
@@ -237,10 +229,7 @@ impl Module for LayerNorm {
     }
 
     fn params(&self) -> Vec<Tensor> {
-        self.affine
-            .iter()
-            .flat_map(|(w, b)| [w.clone(), b.clone()])
-            .collect()
+        affine_params(&self.affine)
     }
 }
 
