@@ -133,7 +133,9 @@ fn random_graphs_keep_their_values() {
                 let args = random_args(&g, seed, 2);
                 let want = interp::run(&g, &args).unwrap();
                 let got = interp::run(&opt, &args).unwrap();
+                prop_assert_eq!(got.len(), want.len(), "output count");
                 for (w, o) in want.iter().zip(&got) {
+                    prop_assert_eq!(o.ty(), w.ty());
                     for i in 0..w.numel() {
                         let (a, b) = (o.get_f64(i), w.get_f64(i));
                         // fma and x/c -> x*(1/c) round differently in the last bits.

@@ -830,8 +830,10 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
                 .unwrap()
                 .run(&c.values)
                 .unwrap();
+            assert_eq!(got.len(), want.len(), "output count");
             for (o, (g, w)) in got.iter().zip(&want).enumerate() {
                 let (g, w) = (g.as_f32().unwrap(), w.as_f32().unwrap());
+                assert_eq!(g.len(), w.len(), "output {o} length");
                 for (i, (a, b)) in g.iter().zip(w).enumerate() {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
