@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod debug;
 mod fit;
 mod jit;
+mod network;
 pub mod schedule;
 mod train;
 pub mod workloads;
@@ -28,6 +29,7 @@ pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
 pub use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
+pub use network::{Network, NetworkError};
 pub use train::{ParamGroup, StepOutput, TrainError, TrainStep, TrainStepBuilder};
 
 /// Compiles `graph` to native code (for inference, or any graph built by hand).

@@ -158,6 +158,15 @@ impl ParamStore {
         Ok(slot)
     }
 
+    /// Adds parameter `name` with `value` at the end, or replaces its value (of any
+    /// type) if the store has it.
+    pub fn insert(&mut self, name: &str, value: HostTensor) {
+        match self.entries.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.entries.push((name.to_string(), value)),
+        }
+    }
+
     /// Exchanges the value of parameter `name` with `value` (same type required):
     /// how a training loop installs a step's results without copying them.
     pub fn swap(&mut self, name: &str, value: &mut HostTensor) -> Result<(), ArgError> {
