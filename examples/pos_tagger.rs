@@ -4,19 +4,20 @@
 //! tutorial: embedding (64) -> LSTM (128) -> linear -> log-softmax + NLL, padding
 //! masked out of the state and ignored by the loss; Adam (lr 1e-3), batch 16.
 //!
-//! Sentences are batched by length (time-major `[steps, batch]`, padded to a
-//! multiple of 8 steps), so the training step is compiled once per padded length
-//! and the parameters move between those steps with the batches. Words seen once
-//! in training map to `<unk>`, so the model learns what to do with new words.
+//! The model is one `kiln::Network`: its forward function is written once, and
+//! sentences batched by length (time-major `[steps, batch]`, padded to a multiple
+//! of 8 steps) trace and compile one training step and one predictor per padded
+//! length, all sharing the parameters. Words seen once in training map to
+//! `<unk>`, so the model learns what to do with new words.
 //!
 //! Run with `cargo run --example pos_tagger` (add `--release` to build the
 //! library optimized; the generated code is the same either way); `EPOCHS=N`
 //! trains for another number of epochs than 10.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::time::Instant;
 
+use kiln::Network;
 use kiln::data::{SequenceBatch, TaggedSentence, Vocab, read_tagged, sequence_batches};
 use kiln::prelude::*;
 
@@ -46,81 +47,52 @@ const HIDDEN: usize = 128;
 /// Padded lengths are multiples of this many steps.
 const ROUND: usize = 8;
 
-/// The tagger over `tokens: i32[steps, BATCH]` with padding `mask: f32[steps,
-/// BATCH]`: tag scores `[steps * BATCH, tags]`. Every call declares the same
-/// parameters, so graphs for different lengths share them by name.
-fn tagger(g: &GraphBuilder, steps: usize, words: usize, tags: usize, seed: u64) -> Tensor {
-    let tokens = g.input("tokens", DType::I32, [steps, BATCH]);
-    let mask = g.input("mask", DType::F32, [steps, BATCH]);
-    let mut rng = Rng::seed(seed);
-    let embed = nn::EmbeddingConfig::new(words, EMBED)
-        .with_padding_idx(Vocab::PAD as usize)
-        .init(g, "embed", &mut rng);
-    let lstm = nn::Lstm::new(g, "lstm", EMBED, HIDDEN, &mut rng);
-    let out = nn::Linear::new(g, "out", HIDDEN, tags, &mut rng);
-    let (states, _) = lstm.forward_seq(&embed.forward(&tokens), None, Some(&mask));
-    out.forward(&states.reshape([steps * BATCH, HIDDEN]))
+/// The tagger as one [`Network`]: over `tokens: i32[steps, BATCH]` with padding
+/// `mask: f32[steps, BATCH]`, tag scores `[steps * BATCH, tags]`; trained with
+/// the NLL of their log-softmax against `tags` (padding ignored) and Adam. Each
+/// padded length traces and compiles its own graphs; all share the parameters.
+fn tagger(words: usize, tags: usize, seed: u64) -> Network {
+    Network::new("pos_tagger", &["tokens", "mask"], move |g, x| {
+        let steps = x[0].dims()[0];
+        let mut rng = Rng::seed(seed);
+        let embed = nn::EmbeddingConfig::new(words, EMBED)
+            .with_padding_idx(Vocab::PAD as usize)
+            .init(g, "embed", &mut rng);
+        let lstm = nn::Lstm::new(g, "lstm", EMBED, HIDDEN, &mut rng);
+        let out = nn::Linear::new(g, "out", HIDDEN, tags, &mut rng);
+        let (states, _) = lstm.forward_seq(&embed.forward(&x[0]), None, Some(&x[1]));
+        out.forward(&states.reshape([steps * BATCH, HIDDEN]))
+    })
+    .with_loss(&["tags"], |scores, gold| {
+        let n = scores.dims()[0];
+        loss::nll_ignore_index(
+            &scores.log_softmax(-1),
+            &gold[0].reshape([n]),
+            SequenceBatch::IGNORE,
+        )
+    })
+    .with_optimizer(Adam::new(1e-3))
 }
 
-/// The training step for batches of `steps` steps.
-fn train_step(
-    steps: usize,
-    words: usize,
-    tags: usize,
-    seed: u64,
-) -> Result<TrainStep, Box<dyn std::error::Error>> {
-    let g = GraphBuilder::new(format!("pos_tagger_{steps}"));
-    let scores = tagger(&g, steps, words, tags, seed);
-    let gold = g.input("tags", DType::I32, [steps, BATCH]);
-    let loss = loss::nll_ignore_index(
-        &scores.log_softmax(-1),
-        &gold.reshape([steps * BATCH]),
-        SequenceBatch::IGNORE,
-    );
-    Ok(TrainStep::new(&loss, &Adam::new(1e-3))?)
-}
-
-/// The predicted tag of every position, `i32[steps * BATCH]`.
-fn predictor(
-    steps: usize,
-    words: usize,
-    tags: usize,
-) -> Result<Executable, Box<dyn std::error::Error>> {
-    let g = GraphBuilder::new(format!("pos_tagger_eval_{steps}"));
-    let scores = tagger(&g, steps, words, tags, 0);
-    let model = g.build(&[("predicted", &scores.argmax(-1, false))])?;
-    Ok(kiln::compile(&model.graph)?)
-}
-
-/// The share of real tokens of `batches` tagged right, with parameters `params`.
+/// The share of real tokens of `batches` tagged right.
 fn accuracy(
     batches: &[SequenceBatch],
-    params: &ParamStore,
-    predictors: &mut HashMap<usize, Executable>,
-    (words, tags): (usize, usize),
+    net: &mut Network,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let (mut right, mut total) = (0usize, 0usize);
     for b in batches {
-        let steps = b.tokens.shape().dims()[0];
-        let exe = match predictors.entry(steps) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(predictor(steps, words, tags)?),
-        };
-        let args = exe
-            .args()
-            .iter()
-            .map(|(name, _)| match name.as_str() {
-                "tokens" => Ok(&b.tokens),
-                "mask" => Ok(&b.mask),
-                p => params.get(p).ok_or(format!("no parameter `{p}`")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let predicted = exe.run_refs(&args)?.swap_remove(0);
-        let predicted = predicted.as_i32().ok_or("predictions are i32")?;
-        for (&p, &gold) in predicted.iter().zip(b.tags.as_i32().ok_or("tags are i32")?) {
+        let scores = net.predict(&[("tokens", &b.tokens), ("mask", &b.mask)])?;
+        let scores = scores.as_f32().ok_or("scores are f32")?;
+        let tags = scores.len() / b.tags.numel();
+        for (row, &gold) in scores
+            .chunks(tags)
+            .zip(b.tags.as_i32().ok_or("tags are i32")?)
+        {
             if gold != SequenceBatch::IGNORE {
+                // The first highest score, as argmax.
+                let best = (0..tags).fold(0, |a, k| if row[k] > row[a] { k } else { a });
                 total += 1;
-                right += usize::from(p == gold);
+                right += usize::from(best as i32 == gold);
             }
         }
     }
@@ -185,11 +157,7 @@ pub fn run(options: &TaggerRun) -> Result<TaggerReport, Box<dyn std::error::Erro
         println!("most-frequent-tag baseline: test accuracy {:.3}", baseline);
     }
 
-    // One training step per padded length, sharing one set of parameters and
-    // optimizer state: it moves into the step that runs the batch.
-    let mut steps: HashMap<usize, TrainStep> = HashMap::new();
-    let mut state: Option<ParamStore> = None;
-    let mut predictors = HashMap::new();
+    let mut net = tagger(sizes.0, sizes.1, options.seed);
     let mut report = TaggerReport {
         losses: Vec::new(),
         test_accuracy: Vec::new(),
@@ -207,33 +175,22 @@ pub fn run(options: &TaggerRun) -> Result<TaggerReport, Box<dyn std::error::Erro
         )?;
         let (mut sum, mut count) = (0.0, 0usize);
         for b in &batches {
-            let len = b.tokens.shape().dims()[0];
-            let step = match steps.entry(len) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(train_step(len, sizes.0, sizes.1, options.seed)?),
-            };
-            if let Some(s) = state.as_mut() {
-                std::mem::swap(step.params_mut(), s);
-            }
-            let out = step.run(&[("tokens", &b.tokens), ("mask", &b.mask), ("tags", &b.tags)])?;
+            let out = net.train(&[("tokens", &b.tokens), ("mask", &b.mask), ("tags", &b.tags)])?;
             sum += out.loss * b.tokens_count as f64;
             count += b.tokens_count;
-            let s = state.get_or_insert_with(ParamStore::new);
-            std::mem::swap(step.params_mut(), s);
         }
-        let params = state.as_ref().ok_or("no training batches")?;
-        let acc = accuracy(&test_batches, params, &mut predictors, sizes)?;
+        let acc = accuracy(&test_batches, &mut net)?;
         report.losses.push(sum / count as f64);
         report.test_accuracy.push(acc);
         if options.verbose {
             println!(
-                "epoch {:>2}/{}: train loss {:.4}, test accuracy {:.3} ({:.1} s, {} compiled lengths)",
+                "epoch {:>2}/{}: train loss {:.4}, test accuracy {:.3} ({:.1} s, {} graphs compiled)",
                 epoch + 1,
                 options.epochs,
                 sum / count as f64,
                 acc,
                 start.elapsed().as_secs_f64(),
-                steps.len()
+                net.compilations()
             );
         }
     }
