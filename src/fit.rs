@@ -303,6 +303,16 @@ pub enum FitError {
         /// The first bad label.
         source: LabelError,
     },
+    /// An evaluation metric of [`crate::FitData::evaluate`] failed.
+    #[error("epoch {epoch}: metric `{name}`: {message}")]
+    Metric {
+        /// The epoch, counting from 1.
+        epoch: usize,
+        /// The metric's name.
+        name: String,
+        /// Its error.
+        message: String,
+    },
     /// The training set has fewer samples than one batch.
     #[error("the training set has {samples} samples, fewer than one batch of {batch}")]
     TooFewSamples {
@@ -369,7 +379,9 @@ impl fmt::Display for EpochReport {
 /// second step compiled (and its own optimizer-state bookkeeping), and with a
 /// different order each epoch every sample is still used. The step is fed the
 /// inputs `x` and `labels` (see [`Fit::inputs`]); if it outputs `logits` (see
-/// [`TrainStep::with_outputs`]), training accuracy is reported too.
+/// [`TrainStep::with_outputs`]), training accuracy is reported too. For any other
+/// task (regression, autoencoders, image or sequence inputs) [`Fit::with_data`]
+/// trains on named tensors of any shape with user-defined metrics and callbacks.
 ///
 /// ```
 /// use kiln::prelude::*;
@@ -395,14 +407,14 @@ impl fmt::Display for EpochReport {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Fit {
-    epochs: usize,
-    batch_size: usize,
-    seed: u64,
-    drop_last: bool,
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) seed: u64,
+    pub(crate) drop_last: bool,
     input: String,
     labels: String,
     logits: String,
-    progress: Progress,
+    pub(crate) progress: Progress,
 }
 
 impl Fit {

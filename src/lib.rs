@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod debug;
 mod fit;
+mod fit_data;
 mod jit;
 mod network;
 pub mod schedule;
@@ -21,6 +22,7 @@ pub use fit::{
     EpochReport, EvalError, Evaluation, Evaluator, Fit, FitError, LabelError, Progress,
     check_labels,
 };
+pub use fit_data::{EpochMetrics, FitData, History, run_with_params};
 pub use jit::{Jit, JitError};
 pub use kiln_codegen as codegen;
 pub use kiln_frontend as frontend;
@@ -53,11 +55,11 @@ pub fn compile(graph: &ir::Graph) -> Result<Executable, CompileError> {
 
 /// Everything a training script needs: `use kiln::prelude::*;`.
 pub mod prelude {
-    pub use crate::data::Dataset;
+    pub use crate::data::{Dataset, TensorDataset};
     pub use crate::schedule::LrSchedule;
     pub use crate::{
-        CompileOptions, Evaluator, Executable, Fit, ParamGroup, Progress, StepOutput, TrainError,
-        TrainStep,
+        CompileOptions, Evaluator, Executable, Fit, History, ParamGroup, Progress, StepOutput,
+        TrainError, TrainStep,
     };
     pub use kiln_frontend::prelude::*;
 }

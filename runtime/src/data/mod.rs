@@ -1,7 +1,8 @@
 //! Data for training: an in-memory [`Dataset`] of feature rows and integer labels,
 //! seeded shuffling, train/test splits, a [`Batches`] iterator, and readers for CSV
 //! ([`read_csv`]) and IDX ([`read_idx`], the format MNIST ships in); tagged
-//! sentences for sequence models ([`read_tagged`], [`Vocab`], [`sequence_batches`]).
+//! sentences for sequence models ([`read_tagged`], [`Vocab`], [`sequence_batches`]);
+//! named tensors of any shape and dtype for any other task ([`TensorDataset`]).
 //!
 //! ```
 //! use kiln_runtime::data::Dataset;
@@ -22,6 +23,7 @@
 mod csv;
 mod idx;
 mod tagged;
+mod tensors;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ pub use tagged::{
     MAX_TAGGED_BYTES, SequenceBatch, TaggedCorpus, TaggedSentence, Vocab, read_tagged,
     sequence_batches,
 };
+pub use tensors::{TensorBatch, TensorBatches, TensorDataset};
 
 /// Why data could not be read or assembled. File errors name the file, and the line
 /// (text) or byte offset (binary) where reading stopped.
