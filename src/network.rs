@@ -148,6 +148,32 @@ impl Network {
         &mut self.params
     }
 
+    /// Saves the store (parameters, buffers, optimizer state) to `path`
+    /// (safetensors, written atomically).
+    pub fn save_checkpoint(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        crate::checkpoint::save_params(path, &self.params)
+    }
+
+    /// Restores a store saved by [`Network::save_checkpoint`]. A network that has
+    /// traced nothing yet takes the file as it is; otherwise the file must match
+    /// the store exactly (names, dtypes, shapes), and nothing changes if it does
+    /// not.
+    pub fn load_checkpoint(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        if !self.params.is_empty() {
+            return crate::checkpoint::load_params(path, &mut self.params);
+        }
+        for (name, value) in kiln_runtime::checkpoint::load(path)? {
+            self.params.insert(&name, value);
+        }
+        Ok(())
+    }
+
     /// How many graphs were compiled so far (training steps and predictors).
     pub fn compilations(&self) -> usize {
         self.steps
