@@ -18,7 +18,7 @@ pub use cell::{
     RnnCellConfig,
 };
 pub use embedding::{Embedding, EmbeddingConfig};
-pub use norm::{BatchNorm, BatchNormConfig, Dropout, LayerNorm};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, Dropout, LayerNorm};
 pub use rnn::{Gru, GruConfig, Lstm, LstmConfig, Rnn, RnnConfig, sequence_mask};
 
 use crate::init::Init;

@@ -121,6 +121,11 @@ pub struct BatchNorm {
     momentum: f64,
 }
 
+/// PyTorch's name for [`BatchNorm`] over `[N, C]` or `[N, C, L]`.
+pub type BatchNorm1d = BatchNorm;
+/// PyTorch's name for [`BatchNorm`] over `[N, C, H, W]`.
+pub type BatchNorm2d = BatchNorm;
+
 impl BatchNorm {
     /// The per-channel `[C]` value `v` shaped to broadcast against `x`.
     fn per_channel(v: &Tensor, x: &Tensor) -> Tensor {
