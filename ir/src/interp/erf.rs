@@ -12,7 +12,7 @@ fn exp_neg_square(a: f64) -> f64 {
     (-hi).exp() * (1.0 - lo)
 }
 
-/// The error function `erf(x) = 2/sqrt(pi) ∫₀ˣ e^(-t²) dt`, within about 1.5e-15
+/// The error function `erf(x) = 2/sqrt(pi) ∫₀ˣ e^(-t²) dt`, within about 1.8e-15
 /// relative error over all f64 (measured against 50-digit values). Odd:
 /// `erf(-0) = -0`; `erf(±inf) = ±1`, `erf(NaN) = NaN`.
 ///
