@@ -12,6 +12,7 @@ mod cell;
 mod embedding;
 mod norm;
 mod rnn;
+mod upsample;
 
 pub use cell::{
     CellParams, GruCell, GruCellConfig, LstmCell, LstmCellConfig, Nonlinearity, RnnCell,
@@ -20,6 +21,7 @@ pub use cell::{
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, Dropout, LayerNorm};
 pub use rnn::{Gru, GruConfig, Lstm, LstmConfig, Rnn, RnnConfig, sequence_mask};
+pub use upsample::{ConvTranspose2d, ConvTranspose2dConfig, Unflatten, Upsample};
 
 use crate::init::Init;
 use crate::ops::Pair;
