@@ -13,6 +13,7 @@ mod fit;
 mod fit_data;
 mod jit;
 mod network;
+pub mod plot;
 pub mod schedule;
 mod train;
 pub mod workloads;
