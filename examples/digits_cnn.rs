@@ -65,6 +65,12 @@ fn accuracy(net: &mut Network, data: &Dataset) -> Result<f64, Box<dyn std::error
 
 /// Trains the CNN; returns the test accuracy after each epoch.
 pub fn run(options: &CnnRun) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    Ok(train(options)?.1)
+}
+
+/// Trains the CNN; returns it (inputs `x: f32[N, 1, 8, 8]` with pixels in
+/// `[0, 1]`, output class scores) and the test accuracy after each epoch.
+pub fn train(options: &CnnRun) -> Result<(Network, Vec<f64>), Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
     let data = read_csv(path, &CsvOptions::default())?.map_features(|p| p / 16.0);
     let (train, test) = data.split(0.8, SEED);
@@ -96,7 +102,7 @@ pub fn run(options: &CnnRun) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
             );
         }
     }
-    Ok(accuracies)
+    Ok((net, accuracies))
 }
 
 #[allow(dead_code)] // the test includes this file for `run`
