@@ -3,7 +3,8 @@
 //! 64 with a sigmoid output, trained with Adam (1e-3, batch 32) on the MSE between
 //! each image and its reconstruction. The model is one `kiln::Network`. At the end
 //! it writes `autoencoder.png` (in the system's temporary folder): 10 test images
-//! above their reconstructions.
+//! above their reconstructions, and `autoencoder.curves.png`: the train and test
+//! error per epoch.
 //!
 //! Run with `cargo run --release --example autoencoder`; it ends with
 //! `test reconstruction mse: <x>`.
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use kiln::Network;
 use kiln::data::{CsvOptions, Dataset, read_csv};
-use kiln::plot::{GridOptions, save_image_grid};
+use kiln::plot::{GridOptions, save_curves, save_image_grid};
 use kiln::prelude::*;
 
 const BATCH: usize = 32;
@@ -33,6 +34,8 @@ pub struct AutoencoderRun {
 pub struct AutoencoderReport {
     /// The test set's mean squared reconstruction error after each epoch.
     pub test_mse: Vec<f64>,
+    /// The training batches' mean squared error in each epoch.
+    pub train_mse: Vec<f64>,
     /// The test set's mean squared error of predicting every pixel by its mean
     /// over the training set (what the model must beat).
     pub baseline_mse: f64,
@@ -81,6 +84,7 @@ pub fn run(options: &AutoencoderRun) -> Result<AutoencoderReport, Box<dyn std::e
         .with_optimizer(Adam::new(1e-3));
     let mut report = AutoencoderReport {
         test_mse: Vec::new(),
+        train_mse: Vec::new(),
         baseline_mse,
     };
     for epoch in 0..options.epochs {
@@ -97,6 +101,7 @@ pub fn run(options: &AutoencoderRun) -> Result<AutoencoderReport, Box<dyn std::e
         let y = net.predict(&[("x", &test_x)])?;
         let err = mse(y.as_f32().ok_or("f32")?, test_x.as_f32().ok_or("f32")?);
         report.test_mse.push(err);
+        report.train_mse.push(sum / steps as f64);
         if options.verbose {
             println!(
                 "epoch {:>2}/{}: train mse {:.5}, test mse {err:.5} ({:.2} s)",
@@ -114,10 +119,16 @@ pub fn run(options: &AutoencoderRun) -> Result<AutoencoderReport, Box<dyn std::e
     both.extend_from_slice(rebuilt.as_f32().ok_or("f32")?);
     let grid = HostTensor::from_f32([20, 8, 8], both)?;
     let (w, h) = save_image_grid(&options.picture, &grid, &GridOptions::new(10))?;
+    let curves = options.picture.with_extension("curves.png");
+    save_curves(&curves, &[&report.train_mse, &report.test_mse], 480, 240)?;
     if options.verbose {
         println!(
             "wrote {} ({w}x{h}): test images above their reconstructions",
             options.picture.display()
+        );
+        println!(
+            "wrote {}: train (blue) and test (orange) mse per epoch",
+            curves.display()
         );
         println!("mean-image baseline: test mse {baseline_mse:.5}");
     }

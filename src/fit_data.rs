@@ -407,6 +407,28 @@ impl History {
         self.epochs.iter().map(|e| e.get(name)).collect()
     }
 
+    /// Draws the loss and then each metric (in the order of
+    /// [`History::metric_names`]) per epoch as curves in a PNG of `width` x
+    /// `height` pixels (see [`crate::plot::save_curves`]: blue, orange, green, ...;
+    /// a missing value breaks its line).
+    pub fn save_curves(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        width: u32,
+        height: u32,
+    ) -> Result<(), crate::plot::PlotError> {
+        let column = |name: &str| -> Vec<f64> {
+            self.column(name)
+                .into_iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect()
+        };
+        let mut series = vec![column("loss")];
+        series.extend(self.metric_names().into_iter().map(column));
+        let refs: Vec<&[f64]> = series.iter().map(Vec::as_slice).collect();
+        crate::plot::save_curves(path, &refs, width, height)
+    }
+
     /// The metric names, in order of first appearance.
     pub fn metric_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();

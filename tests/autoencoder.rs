@@ -1,6 +1,7 @@
 //! The autoencoder example, shortened to 15 epochs: the reconstruction error on
-//! held-out digits falls well below that of the mean image, and the picture it
-//! writes is a valid PNG of the expected size that is not blank.
+//! held-out digits falls well below that of the mean image, and the pictures it
+//! writes (the image grid, the error curves) are valid PNGs of the expected size
+//! that are not blank.
 
 #[path = "../examples/autoencoder.rs"]
 mod autoencoder;
@@ -41,5 +42,24 @@ fn the_autoencoder_reconstructs_held_out_digits_and_draws_them() {
     assert!(
         dark > pixels.len() / 10 && bright > pixels.len() / 20,
         "{dark} dark, {bright} bright"
+    );
+
+    // The curves: an RGB PNG of the asked size with both colors drawn.
+    let file = std::fs::File::open(picture.with_extension("curves.png")).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!((info.width, info.height), (480, 240));
+    let has = |c: [u8; 3]| {
+        rgb[..info.buffer_size()]
+            .chunks(3)
+            .filter(|p| *p == c)
+            .count()
+    };
+    assert!(
+        has([31, 119, 180]) > 100 && has([255, 127, 14]) > 100,
+        "curves not drawn"
     );
 }

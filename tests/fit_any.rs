@@ -340,3 +340,35 @@ fn errors_name_the_input_and_the_sizes() {
     );
     assert!(e.to_string().contains("no forward graph"), "{e}");
 }
+
+#[test]
+fn history_curves_are_a_png_with_one_color_per_series() {
+    let mut history = History::default();
+    for (epoch, (loss, acc)) in [(2.0, 0.3), (1.0, 0.6), (0.5, 0.8)].into_iter().enumerate() {
+        history.push(EpochMetrics {
+            epoch: epoch + 1,
+            loss,
+            metrics: vec![("acc".to_string(), acc)],
+            samples_per_sec: 1.0,
+            seconds: 0.1,
+        });
+    }
+    let dir = TempDir::new("kiln-curves");
+    let path = dir.join("curves.png");
+    history.save_curves(&path, 160, 90).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!((info.width, info.height), (160, 90));
+    let count = |c: [u8; 3]| {
+        rgb[..info.buffer_size()]
+            .chunks(3)
+            .filter(|p| *p == c)
+            .count()
+    };
+    // The loss in blue, the metric in orange, both drawn.
+    assert!(count([31, 119, 180]) > 50 && count([255, 127, 14]) > 50);
+}
