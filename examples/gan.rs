@@ -6,7 +6,8 @@
 //! `digits_cnn`, trained in the same run, classifies 1000 of them.
 //!
 //! Run with `cargo run --release --example gan`; it writes `gan.png` (64 samples,
-//! in the system's temporary folder) and ends with
+//! in the system's temporary folder), the same 64 after every quarter of the
+//! training (`gan_epoch50.png`, ...), and ends with
 //! `gan: <k> of 10 classes, mean confidence <c>`.
 
 use std::path::PathBuf;
@@ -106,6 +107,55 @@ fn noise(rng: &mut Rng, n: usize) -> HostTensor {
     .expect("sized")
 }
 
+/// Generated images for a fixed batch of noise: a generator graph compiled once,
+/// run with the generator step's current values; pixels in `[0, 1]`.
+struct Sampler {
+    exe: Executable,
+    z: HostTensor,
+}
+
+impl Sampler {
+    fn new(z: HostTensor) -> Result<Sampler, Box<dyn std::error::Error>> {
+        let g = GraphBuilder::new("gan_sample");
+        let zt = g.input("z", DType::F32, z.shape().clone());
+        let images = generator(&g, &zt);
+        let model = g.build(&[("x", &images)])?;
+        Ok(Sampler {
+            exe: kiln::compile(&model.graph)?,
+            z,
+        })
+    }
+
+    fn sample(&mut self, step: &TrainStep) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        let args = self
+            .exe
+            .args()
+            .iter()
+            .map(|(name, _)| match name.as_str() {
+                "z" => Ok(self.z.clone()),
+                p => step.params().get(p).cloned().ok_or(p.to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let x = self.exe.run(&args)?.swap_remove(0);
+        Ok(x.as_f32()
+            .ok_or("f32")?
+            .iter()
+            .map(|v| (v + 1.0) / 2.0)
+            .collect())
+    }
+
+    /// Writes 64 samples as an 8x8 grid to `path`.
+    fn save(
+        &mut self,
+        step: &TrainStep,
+        path: &std::path::Path,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let grid = HostTensor::from_f32([64, 8, 8], self.sample(step)?[..64 * 64].to_vec())?;
+        save_image_grid(path, &grid, &GridOptions::new(8))?;
+        Ok(())
+    }
+}
+
 /// Trains the GAN and judges 1000 samples.
 pub fn run(options: &GanRun) -> Result<GanReport, Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
@@ -114,6 +164,9 @@ pub fn run(options: &GanRun) -> Result<GanReport, Box<dyn std::error::Error>> {
     let (train, _) = data.split(0.8, SEED);
     let (mut d, mut g) = (d_step()?, g_step()?);
     let mut rng = Rng::seed(SEED + 2);
+    // The same 64 noise vectors for every picture, so they show one training.
+    let mut grid = Sampler::new(noise(&mut Rng::seed(SEED + 3), 64))?;
+    let every = (options.epochs / 4).max(1);
     for epoch in 0..options.epochs {
         let (mut dl, mut gl, mut n) = (0.0, 0.0, 0);
         for b in train
@@ -138,40 +191,26 @@ pub fn run(options: &GanRun) -> Result<GanReport, Box<dyn std::error::Error>> {
                 gl / n as f64
             );
         }
-    }
-
-    // 1000 samples through a generator graph with the trained values.
-    let sampler = GraphBuilder::new("gan_sample");
-    let z = sampler.input("z", DType::F32, [1000, NOISE]);
-    let images = generator(&sampler, &z);
-    let model = sampler.build(&[("x", &images)])?;
-    let mut exe = kiln::compile(&model.graph)?;
-    let zv = noise(&mut rng, 1000);
-    let args = model
-        .graph
-        .args()
-        .iter()
-        .map(|&a| {
-            let name = model.graph.node(a).name.clone().unwrap_or_default();
-            if name == "z" {
-                Ok(zv.clone())
-            } else {
-                g.params().get(&name).cloned().ok_or(name)
+        if (epoch + 1) % every == 0 && epoch + 1 < options.epochs {
+            let stem = options.picture.with_extension("");
+            let path = PathBuf::from(format!("{}_epoch{}.png", stem.display(), epoch + 1));
+            grid.save(&g, &path)?;
+            if options.verbose {
+                println!(
+                    "wrote {}: 64 samples after epoch {}",
+                    path.display(),
+                    epoch + 1
+                );
             }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let samples = exe.run(&args)?.swap_remove(0);
-    let pixels: Vec<f32> = samples
-        .as_f32()
-        .ok_or("f32")?
-        .iter()
-        .map(|v| (v + 1.0) / 2.0)
-        .collect();
-    let grid = HostTensor::from_f32([64, 8, 8], pixels[..64 * 64].to_vec())?;
-    save_image_grid(&options.picture, &grid, &GridOptions::new(8))?;
+        }
+    }
+    grid.save(&g, &options.picture)?;
     if options.verbose {
         println!("wrote {}: 64 generated digits", options.picture.display());
     }
+
+    // 1000 samples for the judge.
+    let pixels = Sampler::new(noise(&mut rng, 1000))?.sample(&g)?;
 
     // The judge.
     let (mut cnn, acc) = digits_cnn::train(&digits_cnn::CnnRun {

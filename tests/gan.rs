@@ -32,4 +32,8 @@ fn the_gan_generates_digits_the_cnn_recognizes() {
     assert_eq!((info.width, info.height), (8 * 33 + 1, 8 * 33 + 1));
     let pixels = &pixels[..info.buffer_size()];
     assert!(pixels.iter().filter(|&&p| p > 150).count() > pixels.len() / 20);
+    // The pictures during training: after epochs 15, 30 and 45.
+    for epoch in [15, 30, 45] {
+        assert!(dir.join(format!("gan_epoch{epoch}.png")).exists(), "epoch {epoch}");
+    }
 }
