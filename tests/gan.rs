@@ -34,6 +34,9 @@ fn the_gan_generates_digits_the_cnn_recognizes() {
     assert!(pixels.iter().filter(|&&p| p > 150).count() > pixels.len() / 20);
     // The pictures during training: after epochs 15, 30 and 45.
     for epoch in [15, 30, 45] {
-        assert!(dir.join(format!("gan_epoch{epoch}.png")).exists(), "epoch {epoch}");
+        assert!(
+            dir.join(format!("gan_epoch{epoch}.png")).exists(),
+            "epoch {epoch}"
+        );
     }
 }
