@@ -532,16 +532,7 @@ impl Fit {
 
         let mut reports = Vec::with_capacity(self.epochs);
         for epoch in 1..=self.epochs {
-            let bar = bar_mode.then(|| {
-                let bar =
-                    ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-                let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
-                bar.set_style(style);
-                bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
-                bar
-            });
+            let bar = bar_mode.then(|| epoch_bar(steps, epoch, self.epochs));
             let mut loss_sum = 0.0;
             let mut score = Score::default();
             let mut samples = 0usize;
@@ -602,4 +593,15 @@ impl Fit {
         }
         Ok(reports)
     }
+}
+
+/// The progress bar of one epoch of `steps` batches, on stderr.
+pub(crate) fn epoch_bar(steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
 }

@@ -22,7 +22,6 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_frontend::ParamStore;
 use kiln_ir::HostTensor;
 use kiln_runtime::Executable;
@@ -204,16 +203,7 @@ impl<'a> FitData<'a> {
         })?;
         let mut history = History::default();
         for epoch in 1..=fit.epochs {
-            let bar = bar_mode.then(|| {
-                let bar =
-                    ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-                let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
-                bar.set_style(style);
-                bar.set_prefix(format!("epoch {epoch}/{}", fit.epochs));
-                bar
-            });
+            let bar = bar_mode.then(|| crate::fit::epoch_bar(steps, epoch, fit.epochs));
             let mut loss_sum = 0.0;
             let mut sums = vec![0.0; self.metrics.len()];
             let mut samples = 0usize;

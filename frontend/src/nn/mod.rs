@@ -324,19 +324,25 @@ impl Module for Conv2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let y = x.conv2d(&self.weight, self.stride, self.padding, self.dilation);
-        match &self.bias {
-            Some(b) => {
-                let channels = b.dims().first().copied().unwrap_or(0);
-                y + b.reshape([1, channels, 1, 1])
-            }
-            None => y,
-        }
+        add_channel_bias(y, self.bias.as_ref())
     }
 
     fn params(&self) -> Vec<Tensor> {
         let mut p = vec![self.weight.clone()];
         p.extend(self.bias.clone());
         p
+    }
+}
+
+/// `y + bias` per channel (axis 1 of an NCHW `y`), if there is a bias.
+#[track_caller]
+pub(crate) fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
+    match bias {
+        Some(b) => {
+            let channels = b.dims().first().copied().unwrap_or(0);
+            y + b.reshape([1, channels, 1, 1])
+        }
+        None => y,
     }
 }
 

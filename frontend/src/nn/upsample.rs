@@ -1,7 +1,7 @@
 //! Layers that grow images, for decoders and generators: the transposed
 //! convolution, nearest-neighbour upsampling, and unflattening a feature vector.
 
-use super::Module;
+use super::{Module, add_channel_bias};
 use crate::init::Init;
 use crate::ops::Pair;
 use crate::rng::Rng;
@@ -140,13 +140,7 @@ impl Module for ConvTranspose2d {
             self.output_padding,
             self.dilation,
         );
-        match &self.bias {
-            Some(b) => {
-                let channels = b.dims().first().copied().unwrap_or(0);
-                y + b.reshape([1, channels, 1, 1])
-            }
-            None => y,
-        }
+        add_channel_bias(y, self.bias.as_ref())
     }
 
     fn params(&self) -> Vec<Tensor> {

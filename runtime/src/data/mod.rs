@@ -195,6 +195,24 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The sample indices of a seeded split of `n` samples: the first
+/// `round(train_fraction * n)` of a permutation, then the rest.
+pub(crate) fn split_indices(n: usize, train_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order = permutation(n, seed);
+    let cut = (train_fraction.clamp(0.0, 1.0) * n as f64).round() as usize;
+    let rest = order.split_off(cut);
+    (order, rest)
+}
+
+/// How many batches of `batch_size` `n` samples make.
+pub(crate) fn batch_count(n: usize, batch_size: usize, drop_last: bool) -> usize {
+    if drop_last {
+        n / batch_size
+    } else {
+        n.div_ceil(batch_size)
+    }
+}
+
 /// Samples for supervised classification, held in memory: `len()` rows of `dim()`
 /// f32 features (row-major, `[N, D]`) and one i32 class label per row.
 #[derive(Clone, Debug, PartialEq)]
@@ -301,9 +319,8 @@ impl Dataset {
     /// samples in the first set and the rest in the second: a seeded train/test
     /// split. `train_fraction` is clamped to [0, 1].
     pub fn split(&self, train_fraction: f64, seed: u64) -> (Dataset, Dataset) {
-        let order = permutation(self.len(), seed);
-        let cut = (train_fraction.clamp(0.0, 1.0) * self.len() as f64).round() as usize;
-        (self.select(&order[..cut]), self.select(&order[cut..]))
+        let (train, test) = split_indices(self.len(), train_fraction, seed);
+        (self.select(&train), self.select(&test))
     }
 
     /// Batches of `batch_size` samples, in order, keeping a last partial batch;
@@ -324,11 +341,7 @@ impl Dataset {
 
     /// The number of batches [`Dataset::batches`] yields.
     pub fn num_batches(&self, batch_size: usize, drop_last: bool) -> usize {
-        if drop_last {
-            self.len() / batch_size
-        } else {
-            self.len().div_ceil(batch_size)
-        }
+        batch_count(self.len(), batch_size, drop_last)
     }
 }
 

@@ -6,7 +6,7 @@ use std::ops::Index;
 
 use kiln_ir::{HostTensor, TensorData};
 
-use super::{DataError, Dataset, permutation};
+use super::{DataError, Dataset, batch_count, permutation, split_indices};
 
 /// Samples held in memory as named tensors that share their leading (sample) axis:
 /// `x` f32 `[N, 1, 8, 8]` and `y` f32 `[N, 3]`, or token ids i32 `[N, T]` and a
@@ -140,9 +140,8 @@ impl TensorDataset {
     /// does (the same seed picks the same samples). `train_fraction` is clamped to
     /// [0, 1]; a part may be empty.
     pub fn split(&self, train_fraction: f64, seed: u64) -> (TensorDataset, TensorDataset) {
-        let order = permutation(self.len, seed);
-        let cut = (train_fraction.clamp(0.0, 1.0) * self.len as f64).round() as usize;
-        (self.select(&order[..cut]), self.select(&order[cut..]))
+        let (train, test) = split_indices(self.len, train_fraction, seed);
+        (self.select(&train), self.select(&test))
     }
 
     /// Batches of `batch_size` samples, in order, keeping a last partial batch; see
@@ -163,11 +162,7 @@ impl TensorDataset {
 
     /// The number of batches [`TensorDataset::batches`] yields.
     pub fn num_batches(&self, batch_size: usize, drop_last: bool) -> usize {
-        if drop_last {
-            self.len / batch_size
-        } else {
-            self.len.div_ceil(batch_size)
-        }
+        batch_count(self.len, batch_size, drop_last)
     }
 }
 
