@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use kiln_ir::kernel::ScanKernel;
-use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Scan, Shape, Work};
+use kiln_ir::{DType, Graph, GraphError, NodeId, Op, OpClass, Shape, Work};
 
 use super::{
     Access, Affine, Buffer, BufferId, BufferKind, CallInput, CallKernel, Expr, ExprId, ExprNode,
@@ -201,6 +201,8 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
 
     // 3. One kernel per materialized computed node (one per loop for the results
     // of a scan).
+    // The result nodes of each loop (one kernel runs the loop for all of them).
+    let (loops, loop_of) = crate::loops::loops(graph, &order);
     let mut in_loop: HashSet<NodeId> = HashSet::new();
     for &n in &order {
         let Some(&out) = buffer_of.get(&n) else {
@@ -241,21 +243,14 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
         }
         let kernel = match &node.op {
             Op::Scan(scan) => {
-                let operands = graph.operands(n);
-                let mut results = vec![None; scan.results()];
-                // The other results of the same loop, computed by the same run.
-                for &m in &order {
-                    if let Op::Scan(other) = &graph.node(m).op
-                        && !in_loop.contains(&m)
-                        && same_loop(scan, other)
-                        && graph.operands(m) == operands
-                        && results[other.result].is_none()
-                        && let Some(&b) = buffer_of.get(&m)
-                    {
-                        results[other.result] = Some(b);
-                        in_loop.insert(m);
-                    }
-                }
+                let l = &loops[loop_of[&n]];
+                let operands = &l.operands;
+                let results: Vec<Option<BufferId>> = l
+                    .nodes
+                    .iter()
+                    .map(|m| m.and_then(|m| buffer_of.get(&m).copied()))
+                    .collect();
+                in_loop.extend(l.nodes.iter().flatten());
                 Kernel::Scan(ScanKernel {
                     body: Box::new(schedule(&scan.body.0)?),
                     length: scan.length,
@@ -385,15 +380,6 @@ fn swaps_last2(p: &[usize]) -> bool {
         && p[r - 2] == r - 1
         && p[r - 1] == r - 2
         && p[..r - 2].iter().enumerate().all(|(i, &j)| i == j)
-}
-
-/// Whether two `scan` nodes are results of the same loop (given the same operands).
-fn same_loop(a: &Scan, b: &Scan) -> bool {
-    let strip = |s: &Scan| Scan {
-        result: 0,
-        ..s.clone()
-    };
-    strip(a) == strip(b)
 }
 
 /// Builds the expressions of one loop kernel, inlining non-materialized nodes.
