@@ -23,8 +23,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_frontend::ParamStore;
 use kiln_ir::{DType, Graph, HostTensor, Op};
 use kiln_runtime::data::Dataset;
-use kiln_runtime::{CompileError, Executable, RunError};
+use kiln_runtime::{CollectiveError, CompileError, Executable, RunError};
 
+use crate::dist::Members;
 use crate::{TrainError, TrainStep};
 
 /// Why an evaluation failed.
@@ -313,6 +314,15 @@ pub enum FitError {
         /// Its error.
         message: String,
     },
+    /// The data-parallel group failed, or another member did (see
+    /// [`crate::TrainStepBuilder::data_parallel`]).
+    #[error("epoch {epoch}: {source}")]
+    Group {
+        /// The epoch, counting from 1 (0: before training).
+        epoch: usize,
+        /// The group's error.
+        source: CollectiveError,
+    },
     /// The training set has fewer samples than one batch.
     #[error("the training set has {samples} samples, fewer than one batch of {batch}")]
     TooFewSamples {
@@ -488,24 +498,42 @@ impl Fit {
     /// Trains `step` on `train`; after each epoch evaluates on `eval` if given.
     /// Returns one report per epoch. Labels of both sets are checked first against
     /// the step's class count ([`FitError::Label`]).
+    ///
+    /// A data-parallel step ([`crate::TrainStepBuilder::data_parallel`]) is
+    /// trained by calling `run` on every member with the same arguments, the whole
+    /// data sets included, and `batch_size` the step's (per-member) batch. Each
+    /// epoch, every member takes its part of the shuffled training set
+    /// ([`Dataset::shuffled_shard`]: PyTorch's `DistributedSampler`), so the
+    /// members' batches together form the global batches of `size * batch_size`
+    /// one process would take, and each evaluates its [`Dataset::shard`] of the
+    /// evaluation set. Accuracy, loss and evaluation are over all members'
+    /// samples, the reports are the same on every member, and only rank 0 prints.
     pub fn run(
         &self,
         step: &mut TrainStep,
         train: &Dataset,
         mut eval: Option<(&mut Evaluator<'_>, &Dataset)>,
     ) -> Result<Vec<EpochReport>, FitError> {
-        let steps = train.num_batches(self.batch_size, self.drop_last);
+        let group = step.group().cloned();
+        let members = Members(group.as_deref());
+        let group_err = |epoch| move |source| FitError::Group { epoch, source };
+        let (rank, size) = members.position();
+        let steps = members
+            .steps(train.len(), self.batch_size, self.drop_last)
+            .map_err(group_err(0))?;
         if steps == 0 {
             return Err(FitError::TooFewSamples {
                 samples: train.len(),
                 batch: self.batch_size,
             });
         }
-        let bar_mode = match self.progress {
-            Progress::Auto => std::io::stderr().is_terminal(),
-            Progress::Bar => true,
-            Progress::Lines | Progress::Silent => false,
-        };
+        let bar_mode = members.leader()
+            && match self.progress {
+                Progress::Auto => std::io::stderr().is_terminal(),
+                Progress::Bar => true,
+                Progress::Lines | Progress::Silent => false,
+            };
+        let print = members.leader() && self.progress != Progress::Silent;
         // The index among the step's extra outputs of the logits, if any.
         let logits_at = step
             .graph()
@@ -513,18 +541,24 @@ impl Fit {
             .iter()
             .skip(1)
             .position(|o| o.name.as_deref() == Some(&self.logits));
-        if let Some(classes) = self.classes(step, logits_at) {
-            check_labels(train.labels(), classes, 0).map_err(|source| FitError::Label {
-                set: "training",
-                source,
-            })?;
-            if let Some((_, data)) = &eval {
-                check_labels(data.labels(), classes, 0).map_err(|source| FitError::Label {
-                    set: "evaluation",
+        let labels = match self.classes(step, logits_at) {
+            Some(classes) => check_labels(train.labels(), classes, 0)
+                .map_err(|source| FitError::Label {
+                    set: "training",
                     source,
-                })?;
-            }
-        }
+                })
+                .and_then(|()| match &eval {
+                    Some((_, data)) => {
+                        check_labels(data.labels(), classes, 0).map_err(|source| FitError::Label {
+                            set: "evaluation",
+                            source,
+                        })
+                    }
+                    None => Ok(()),
+                }),
+            None => Ok(()),
+        };
+        members.check(labels, group_err(0))?;
         step.compile().map_err(|e| FitError::Train {
             epoch: 1,
             source: Box::new(e),
@@ -537,10 +571,14 @@ impl Fit {
             let mut score = Score::default();
             let mut samples = 0usize;
             let start = Instant::now();
-            let batches = train
-                .batches(self.batch_size)
-                .shuffle(self.seed.wrapping_add(epoch as u64))
-                .drop_last(self.drop_last);
+            let epoch_seed = self.seed.wrapping_add(epoch as u64);
+            let part = (size > 1).then(|| train.shuffled_shard(epoch_seed, rank, size));
+            let batches = match &part {
+                Some(part) => part.batches(self.batch_size),
+                None => train.batches(self.batch_size).shuffle(epoch_seed),
+            }
+            .drop_last(self.drop_last)
+            .take(steps);
             for (i, batch) in batches.enumerate() {
                 let out = step
                     .run(&[(&self.input, &batch.x), (&self.labels, &batch.labels)])
@@ -567,25 +605,58 @@ impl Fit {
             }
             let seconds = start.elapsed().as_secs_f64();
             let evaluation = match eval.as_mut() {
-                Some((evaluator, data)) => Some(
-                    evaluator
-                        .evaluate(step.params(), data)
-                        .map_err(|source| FitError::Eval { epoch, source })?,
-                ),
+                Some((evaluator, data)) => {
+                    let result = match size {
+                        1 => evaluator.evaluate(step.params(), data),
+                        _ => evaluator.evaluate(step.params(), &data.shard(rank, size)),
+                    };
+                    let (result, status) = match result {
+                        Ok(e) => (Some(e), Ok(())),
+                        Err(source) => (None, Err(FitError::Eval { epoch, source })),
+                    };
+                    members.check(status, group_err(epoch))?;
+                    result
+                }
                 None => None,
             };
+            // Over every member's samples (the loss already is: each step's is).
+            let mut totals = [
+                score.correct as f64,
+                score.samples as f64,
+                samples as f64,
+                0.0,
+                0.0,
+                0.0,
+            ];
+            if let Some(e) = &evaluation {
+                let n = e.samples as f64;
+                totals[3..].copy_from_slice(&[e.accuracy * n, e.loss * n, n]);
+            }
+            members.sum(&mut totals).map_err(group_err(epoch))?;
+            let [
+                correct,
+                scored,
+                samples,
+                eval_correct,
+                eval_loss,
+                eval_samples,
+            ] = totals;
             let report = EpochReport {
                 epoch,
                 loss: loss_sum / steps as f64,
-                train_accuracy: logits_at.map(|_| score.accuracy()),
-                eval: evaluation,
-                samples_per_sec: samples as f64 / seconds.max(1e-9),
+                train_accuracy: logits_at.map(|_| correct / scored.max(1.0)),
+                eval: evaluation.map(|_| Evaluation {
+                    accuracy: eval_correct / eval_samples.max(1.0),
+                    loss: eval_loss / eval_samples.max(1.0),
+                    samples: eval_samples as usize,
+                }),
+                samples_per_sec: samples / seconds.max(1e-9),
                 seconds,
             };
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            if self.progress != Progress::Silent {
+            if print {
                 let width = self.epochs.to_string().len();
                 println!("epoch {epoch:>width$}/{}  {report}", self.epochs);
             }

@@ -27,6 +27,7 @@ use kiln_ir::HostTensor;
 use kiln_runtime::Executable;
 use kiln_runtime::data::{TensorBatch, TensorDataset};
 
+use crate::dist::Members;
 use crate::{EvalError, Fit, FitError, Progress, StepOutput, TrainStep};
 
 type TrainMetric<'a> = Box<dyn FnMut(&StepOutput, &TensorBatch) -> f64 + 'a>;
@@ -183,20 +184,39 @@ impl<'a> FitData<'a> {
     /// Trains `step`: returns the per-epoch history, or the first error (a failed
     /// step, e.g. a data set name that is not a step input or a batch of the wrong
     /// size; a failed evaluation; a training set smaller than one batch).
+    ///
+    /// With a data-parallel step, as [`Fit::run`]: every member runs `run` with the
+    /// whole data sets and trains on its part of each shuffled epoch
+    /// ([`TensorDataset::shuffled_shard`]), evaluates its [`TensorDataset::shard`]
+    /// of each evaluation set; metrics are means over all members' samples, every
+    /// member gets the same history (so callbacks decide alike), and only rank 0
+    /// prints.
     pub fn run(mut self, step: &mut TrainStep) -> Result<History, FitError> {
         let fit = &self.fit;
-        let steps = self.train.num_batches(fit.batch_size, fit.drop_last);
+        let group = step.group().cloned();
+        let members = Members(group.as_deref());
+        let group_err = |epoch| move |source| FitError::Group { epoch, source };
+        let (rank, size) = members.position();
+        let steps = members
+            .steps(self.train.len(), fit.batch_size, fit.drop_last)
+            .map_err(group_err(0))?;
+        let eval_parts: Vec<Option<TensorDataset>> = self
+            .evals
+            .iter()
+            .map(|e| (size > 1).then(|| e.data.shard(rank, size)))
+            .collect();
         if steps == 0 {
             return Err(FitError::TooFewSamples {
                 samples: self.train.len(),
                 batch: fit.batch_size,
             });
         }
-        let bar_mode = match fit.progress {
-            Progress::Auto => std::io::stderr().is_terminal(),
-            Progress::Bar => true,
-            Progress::Lines | Progress::Silent => false,
-        };
+        let bar_mode = members.leader()
+            && match fit.progress {
+                Progress::Auto => std::io::stderr().is_terminal(),
+                Progress::Bar => true,
+                Progress::Lines | Progress::Silent => false,
+            };
         step.compile().map_err(|e| FitError::Train {
             epoch: 1,
             source: Box::new(e),
@@ -208,11 +228,14 @@ impl<'a> FitData<'a> {
             let mut sums = vec![0.0; self.metrics.len()];
             let mut samples = 0usize;
             let start = Instant::now();
-            let batches = self
-                .train
-                .batches(fit.batch_size)
-                .shuffle(fit.seed.wrapping_add(epoch as u64))
-                .drop_last(fit.drop_last);
+            let epoch_seed = fit.seed.wrapping_add(epoch as u64);
+            let part = (size > 1).then(|| self.train.shuffled_shard(epoch_seed, rank, size));
+            let batches = match &part {
+                Some(part) => part.batches(fit.batch_size),
+                None => self.train.batches(fit.batch_size).shuffle(epoch_seed),
+            }
+            .drop_last(fit.drop_last)
+            .take(steps);
             for batch in batches {
                 let out = step.run(&batch.inputs()).map_err(|e| FitError::Train {
                     epoch,
@@ -230,37 +253,53 @@ impl<'a> FitData<'a> {
                 }
             }
             let seconds = start.elapsed().as_secs_f64();
-            let n = samples.max(1) as f64;
+            // Sums and sample counts, summed over the members in one collective:
+            // the loss, the training metrics, then each evaluation metric.
+            let mut totals = vec![loss_sum, samples as f64];
+            totals.extend(&sums);
+            let mut status = Ok(());
+            for (eval, part) in self.evals.iter_mut().zip(&eval_parts) {
+                let data = part.as_ref().unwrap_or(eval.data);
+                let mut sum = 0.0;
+                for batch in data.batches(eval.batch_size) {
+                    match (eval.f)(step.params(), &batch) {
+                        Ok(v) => sum += v * batch.len() as f64,
+                        Err(message) => {
+                            status = Err(FitError::Metric {
+                                epoch,
+                                name: eval.name.clone(),
+                                message,
+                            });
+                            break;
+                        }
+                    }
+                }
+                totals.extend([sum, data.len() as f64]);
+            }
+            members.check(status, group_err(epoch))?;
+            members.sum(&mut totals).map_err(group_err(epoch))?;
+            let n = totals[1].max(1.0);
             let mut metrics: Vec<(String, f64)> = self
                 .metrics
                 .iter()
-                .zip(&sums)
+                .zip(&totals[2..])
                 .map(|((name, _), sum)| (name.clone(), sum / n))
                 .collect();
-            for eval in &mut self.evals {
-                let mut sum = 0.0;
-                for batch in eval.data.batches(eval.batch_size) {
-                    let v =
-                        (eval.f)(step.params(), &batch).map_err(|message| FitError::Metric {
-                            epoch,
-                            name: eval.name.clone(),
-                            message,
-                        })?;
-                    sum += v * batch.len() as f64;
-                }
-                metrics.push((eval.name.clone(), sum / eval.data.len().max(1) as f64));
+            let evals = &totals[2 + sums.len()..];
+            for (eval, pair) in self.evals.iter().zip(evals.chunks_exact(2)) {
+                metrics.push((eval.name.clone(), pair[0] / pair[1].max(1.0)));
             }
             let report = EpochMetrics {
                 epoch,
-                loss: loss_sum / n,
+                loss: totals[0] / n,
                 metrics,
-                samples_per_sec: samples as f64 / seconds.max(1e-9),
+                samples_per_sec: totals[1] / seconds.max(1e-9),
                 seconds,
             };
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            if fit.progress != Progress::Silent {
+            if members.leader() && fit.progress != Progress::Silent {
                 let width = fit.epochs.to_string().len();
                 println!("epoch {epoch:>width$}/{}  {report}", fit.epochs);
             }

@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod debug;
+pub mod dist;
 mod fit;
 mod fit_data;
 mod jit;

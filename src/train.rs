@@ -1,5 +1,6 @@
 //! The whole training step as one graph: forward, backward and optimizer update.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_frontend::optim::{self, GroupOptions, Optimizer};
@@ -8,7 +9,9 @@ use kiln_ir::interp::{self, EvalError};
 use kiln_ir::{Graph, HostTensor};
 use kiln_passes::AutodiffError;
 use kiln_passes::optimize::Stage;
-use kiln_runtime::{CompileError, CompileOptions, Executable, RunError};
+use kiln_runtime::{
+    Collective, CollectiveError, CompileError, CompileOptions, Executable, RunError,
+};
 
 use crate::schedule::LrSchedule;
 
@@ -43,6 +46,12 @@ pub enum TrainError {
     /// The optimizer declares no run-time learning rate (`{optimizer}.lr`).
     #[error("the optimizer has no run-time learning rate (no `{0}` argument)")]
     NoLearningRate(String),
+    /// A data-parallel step cannot be built or run this way.
+    #[error("data-parallel training: {0}")]
+    DataParallel(String),
+    /// The group of a data-parallel step failed, or another member did.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
 }
 
 impl From<CompileError> for TrainError {
@@ -101,7 +110,14 @@ pub struct TrainStep {
     schedule_steps: u64,
     /// Steps run (successfully) by this step.
     steps: u64,
+    /// The data-parallel group, and this member's rank as the step's
+    /// [`RANK_INPUT`] argument.
+    group: Option<(Arc<dyn Collective>, HostTensor)>,
 }
+
+/// The input of a data-parallel step holding the member's rank (`i32[]`), fed by
+/// [`TrainStep::run`]: the step graph is the same on every member.
+const RANK_INPUT: &str = "dist.rank";
 
 impl Clone for TrainStep {
     /// Clones the graph and the current values; the clone compiles on its own.
@@ -122,6 +138,7 @@ impl Clone for TrainStep {
             base_lr: self.base_lr,
             schedule_steps: self.schedule_steps,
             steps: self.steps,
+            group: self.group.clone(),
         }
     }
 }
@@ -199,7 +216,14 @@ impl TrainStep {
             clip_norm: None,
             clip_value: None,
             schedule: None,
+            group: None,
         }
+    }
+
+    /// The data-parallel group the step runs in, if any
+    /// ([`TrainStepBuilder::data_parallel`]).
+    pub fn group(&self) -> Option<&Arc<dyn Collective>> {
+        self.group.as_ref().map(|(g, _)| g)
     }
 
     /// The training-step graph.
@@ -228,10 +252,37 @@ impl TrainStep {
     pub fn compile(&mut self) -> Result<&Executable, TrainError> {
         if self.compiled.is_none() {
             let options = self.with_history(&CompileOptions::default());
-            self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
+            self.compiled = Some(self.compile_graph(&options)?);
             self.compilations += 1;
         }
         Ok(self.compiled.as_ref().expect("compiled above"))
+    }
+
+    /// The step graph compiled with `options`, bound to the step's group.
+    fn compile_graph(&self, options: &CompileOptions) -> Result<Executable, TrainError> {
+        let mut exe = Executable::compile_with(&self.graph, options)?;
+        exe.set_collective(self.group().cloned());
+        Ok(exe)
+    }
+
+    /// The loss a step reports from its first output: the scalar loss, or in a
+    /// group the mean of the members' losses (one per member). A NaN or infinite
+    /// loss is an error, naming the member whose loss it was.
+    fn read_loss(&self, first: &HostTensor) -> Result<f64, TrainError> {
+        let losses = first.to_f64_vec();
+        if let Some(r) = losses.iter().position(|l| !l.is_finite()) {
+            return Err(match &self.group {
+                Some((g, _)) if g.rank() != r => {
+                    TrainError::Collective(CollectiveError::RankFailed {
+                        rank: r,
+                        size: g.size(),
+                        reason: format!("its loss is {}", losses[r]),
+                    })
+                }
+                _ => TrainError::NonFiniteLoss(losses[r]),
+            });
+        }
+        Ok(losses.iter().sum::<f64>() / losses.len().max(1) as f64)
     }
 
     /// The forward graph the step was made from (before autodiff and the optimizer).
@@ -263,7 +314,7 @@ impl TrainStep {
     /// step. The parameters are kept.
     pub fn compile_with(&mut self, options: &CompileOptions) -> Result<&Executable, TrainError> {
         let options = self.with_history(options);
-        self.compiled = Some(Executable::compile_with(&self.graph, &options)?);
+        self.compiled = Some(self.compile_graph(&options)?);
         self.compilations += 1;
         self.spares.clear();
         Ok(self.compiled.as_ref().expect("compiled above"))
@@ -278,7 +329,11 @@ impl TrainStep {
         let exe = self.compiled.as_mut().expect("compiled above");
         let mut args: Vec<&HostTensor> = Vec::with_capacity(exe.args().len());
         for (name, ty) in exe.args() {
-            let value = match self.params.get(name) {
+            let own = match &self.group {
+                Some((_, rank)) if name == RANK_INPUT => Some(rank),
+                _ => self.params.get(name),
+            };
+            let value = match own {
                 Some(v) => v,
                 None => inputs
                     .iter()
@@ -319,14 +374,8 @@ impl TrainStep {
             self.spares.iter_mut().map(Option::as_mut).collect();
         let results = exe.run_into(&args, &mut dests)?;
         let mut results = results.into_iter();
-        let loss = results
-            .next()
-            .flatten()
-            .expect("the loss is returned")
-            .get_f64(0);
-        if !loss.is_finite() {
-            return Err(TrainError::NonFiniteLoss(loss));
-        }
+        let first = results.next().flatten().expect("the loss is returned");
+        let loss = self.read_loss(&first)?;
         let extra: Vec<HostTensor> = results
             .take(self.extra_outputs)
             .map(|o| o.expect("returned"))
@@ -349,10 +398,7 @@ impl TrainStep {
     /// Takes the loss, keeps the extra outputs, and stores the updated values.
     fn apply(&mut self, results: Vec<HostTensor>) -> Result<StepOutput, TrainError> {
         let mut results = results.into_iter();
-        let loss = results.next().expect("the loss is output 0").get_f64(0);
-        if !loss.is_finite() {
-            return Err(TrainError::NonFiniteLoss(loss));
-        }
+        let loss = self.read_loss(&results.next().expect("the loss is output 0"))?;
         let outputs: Vec<HostTensor> = results.by_ref().take(self.extra_outputs).collect();
         let names: Vec<String> = self.graph.outputs()[1 + self.extra_outputs..]
             .iter()
@@ -373,6 +419,11 @@ impl TrainStep {
         &mut self,
         inputs: &[(&str, &HostTensor)],
     ) -> Result<StepOutput, TrainError> {
+        if self.group.is_some() {
+            return Err(TrainError::DataParallel(
+                "a data-parallel step runs compiled only (TrainStep::run)".into(),
+            ));
+        }
         self.apply_schedule()?;
         let model = kiln_frontend::Model {
             graph: self.graph.clone(),
@@ -628,6 +679,7 @@ pub struct TrainStepBuilder {
     clip_norm: Option<f32>,
     clip_value: Option<f32>,
     schedule: Option<Box<dyn LrSchedule>>,
+    group: Option<Arc<dyn Collective>>,
 }
 
 impl std::fmt::Debug for TrainStepBuilder {
@@ -641,6 +693,7 @@ impl std::fmt::Debug for TrainStepBuilder {
             .field("clip_norm", &self.clip_norm)
             .field("clip_value", &self.clip_value)
             .field("schedule", &self.schedule)
+            .field("group", &self.group)
             .finish()
     }
 }
@@ -692,6 +745,25 @@ impl TrainStepBuilder {
     /// Attaches a learning-rate schedule (see [`TrainStep::set_schedule`]).
     pub fn schedule(mut self, schedule: impl LrSchedule + 'static) -> Self {
         self.schedule = Some(Box::new(schedule));
+        self
+    }
+
+    /// Trains data-parallel in `group` (see [`crate::dist`]): every member runs
+    /// the step on its own batch (its shard of the global batch), and inside the
+    /// compiled step one `all_reduce` sums the members' gradients, packed into one
+    /// buffer together with their losses. The update then uses the mean gradient
+    /// over the members, so with equal batches it is the update of one process on
+    /// the global batch (up to float reassociation). [`TrainStep::run`] reports the
+    /// mean loss over the members; a non-finite loss on any member fails the step
+    /// on every member, naming it, before any parameter changes.
+    ///
+    /// `build` copies rank 0's parameters, optimizer state and buffers to every
+    /// member (a collective: all members build together). Batch normalization
+    /// keeps per-member statistics (PyTorch's default under DDP, not its
+    /// `SyncBatchNorm`); gradient clipping sees the summed gradients. All trained
+    /// parameters must share the loss's dtype.
+    pub fn data_parallel(mut self, group: Arc<dyn Collective>) -> Self {
+        self.group = Some(group);
         self
     }
 
@@ -773,11 +845,15 @@ impl TrainStepBuilder {
         let step = GraphBuilder::from_parts(grads.graph, model.params)?;
         let tensor = |id| step.tensor(id).expect("node of the gradient graph");
         let param_tensors: Vec<Tensor> = params.iter().map(|&p| tensor(p)).collect();
-        let grad_tensors = clip(
-            grads.grads.iter().map(|&g| tensor(g)).collect(),
-            self.clip_value,
-            self.clip_norm,
-        );
+        let mut grad_tensors: Vec<Tensor> = grads.grads.iter().map(|&g| tensor(g)).collect();
+        let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
+        let mut loss_out = forward[0].clone();
+        if let Some(group) = &self.group {
+            let rank = step.input(RANK_INPUT, kiln_ir::DType::I32, []);
+            (loss_out, grad_tensors) =
+                all_reduce_bucket(&loss_out, &grad_tensors, &rank, group.size())?;
+        }
+        let grad_tensors = clip(grad_tensors, self.clip_value, self.clip_norm);
         let mut per_group: Vec<Vec<(Tensor, Tensor)>> = vec![Vec::new(); groups.len()];
         for (k, g) in group_of.iter().flatten().enumerate() {
             per_group[*g].push((param_tensors[k].clone(), grad_tensors[k].clone()));
@@ -790,8 +866,7 @@ impl TrainStepBuilder {
             .collect();
         let updates = optim::apply_groups(optimizer, &grouped);
 
-        let forward: Vec<Tensor> = forward_nodes.iter().map(|&n| tensor(n)).collect();
-        let mut named: Vec<(&str, &Tensor)> = vec![("loss", &forward[0])];
+        let mut named: Vec<(&str, &Tensor)> = vec![("loss", &loss_out)];
         for (i, (name, _)) in self.outputs.iter().enumerate() {
             if updates.iter().any(|(u, _)| u == name) || buffers.contains(name) || name == "loss" {
                 return Err(TrainError::OutputName(name.to_string()));
@@ -821,12 +896,60 @@ impl TrainStepBuilder {
             base_lr: 0.0,
             schedule_steps: 0,
             steps: 0,
+            group: None,
         };
         if let Some(s) = self.schedule {
             train.set_boxed_schedule(s)?;
         }
+        if let Some(group) = self.group {
+            crate::dist::broadcast_params(&*group, &mut train.params)?;
+            let rank = HostTensor::scalar(kiln_ir::DType::I32, group.rank() as f64);
+            train.group = Some((group, rank));
+        }
         Ok(train)
     }
+}
+
+/// The gradients of one member of a data-parallel group turned into the mean
+/// gradients over the group, with one `all_reduce` of one buffer: every gradient
+/// flattened, then this member's loss at its rank's position of a vector of one
+/// loss per member (zeros elsewhere), so the sum holds every member's loss.
+/// Returns that vector of losses and the mean gradients.
+#[track_caller]
+fn all_reduce_bucket(
+    loss: &Tensor,
+    grads: &[Tensor],
+    rank: &Tensor,
+    size: usize,
+) -> Result<(Tensor, Vec<Tensor>), TrainError> {
+    let dtype = loss.dtype();
+    if !dtype.is_float() {
+        return Err(TrainError::DataParallel(format!(
+            "the loss is {dtype}, not a float"
+        )));
+    }
+    if let Some(g) = grads.iter().find(|g| g.dtype() != dtype) {
+        return Err(TrainError::DataParallel(format!(
+            "a gradient is {}, the loss {dtype}: all trained parameters must share the loss's dtype",
+            g.dtype()
+        )));
+    }
+    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([g.numel()])).collect();
+    // Selected, not multiplied: `0 * NaN` would spread one member's NaN loss
+    // to every member's slot.
+    let own = rank.one_hot(size, dtype).gt(0.5f32);
+    parts.push(own.where_cond(loss, 0.0f32));
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    let summed = kiln_frontend::concat(&refs, 0).all_reduce();
+    let scale = 1.0 / size as f32;
+    let mut offset = 0;
+    let mut mean = Vec::with_capacity(grads.len());
+    for g in grads {
+        let n = g.numel();
+        mean.push(&summed.narrow(0, offset, n).reshape(g.dims().to_vec()) * scale);
+        offset += n;
+    }
+    Ok((summed.narrow(0, offset, size), mean))
 }
 
 /// The gradients clamped to `±value`, then scaled to a global norm of at most

@@ -6,7 +6,9 @@
 //! - W2: MLP 784-128-64-10 with ReLU, softmax cross-entropy, Adam (lr 1e-3);
 //! - W3: LeNet on 3×32×32 images, softmax cross-entropy, SGD momentum 0.9, lr 1e-3;
 //! - W4: a tagger, embedding -> LSTM (a `scan` over the sequence) -> linear ->
-//!   log-softmax + NLL, SGD lr 0.1.
+//!   log-softmax + NLL, SGD lr 0.1;
+//! - W7: MLP 784-4096-4096-10 with ReLU, softmax cross-entropy, Adam (lr 1e-3),
+//!   batch 512: large products, where overheads around them must stay small.
 //!
 //! The builders take the random generator that initializes the parameters, so a
 //! caller decides the seed and whether it draws data before or after.
@@ -70,6 +72,19 @@ pub fn w2_step(batch: usize, rng: &mut Rng) -> Result<TrainStep, TrainError> {
     let g = GraphBuilder::new("w2");
     let loss = w2_loss(&g, batch, rng);
     TrainStep::new(&loss, &Adam::new(1e-3))
+}
+
+/// W7's loss in `g`: inputs `x: f32[batch, 784]` and `labels: i32[batch]`, an
+/// MLP 784-4096-4096-10 (`fc1`..`fc3`, ReLU between) initialized from `rng`,
+/// softmax cross-entropy.
+pub fn w7_loss(g: &GraphBuilder, batch: usize, rng: &mut Rng) -> Tensor {
+    let x = g.input("x", DType::F32, [batch, 784]);
+    let labels = g.input("labels", DType::I32, [batch]);
+    let fc1 = nn::Linear::new(g, "fc1", 784, 4096, rng);
+    let fc2 = nn::Linear::new(g, "fc2", 4096, 4096, rng);
+    let fc3 = nn::Linear::new(g, "fc3", 4096, 10, rng);
+    let logits = fc3.forward(&fc2.forward(&fc1.forward(&x).relu()).relu());
+    loss::cross_entropy(&logits, &labels)
 }
 
 /// W3's loss in `g`: inputs `x: f32[batch, 3, 32, 32]` and `labels: i32[batch]`;

@@ -12,8 +12,10 @@
 //!   step.
 //! - [`parallel`]: the worker pool both halves split long work across.
 //! - [`buffer`]: the aligned memory of arenas, constants and loop state.
+//! - [`collective`]: the process group a compiled `all_reduce` sums over.
 
 pub mod buffer;
+pub mod collective;
 pub mod library;
 pub mod lower;
 pub mod parallel;

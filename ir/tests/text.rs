@@ -619,6 +619,7 @@ impl Gen {
                 Some(scan) => scan,
                 None => return,
             },
+            27 => (Op::AllReduce, vec![self.float_node()]),
             _ => {
                 let a = self.float_node();
                 let b = self.like(a);
@@ -683,7 +684,7 @@ impl Gen {
     }
 }
 
-const FAMILIES: usize = 28;
+const FAMILIES: usize = 29;
 
 fn random_graph(seed: u64) -> Graph {
     let mut builder = Gen {

@@ -219,6 +219,14 @@ fn cases(rng: &mut Rng) -> Vec<(String, Setup, NodeId)> {
         push(k.name(), s, y);
     }
     {
+        // One process: the sum over the group is the operand, and so is the vjp's.
+        let mut s = Setup::new();
+        let dims = shape2(rng);
+        let x = s.arg(rng, &dims, Values::Any);
+        let y = s.op(Op::AllReduce, &[x]);
+        push("all_reduce", s, y);
+    }
+    {
         // select(c < d, a, b): gradients reach a and b; c and d get none.
         let mut s = Setup::new();
         let dims = shape2(rng);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
+use kiln_codegen::collective::Collective;
 use kiln_codegen::library::CallContext;
 use kiln_codegen::parallel::Workers;
 use kiln_codegen::{CodegenError, CodegenOptions, CompiledProgram};
@@ -450,6 +451,12 @@ impl Executable {
     /// What the optimizer did, if it ran.
     pub fn optimize_stats(&self) -> Option<&OptimizeStats> {
         self.optimize_stats.as_ref()
+    }
+
+    /// Sets the process group the program's `all_reduce` ops sum over (`None`, the
+    /// default: this process alone, where `all_reduce` returns its operand).
+    pub fn set_collective(&mut self, group: Option<std::sync::Arc<dyn Collective>>) {
+        self.ctx.collective = group;
     }
 
     /// Names and types of the arguments, in calling order.

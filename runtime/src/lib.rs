@@ -12,6 +12,7 @@ pub use executable::{
     RunError, check_memory,
 };
 pub use kiln_codegen::buffer::AlignedBuffer;
+pub use kiln_codegen::collective::{Collective, CollectiveError};
 /// Alignment of every runtime buffer: the kernel program's arena alignment (a
 /// cache line, and enough for any vector load).
 pub use kiln_ir::kernel::ALIGN;

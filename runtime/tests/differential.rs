@@ -191,6 +191,14 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
     let mut out: Vec<(String, Case, Tol)> = Vec::new();
     let mut add = |m: &str, c: Case, tol: Tol| out.push((m.to_string(), c, tol));
     for n in SIZES {
+        // Compiled without a group, as the interpreter is: one process, the
+        // operand (a copy: the output never aliases it).
+        for dtype in FLOATS {
+            let mut c = Case::new("all_reduce");
+            let x = c.arg(rng, dtype, &[3, n], -3.0, 3.0);
+            let y = c.op(Op::AllReduce, &[x]);
+            add("all_reduce", c.out(y), EXACT);
+        }
         for k in UnaryOp::ALL {
             let (lo, hi) = match k {
                 UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.01, 50.0),

@@ -15,10 +15,12 @@
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use kiln_ir::kernel::{BufferId, CallInput};
 use kiln_ir::{DType, HostTensor, Op, TensorType, interp};
 
+use crate::collective::Collective;
 use crate::parallel::{self, Workers};
 use conv::ConvShape;
 
@@ -52,6 +54,9 @@ pub struct CallContext {
     /// The state of each `scan` loop, in the order the generated code refers to
     /// them (see [`crate::scan`]).
     pub(crate) scans: Vec<crate::scan::ScanHandle>,
+    /// The group `all_reduce` sums over (`None`: one process, the sum is the
+    /// operand).
+    pub collective: Option<Arc<dyn Collective>>,
 }
 
 impl CallContext {
@@ -63,6 +68,7 @@ impl CallContext {
             scratch: Vec::new(),
             workers: None,
             scans: Vec::new(),
+            collective: None,
         }
     }
 }
@@ -227,15 +233,56 @@ pub fn fallback_calls() -> usize {
     FALLBACK_CALLS.with(|n| n.get())
 }
 
+/// `all_reduce`: the operand copied to the output, then summed over the group
+/// in place.
+///
+/// # Safety
+/// As for [`run_call`].
+unsafe fn all_reduce(
+    desc: &CallDesc,
+    ptr: &dyn Fn(BufferId) -> *mut u8,
+    collective: Option<&dyn Collective>,
+) -> Result<(), String> {
+    let input = &desc.inputs[0];
+    // SAFETY: guaranteed by the caller; the output holds the operand's type and a
+    // contiguous operand fills its buffer.
+    unsafe {
+        if input.is_contiguous() {
+            let bytes = desc.out.1.size_bytes();
+            std::ptr::copy_nonoverlapping(ptr(input.access.buffer), ptr(desc.out.0), bytes);
+        } else {
+            movement::write(
+                ptr(desc.out.0),
+                &movement::read(ptr(input.access.buffer), input),
+            );
+        }
+    }
+    let Some(group) = collective else {
+        return Ok(());
+    };
+    // SAFETY: the output buffer holds the operand's type and aliases no operand.
+    let result = match desc.out.1.dtype {
+        DType::F32 => group.all_reduce_f32(unsafe { output(desc, ptr) }),
+        DType::F64 => group.all_reduce_f64(unsafe { output(desc, ptr) }),
+        other => return Err(format!("all_reduce of {other} is not supported")),
+    };
+    result.map_err(|e| e.to_string())
+}
+
 fn run_call(
     desc: &CallDesc,
     bufs: *const *mut u8,
     scratch: &mut Vec<conv::Scratch>,
     workers: Option<&Workers>,
+    collective: Option<&dyn Collective>,
 ) -> Result<(), String> {
     // SAFETY: the runtime fills the buffer table with live buffers of the types the
     // descriptors record before calling the entry point.
     let ptr = |i: BufferId| unsafe { *bufs.add(i.index()) };
+    if matches!(desc.op, Op::AllReduce) {
+        // SAFETY: as above.
+        return unsafe { all_reduce(desc, &ptr, collective) };
+    }
     if native_f32(desc, &ptr, scratch, workers) {
         return Ok(());
     }
@@ -282,11 +329,12 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
         error,
         scratch,
         workers,
+        collective,
         ..
     } = ctx;
     let desc = &calls[index as usize];
     let result = catch_unwind(AssertUnwindSafe(|| {
-        run_call(desc, bufs, scratch, workers.as_ref())
+        run_call(desc, bufs, scratch, workers.as_ref(), collective.as_deref())
     }))
     .unwrap_or_else(|_| Err(format!("library routine `{}` panicked", desc.op.mnemonic())));
     match result {

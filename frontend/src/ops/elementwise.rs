@@ -170,6 +170,16 @@ impl Tensor {
         cx.emit(|e, x| e.op(Op::StopGradient, &[x[0]]))
     }
 
+    /// The elementwise sum of this tensor over the processes of a data-parallel
+    /// group (`all_reduce` with sum, as `torch.distributed.all_reduce`); the
+    /// group is the one the compiled program runs with, and a single process
+    /// returns the tensor unchanged. Floats only.
+    #[track_caller]
+    pub fn all_reduce(&self) -> Tensor {
+        let cx = enter!("all_reduce", self);
+        cx.emit(|e, x| e.op(Op::AllReduce, &[x[0]]))
+    }
+
     /// `x * x`.
     #[track_caller]
     pub fn square(&self) -> Tensor {

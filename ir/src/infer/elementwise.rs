@@ -61,6 +61,13 @@ pub fn stop_gradient(ops: &[&TensorType]) -> Inferred {
     Ok(one(ops)?.clone())
 }
 
+/// `all_reduce`: a float tensor, summed across processes into the same type.
+pub fn all_reduce(ops: &[&TensorType]) -> Inferred {
+    let x = one(ops)?;
+    want(x.dtype.is_float(), 0, x, FLOAT)?;
+    Ok(x.clone())
+}
+
 pub fn cast(ops: &[&TensorType], to: DType) -> Inferred {
     Ok(TensorType::new(to, one(ops)?.shape.clone()))
 }

@@ -85,6 +85,7 @@ fn infer_unchecked(op: &Op, ops: &[&TensorType]) -> Inferred {
         Op::OneHot { depth, dtype } => i::one_hot(ops, *depth, *dtype),
         Op::RandomUniform { shape, dtype, .. } => i::random_uniform(ops, shape, *dtype),
         Op::Scan(s) => scan::scan(ops, s),
+        Op::AllReduce => e::all_reduce(ops),
     }
 }
 

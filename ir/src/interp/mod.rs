@@ -374,7 +374,8 @@ fn kernel(op: &Op, xs: &[&HostTensor], out: &TensorType) -> Result<HostTensor, F
         Op::Select => elementwise::select(xs[0], xs[1], xs[2]),
         Op::Cast(to) => elementwise::cast(x(), *to),
         Op::Broadcast(_) => movement::broadcast(x(), &out.shape),
-        Op::Reshape(_) | Op::StopGradient => x().data().clone(),
+        // One process: the sum over the group is the operand itself.
+        Op::Reshape(_) | Op::StopGradient | Op::AllReduce => x().data().clone(),
         Op::Transpose(perm) => movement::transpose(x(), perm),
         Op::Slice { start, step, .. } => movement::slice(x(), start, step, &out.shape),
         Op::Concat { axis } => movement::concat(xs, *axis),

@@ -427,6 +427,13 @@ pub enum Op {
     /// `(init_carries..., xs..., consts...)` -> one result of a loop over the
     /// leading axis of the `xs` (see [`Scan`]).
     Scan(Scan),
+
+    /// `(x)` summed elementwise over the processes of a data-parallel group, every
+    /// process getting the same sum (MPI's `MPI_Allreduce` with `MPI_SUM`); floats
+    /// only. The compiled program calls the group it runs with; the reference
+    /// interpreter runs one process, where the sum is `x` itself. Every process
+    /// must run the same program, so that the collectives meet in the same order.
+    AllReduce,
 }
 
 impl Op {
@@ -470,6 +477,7 @@ impl Op {
             Op::Fma => OpKind::Fma,
             Op::MatMulBias { .. } => OpKind::MatMulBias,
             Op::Scan(_) => OpKind::Scan,
+            Op::AllReduce => OpKind::AllReduce,
         }
     }
 
@@ -635,6 +643,7 @@ op_table! {
     Scan             "scan"                Library,                 Shaped,         MayNotBe,  Any,      scan_sample();
     OneHot           "one_hot"             Library,                 Shaped,         Always,    Any,
         Op::OneHot { depth: 4, dtype: DType::F32 };
+    AllReduce        "all_reduce"          Library,                 Shaped,         MayNotBe,  Any,      Op::AllReduce;
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ impl Op {
             Op::Input | Op::Param | Op::Const(_) => Ok(()),
             Op::Unary(UnaryOp::LeakyRelu(slope)) => v.float("slope", slope),
             Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::StopGradient => Ok(()),
-            Op::MatMul | Op::Gather | Op::Fma => Ok(()),
+            Op::MatMul | Op::Gather | Op::Fma | Op::AllReduce => Ok(()),
             Op::MatMulBias { relu } => v.bool("relu", relu),
             Op::Cast(to) => v.dtype("to", to),
             Op::Broadcast(s) | Op::Reshape(s) => v.shape("shape", s),

@@ -602,3 +602,16 @@ fn fma_rounds_once() {
     let i = ti(&[1], &[1]);
     assert!(kiln_ir::interp::eval_op(&Op::Fma, &[&i, &i, &i]).is_err());
 }
+
+#[test]
+fn all_reduce_of_one_process_is_its_operand() {
+    // The interpreter is one process: the sum over the group is the operand,
+    // bit for bit (NaN, infinities and signed zeros included).
+    let x = t32(&[2, 3], &[1.5, -0.0, f32::NAN, f32::INFINITY, -7.25, 3e-38]);
+    assert_same(&ev(Op::AllReduce, &[&x]), &x);
+    let y = t64(&[1], &[-2.5]);
+    assert_same(&ev(Op::AllReduce, &[&y]), &y);
+    // Floats only, one operand.
+    assert!(kiln_ir::interp::eval_op(&Op::AllReduce, &[&ti(&[1], &[4])]).is_err());
+    assert!(kiln_ir::interp::eval_op(&Op::AllReduce, &[&y, &y]).is_err());
+}

@@ -176,6 +176,10 @@ const TESTED: &[(&str, &str)] = &[
     ("fma", "elementwise::fma_rounds_once"),
     ("matmul_bias", "contract::matmul_bias_adds_rows_then_relu"),
     ("scan", "scan::scan_carries_and_stacks"),
+    (
+        "all_reduce",
+        "elementwise::all_reduce_of_one_process_is_its_operand",
+    ),
 ];
 
 /// The mnemonics of `op`, spelled out with no wildcard so that a new variant or kind
@@ -251,6 +255,7 @@ fn mnemonics_of(op: &Op) -> Vec<&'static str> {
         Op::Fma => vec!["fma"],
         Op::MatMulBias { .. } => vec!["matmul_bias"],
         Op::Scan(_) => vec!["scan"],
+        Op::AllReduce => vec!["all_reduce"],
     }
 }
 

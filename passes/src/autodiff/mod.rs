@@ -312,6 +312,9 @@ fn vjp(e: &mut Emitter, node: &Node, i: usize, g: NodeId) -> Result<Option<NodeI
         }
         Op::Pool2d(p) => e.op(Op::Pool2dGrad(*p), &[x(0), g])?,
         Op::Scan(_) => unreachable!("grad differentiates loops as a whole (scan::scan_vjp)"),
+        // The loss is the sum of the processes' losses, and each process's input
+        // reaches every process's output: the cotangent is summed across them too.
+        Op::AllReduce => e.op(Op::AllReduce, &[g])?,
         Op::Pool2dGrad(p) => match (p.kind, i) {
             // The routing of max pooling is piecewise constant in x; average pooling
             // does not depend on x at all.

@@ -165,7 +165,8 @@ fn merge_option<T>(a: &mut Option<T>, b: Option<T>, changed: &mut DidMerge) {
 
 /// Evaluates `op` if every operand is a known constant and the result is small.
 fn fold(op: &Op, kids: &[&Data], ty: &TensorType, limit: usize) -> Option<HostTensor> {
-    if ty.shape.numel() > limit || kids.is_empty() {
+    // A collective's value depends on the other processes: never a constant.
+    if ty.shape.numel() > limit || kids.is_empty() || matches!(op, Op::AllReduce) {
         return None;
     }
     let values: Option<Vec<&HostTensor>> = kids.iter().map(|d| d.constant.as_ref()).collect();

@@ -94,7 +94,8 @@ pub fn node_cost(op: &Op, out: &TensorType, operands: &[&TensorType]) -> Cost {
         | Op::Pad { .. }
         | Op::Gather
         | Op::ScatterAdd { .. }
-        | Op::OneHot { .. } => n,
+        | Op::OneHot { .. }
+        | Op::AllReduce => n,
     };
     Cost {
         bytes: moved.max(1.0),

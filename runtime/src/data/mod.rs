@@ -195,6 +195,27 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The indices of member `rank`'s part of `n` samples shuffled with `seed`.
+///
+/// # Panics
+/// If `rank >= size`.
+pub(crate) fn shuffled_shard_indices(n: usize, seed: u64, rank: usize, size: usize) -> Vec<usize> {
+    let order = permutation(n, seed);
+    shard_indices(n, rank, size)
+        .into_iter()
+        .map(|i| order[i])
+        .collect()
+}
+
+/// The indices of member `rank`'s shard of `n` samples over `size` members.
+///
+/// # Panics
+/// If `rank >= size`.
+pub(crate) fn shard_indices(n: usize, rank: usize, size: usize) -> Vec<usize> {
+    assert!(rank < size, "rank {rank} is not in a group of {size}");
+    (rank..n).step_by(size).collect()
+}
+
 /// The sample indices of a seeded split of `n` samples: the first
 /// `round(train_fraction * n)` of a permutation, then the rest.
 pub(crate) fn split_indices(n: usize, train_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -308,6 +329,36 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             dim: self.dim,
         }
+    }
+
+    /// Member `rank`'s part of the data for data-parallel training over `size`
+    /// members: samples `rank`, `rank + size`, `rank + 2 size`, ... Together the
+    /// shards hold every sample exactly once; their sizes differ by at most one.
+    ///
+    /// # Panics
+    /// If `rank >= size`.
+    ///
+    /// ```
+    /// use kiln_runtime::data::Dataset;
+    /// let data = Dataset::new((0..5).map(|i| i as f32).collect(), vec![0, 1, 0, 1, 0], 1).unwrap();
+    /// assert_eq!(data.shard(0, 2).features(), &[0.0, 2.0, 4.0]);
+    /// assert_eq!(data.shard(1, 2).features(), &[1.0, 3.0]);
+    /// ```
+    pub fn shard(&self, rank: usize, size: usize) -> Dataset {
+        self.select(&shard_indices(self.len(), rank, size))
+    }
+
+    /// Member `rank`'s part of one epoch of data-parallel training over `size`
+    /// members: the samples shuffled with `seed` (as [`Batches::shuffle`]), then
+    /// positions `rank`, `rank + size`, ... (PyTorch's `DistributedSampler`). The
+    /// members' `k`-th batches of `b` samples together hold the samples of the
+    /// `k`-th batch of `size * b` of the shuffled data: the global batch one
+    /// process would train on.
+    ///
+    /// # Panics
+    /// If `rank >= size`.
+    pub fn shuffled_shard(&self, seed: u64, rank: usize, size: usize) -> Dataset {
+        self.select(&shuffled_shard_indices(self.len(), seed, rank, size))
     }
 
     /// The samples in an order determined by `seed`.

@@ -130,6 +130,25 @@ impl TensorDataset {
         }
     }
 
+    /// Member `rank`'s part of the data for data-parallel training over `size`
+    /// members, as [`crate::data::Dataset::shard`]: samples `rank`,
+    /// `rank + size`, ...
+    ///
+    /// # Panics
+    /// If `rank >= size`.
+    pub fn shard(&self, rank: usize, size: usize) -> TensorDataset {
+        self.select(&super::shard_indices(self.len, rank, size))
+    }
+
+    /// Member `rank`'s part of one epoch of data-parallel training, as
+    /// [`crate::data::Dataset::shuffled_shard`].
+    ///
+    /// # Panics
+    /// If `rank >= size`.
+    pub fn shuffled_shard(&self, seed: u64, rank: usize, size: usize) -> TensorDataset {
+        self.select(&super::shuffled_shard_indices(self.len, seed, rank, size))
+    }
+
     /// The samples in an order determined by `seed`.
     pub fn shuffled(&self, seed: u64) -> TensorDataset {
         self.select(&permutation(self.len, seed))
