@@ -4,7 +4,8 @@
 //! median step time and, for a group, the bytes one step all-reduces and the
 //! median time of that all-reduce alone.
 //!
-//! - `ddp_timing single`: one process, the whole global batch;
+//! - `ddp_timing single [THREADS]`: one process, the whole global batch, on
+//!   THREADS threads (default 1);
 //! - `ddp_timing threads N`: N members on threads of this process (`LocalGroup`);
 //! - `mpirun -np N ddp_timing mpi` (built with `--features mpi`): N processes.
 //!
@@ -36,12 +37,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `steps` steps (after 2 warm-up steps) of workload `name` as member
-/// `group.rank()` (or one process without a group), on one thread.
+/// `group.rank()` (or one process without a group), on `threads` threads.
 fn time(
     name: &str,
     global: usize,
     steps: usize,
     group: Option<Arc<dyn Collective>>,
+    threads: usize,
 ) -> Result<Timing> {
     let size = group.as_ref().map_or(1, |g| g.size());
     let batch = global / size;
@@ -57,7 +59,7 @@ fn time(
     }
     let mut step = builder.build(&Adam::new(1e-3))?;
     step.compile_with(&CompileOptions {
-        threads: 1,
+        threads,
         ..CompileOptions::default()
     })?;
     let x = workloads::uniform(&mut rng, &[batch, 784], 0.0, 1.0);
@@ -80,11 +82,11 @@ fn time(
             .map(|p| step.params().get(p).map_or(0, |t| t.numel()))
             .sum::<usize>()
             + size;
-        let mut buf = vec![1.0f32; n];
+        let (send, mut recv) = (vec![1.0f32; n], vec![0.0f32; n]);
         let mut us = Vec::new();
         for _ in 0..steps.clamp(5, 50) {
             let start = Instant::now();
-            group.all_reduce_f32(&mut buf)?;
+            group.all_reduce_f32_into(&send, &mut recv)?;
             us.push(start.elapsed().as_secs_f64() * 1e6);
         }
         reduce_bytes = n * 4;
@@ -115,17 +117,17 @@ fn report(mode: &str, size: usize, timings: &[Timing]) {
     }
 }
 
-fn member(group: Option<Arc<dyn Collective>>) -> Result<Vec<Timing>> {
+fn member(group: Option<Arc<dyn Collective>>, threads: usize) -> Result<Vec<Timing>> {
     WORKLOADS
         .iter()
-        .map(|&(name, global, steps)| time(name, global, steps, group.clone()))
+        .map(|&(name, global, steps)| time(name, global, steps, group.clone(), threads))
         .collect()
 }
 
 #[cfg(feature = "mpi")]
 fn mpi() -> Result<()> {
     let group = kiln::dist::MpiGroup::init()?;
-    let timings = member(Some(group.clone()))?;
+    let timings = member(Some(group.clone()), 1)?;
     if group.rank() == 0 {
         report("mpi", group.size(), &timings);
     }
@@ -145,13 +147,17 @@ fn main() -> Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["single"] | [] => report("single", 1, &member(None)?),
+        ["single"] | [] => report("single", 1, &member(None, 1)?),
+        ["single", threads] => {
+            let threads: usize = threads.parse()?;
+            report(&format!("{threads} thr"), 1, &member(None, threads)?);
+        }
         ["threads", n] => {
             let n: usize = n.parse()?;
             let results: Vec<Result<Vec<Timing>>> = std::thread::scope(|s| {
                 let handles: Vec<_> = LocalGroup::new(n)
                     .into_iter()
-                    .map(|m| s.spawn(move || member(Some(m))))
+                    .map(|m| s.spawn(move || member(Some(m), 1)))
                     .collect();
                 handles
                     .into_iter()
@@ -166,7 +172,7 @@ fn main() -> Result<()> {
             report("threads", n, &first);
         }
         ["mpi"] => mpi()?,
-        _ => return Err("usage: ddp_timing [single | threads N | mpi]".into()),
+        _ => return Err("usage: ddp_timing [single [THREADS] | threads N | mpi]".into()),
     }
     Ok(())
 }

@@ -220,6 +220,7 @@ impl LocalGroup {
     fn all_reduce<const N: usize, T>(
         &self,
         op: &'static str,
+        send: &[T],
         data: &mut [T],
         from: fn([u8; N]) -> T,
         to: fn(T) -> [u8; N],
@@ -227,7 +228,13 @@ impl LocalGroup {
     where
         T: Copy + std::ops::Add<Output = T>,
     {
-        let bytes: Vec<u8> = data.iter().flat_map(|&v| to(v)).collect();
+        if send.len() != data.len() {
+            return Err(CollectiveError::Failed {
+                op,
+                reason: format!("{} values to send, room for {}", send.len(), data.len()),
+            });
+        }
+        let bytes: Vec<u8> = send.iter().flat_map(|&v| to(v)).collect();
         // A length mismatch gives every member an empty result, which each
         // reports (the posts are gone by then).
         let out = self.exchange(op, bytes, |posts| {
@@ -259,12 +266,24 @@ impl Collective for LocalGroup {
         self.shared.size
     }
 
-    fn all_reduce_f32(&self, data: &mut [f32]) -> Result<(), CollectiveError> {
-        self.all_reduce("all_reduce", data, f32::from_le_bytes, f32::to_le_bytes)
+    fn all_reduce_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CollectiveError> {
+        self.all_reduce(
+            "all_reduce",
+            send,
+            recv,
+            f32::from_le_bytes,
+            f32::to_le_bytes,
+        )
     }
 
-    fn all_reduce_f64(&self, data: &mut [f64]) -> Result<(), CollectiveError> {
-        self.all_reduce("all_reduce", data, f64::from_le_bytes, f64::to_le_bytes)
+    fn all_reduce_f64_into(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CollectiveError> {
+        self.all_reduce(
+            "all_reduce",
+            send,
+            recv,
+            f64::from_le_bytes,
+            f64::to_le_bytes,
+        )
     }
 
     fn broadcast(&self, data: &mut [u8], root: usize) -> Result<(), CollectiveError> {
@@ -506,6 +525,18 @@ mod mpi_group {
         }
     }
 
+    /// MPI cannot check that the buffers have the same length; this does.
+    fn same_length(send: usize, recv: usize) -> Result<(), CollectiveError> {
+        if send == recv {
+            Ok(())
+        } else {
+            Err(CollectiveError::Failed {
+                op: "all_reduce",
+                reason: format!("{send} values to send, room for {recv}"),
+            })
+        }
+    }
+
     impl Collective for MpiGroup {
         fn rank(&self) -> usize {
             self.rank
@@ -515,17 +546,25 @@ mod mpi_group {
             self.size
         }
 
-        fn all_reduce_f32(&self, data: &mut [f32]) -> Result<(), CollectiveError> {
-            let send = data.to_vec();
+        fn all_reduce_f32_into(
+            &self,
+            send: &[f32],
+            recv: &mut [f32],
+        ) -> Result<(), CollectiveError> {
+            same_length(send.len(), recv.len())?;
             self.world()
-                .all_reduce_into(&send[..], data, SystemOperation::sum());
+                .all_reduce_into(send, recv, SystemOperation::sum());
             Ok(())
         }
 
-        fn all_reduce_f64(&self, data: &mut [f64]) -> Result<(), CollectiveError> {
-            let send = data.to_vec();
+        fn all_reduce_f64_into(
+            &self,
+            send: &[f64],
+            recv: &mut [f64],
+        ) -> Result<(), CollectiveError> {
+            same_length(send.len(), recv.len())?;
             self.world()
-                .all_reduce_into(&send[..], data, SystemOperation::sum());
+                .all_reduce_into(send, recv, SystemOperation::sum());
             Ok(())
         }
 

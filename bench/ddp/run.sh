@@ -17,6 +17,8 @@ echo "# $(date -u +%F) $(nproc) cores, $NP ranks"
 "$BIN" single | tee /tmp/kiln-ddp-single1.txt
 "${MPIRUN[@]}" "$BIN" mpi | tee /tmp/kiln-ddp-mpi.txt
 "$BIN" single | tee /tmp/kiln-ddp-single2.txt
+# For reference: one process using NP threads inside its kernels.
+"$BIN" single "$NP"
 # Speed-up against the mean of the two single-process passes.
 python3 - <<'PY'
 import re

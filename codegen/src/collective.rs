@@ -29,10 +29,24 @@ pub trait Collective: Send + Sync + std::fmt::Debug {
     fn rank(&self) -> usize;
     /// The number of processes.
     fn size(&self) -> usize;
+    /// Writes to `recv` the elementwise sum of every member's `send` (of the
+    /// same length as `recv`).
+    fn all_reduce_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CollectiveError>;
+    /// Writes to `recv` the elementwise sum of every member's `send` (of the
+    /// same length as `recv`).
+    fn all_reduce_f64_into(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CollectiveError>;
+
     /// Sums `data` elementwise over the group, in place.
-    fn all_reduce_f32(&self, data: &mut [f32]) -> Result<(), CollectiveError>;
+    fn all_reduce_f32(&self, data: &mut [f32]) -> Result<(), CollectiveError> {
+        let send = data.to_vec();
+        self.all_reduce_f32_into(&send, data)
+    }
+
     /// Sums `data` elementwise over the group, in place.
-    fn all_reduce_f64(&self, data: &mut [f64]) -> Result<(), CollectiveError>;
+    fn all_reduce_f64(&self, data: &mut [f64]) -> Result<(), CollectiveError> {
+        let send = data.to_vec();
+        self.all_reduce_f64_into(&send, data)
+    }
     /// Copies `root`'s `data` to every other member.
     fn broadcast(&self, data: &mut [u8], root: usize) -> Result<(), CollectiveError>;
 }

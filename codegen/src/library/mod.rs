@@ -233,8 +233,8 @@ pub fn fallback_calls() -> usize {
     FALLBACK_CALLS.with(|n| n.get())
 }
 
-/// `all_reduce`: the operand copied to the output, then summed over the group
-/// in place.
+/// `all_reduce`: the sum over the group of the operand, sent from its buffer
+/// (a strided operand is gathered first); without a group, the operand copied.
 ///
 /// # Safety
 /// As for [`run_call`].
@@ -244,29 +244,35 @@ unsafe fn all_reduce(
     collective: Option<&dyn Collective>,
 ) -> Result<(), String> {
     let input = &desc.inputs[0];
-    // SAFETY: guaranteed by the caller; the output holds the operand's type and a
-    // contiguous operand fills its buffer.
+    let gathered;
+    let send: *const u8 = if input.is_contiguous() {
+        ptr(input.access.buffer)
+    } else {
+        // SAFETY: guaranteed by the caller.
+        gathered = unsafe { movement::read(ptr(input.access.buffer), input) };
+        gathered.as_bytes().as_ptr()
+    };
+    let n = desc.out.1.shape.numel();
+    // SAFETY: `send` holds `n` elements of the operand's type, the output buffer
+    // holds the output (the same type) and aliases no operand.
     unsafe {
-        if input.is_contiguous() {
-            let bytes = desc.out.1.size_bytes();
-            std::ptr::copy_nonoverlapping(ptr(input.access.buffer), ptr(desc.out.0), bytes);
-        } else {
-            movement::write(
-                ptr(desc.out.0),
-                &movement::read(ptr(input.access.buffer), input),
-            );
-        }
+        let Some(group) = collective else {
+            std::ptr::copy_nonoverlapping(send, ptr(desc.out.0), desc.out.1.size_bytes());
+            return Ok(());
+        };
+        let result = match desc.out.1.dtype {
+            DType::F32 => group.all_reduce_f32_into(
+                std::slice::from_raw_parts(send as *const f32, n),
+                output(desc, ptr),
+            ),
+            DType::F64 => group.all_reduce_f64_into(
+                std::slice::from_raw_parts(send as *const f64, n),
+                output(desc, ptr),
+            ),
+            other => return Err(format!("all_reduce of {other} is not supported")),
+        };
+        result.map_err(|e| e.to_string())
     }
-    let Some(group) = collective else {
-        return Ok(());
-    };
-    // SAFETY: the output buffer holds the operand's type and aliases no operand.
-    let result = match desc.out.1.dtype {
-        DType::F32 => group.all_reduce_f32(unsafe { output(desc, ptr) }),
-        DType::F64 => group.all_reduce_f64(unsafe { output(desc, ptr) }),
-        other => return Err(format!("all_reduce of {other} is not supported")),
-    };
-    result.map_err(|e| e.to_string())
 }
 
 fn run_call(
