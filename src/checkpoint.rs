@@ -33,14 +33,37 @@ pub fn load_params(path: impl AsRef<Path>, params: &mut ParamStore) -> Result<()
 impl TrainStep {
     /// Saves the parameters and the optimizer state to `path` (safetensors,
     /// written atomically: a crash while saving leaves the previous file intact).
+    ///
+    /// In a data-parallel step only rank 0 writes (the members hold the same
+    /// parameters; batch-norm statistics are rank 0's); the others return `Ok`
+    /// without touching `path`, so every member may call it.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        if self.group().is_some_and(|g| g.rank() != 0) {
+            return Ok(());
+        }
         save_params(path, self.params())
     }
 
     /// Restores parameters and optimizer state saved by
     /// [`TrainStep::save_checkpoint`] from a step of the same model and optimizer.
     /// Training continues exactly where the saved step left off.
+    ///
+    /// In a data-parallel step every member calls it: rank 0 reads `path` and
+    /// sends the values to the others, which need not see the file; if rank 0
+    /// fails, every member returns an error.
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
-        load_params(path, self.params_mut())
+        let Some(group) = self.group().cloned() else {
+            return load_params(path, self.params_mut());
+        };
+        let loaded = match group.rank() {
+            0 => load_params(path, self.params_mut()),
+            _ => Ok(()),
+        };
+        let status = loaded.as_ref().map(|_| ()).map_err(ToString::to_string);
+        let agreed = crate::dist::check_all(&*group, status);
+        loaded?;
+        agreed?;
+        crate::dist::broadcast_params(&*group, self.params_mut())?;
+        Ok(())
     }
 }

@@ -2,11 +2,12 @@
 //! [`Network`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kiln_frontend::optim::Optimizer;
 use kiln_frontend::{BuildError, GraphBuilder, ParamStore, Tensor};
 use kiln_ir::{HostTensor, TensorType};
-use kiln_runtime::{CompileError, Executable, RunError};
+use kiln_runtime::{Collective, CompileError, Executable, RunError};
 
 use crate::{StepOutput, TrainError, TrainStep};
 
@@ -97,6 +98,8 @@ pub struct Network {
     params: ParamStore,
     steps: HashMap<Vec<TensorType>, TrainStep>,
     predictors: HashMap<Vec<TensorType>, Executable>,
+    /// The data-parallel group the training steps run in.
+    group: Option<Arc<dyn Collective>>,
 }
 
 impl Network {
@@ -117,6 +120,7 @@ impl Network {
             params: ParamStore::new(),
             steps: HashMap::new(),
             predictors: HashMap::new(),
+            group: None,
         }
     }
 
@@ -135,6 +139,16 @@ impl Network {
     /// The optimizer of the training steps.
     pub fn with_optimizer(mut self, optimizer: impl Optimizer + 'static) -> Network {
         self.optimizer = Some(Box::new(optimizer));
+        self
+    }
+
+    /// Trains data-parallel in `group` ([`crate::TrainStepBuilder::data_parallel`]):
+    /// every member calls [`Network::train`] with its part of each global batch.
+    /// Tracing a training step for new input types is a collective (it copies
+    /// rank 0's initial values to every member), so all members train on the same
+    /// sequence of input types.
+    pub fn data_parallel(mut self, group: Arc<dyn Collective>) -> Network {
+        self.group = Some(group);
         self
     }
 
@@ -230,13 +244,23 @@ impl Network {
             let x = Self::declare(&g, &self.inputs, xs);
             let t = Self::declare(&g, &self.targets, ts);
             let out = (self.forward)(&g, &x);
-            let step = TrainStep::new(&loss_fn(&out, &t), optimizer)?;
+            let mut builder = TrainStep::builder(&loss_fn(&out, &t));
+            if let Some(group) = &self.group {
+                builder = builder.data_parallel(group.clone());
+            }
+            let step = builder.build(optimizer)?;
             // What the shared store lacks (everything, on the first trace; the
             // optimizer's state after predictions only) starts at the step's values.
             for (name, value) in step.params().iter() {
                 if !self.params.contains(name) {
                     self.params.insert(name, value.clone());
                 }
+            }
+            // The store may hold values from before (predictions, a checkpoint
+            // loaded on one member): rank 0's win.
+            if let Some(group) = &self.group {
+                crate::dist::broadcast_params(&**group, &mut self.params)
+                    .map_err(TrainError::from)?;
             }
             self.steps.insert(key.clone(), step);
         }

@@ -253,3 +253,126 @@ fn a_step_makes_one_all_reduce_call_for_all_gradients_and_losses() {
         .sum();
     assert_eq!(ar[0].ty.shape.numel(), numel + 1);
 }
+
+#[test]
+fn rank_0_writes_the_checkpoint_and_sends_it_when_loading() {
+    let dir = kiln_testutil::TempDir::new("ddp-checkpoint");
+    let paths: Vec<std::path::PathBuf> = (0..2)
+        .map(|r| dir.path().join(format!("rank{r}.safetensors")))
+        .collect();
+    let paths = &paths;
+    // Train, each member saving to its own path: only rank 0's is written.
+    let trained: Vec<Values> = std::thread::scope(|s| {
+        let handles: Vec<_> = LocalGroup::new(2)
+            .into_iter()
+            .map(|member| {
+                s.spawn(move || {
+                    let rank = member.rank();
+                    let g = GraphBuilder::new("member");
+                    let loss = classifier(&g, 8, 1, false, 100 + rank as u64);
+                    let mut step = TrainStep::builder(&loss)
+                        .data_parallel(member)
+                        .build(&Adam::new(0.01))
+                        .unwrap();
+                    let (x, labels) = global_batch(0, 16);
+                    let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
+                    step.run(&[("x", &x), ("labels", &labels)]).unwrap();
+                    step.save_checkpoint(&paths[rank]).unwrap();
+                    values(&step)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(paths[0].exists() && !paths[1].exists());
+    // Fresh members with other initial values load: rank 1 is given the path rank
+    // 0 never wrote, and still gets rank 0's values. Then rank 0's file is missing:
+    // every member fails.
+    let results: Vec<(Values, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = LocalGroup::new(2)
+            .into_iter()
+            .map(|member| {
+                s.spawn(move || {
+                    let rank = member.rank();
+                    let g = GraphBuilder::new("member");
+                    let loss = classifier(&g, 8, 1, false, 500 + rank as u64);
+                    let mut step = TrainStep::builder(&loss)
+                        .data_parallel(member)
+                        .build(&Adam::new(0.01))
+                        .unwrap();
+                    step.load_checkpoint(&paths[rank]).unwrap();
+                    let loaded = values(&step);
+                    let missing = paths[0].with_extension("missing");
+                    let err = step.load_checkpoint(&missing).unwrap_err().to_string();
+                    (loaded, err)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (loaded, err)) in results.iter().enumerate() {
+        assert_eq!(loaded, &trained[0], "rank {rank}");
+        let want = if rank == 0 {
+            "missing"
+        } else {
+            "rank 0 of 2 stopped"
+        };
+        assert!(err.contains(want), "rank {rank}: {err}");
+    }
+}
+
+fn network() -> kiln::Network {
+    kiln::Network::new("net", &["x"], |g, x| {
+        let mut rng = Rng::seed(9);
+        let fc1 = nn::Linear::new(g, "fc1", FEATURES, 8, &mut rng);
+        let fc2 = nn::Linear::new(g, "fc2", 8, CLASSES, &mut rng);
+        fc2.forward(&fc1.forward(&x[0]).relu())
+    })
+    .with_loss(&["labels"], |logits, t| loss::cross_entropy(logits, &t[0]))
+    .with_optimizer(Adam::new(0.01))
+}
+
+#[test]
+fn a_network_trains_data_parallel_like_one_process() {
+    let mut one = network();
+    for s in 0..STEPS {
+        let (x, labels) = global_batch(s, 16);
+        one.train(&[("x", &x), ("labels", &labels)]).unwrap();
+    }
+    let got: Vec<Vec<(String, Vec<f64>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = LocalGroup::new(2)
+            .into_iter()
+            .map(|member| {
+                s.spawn(move || {
+                    let rank = member.rank();
+                    let mut net = network().data_parallel(member);
+                    if rank == 1 {
+                        // A prediction fills rank 1's store before training; then
+                        // its values drift. Training starts from rank 0's anyway.
+                        let (x, _) = global_batch(0, 2);
+                        net.predict(&[("x", &x)]).unwrap();
+                        let bias = HostTensor::full(DType::F32, [8], 5.0);
+                        net.params_mut().set("fc1.bias", bias).unwrap();
+                    }
+                    for st in 0..STEPS {
+                        let (x, labels) = global_batch(st, 16);
+                        let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
+                        net.train(&[("x", &x), ("labels", &labels)]).unwrap();
+                    }
+                    net.params()
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_f64_vec()))
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, params) in got.iter().enumerate() {
+        for (name, v) in params {
+            let want = one.params().get(name).unwrap().to_f64_vec();
+            let d = max_diff(&want, v);
+            assert!(d < TOLERANCE, "{name} on rank {rank} differs by {d}");
+        }
+    }
+}

@@ -69,6 +69,10 @@ pub enum CheckpointError {
     /// Two tensors to save have the same name.
     #[error("tensor `{0}` is given twice")]
     DuplicateName(String),
+    /// A data-parallel group could not share the checkpoint, or the member that
+    /// read it failed.
+    #[error(transparent)]
+    Group(#[from] kiln_codegen::collective::CollectiveError),
 }
 
 fn list(mismatches: &[Mismatch]) -> String {
