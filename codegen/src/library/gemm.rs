@@ -47,32 +47,68 @@ trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
         c: *mut Self,
         rsc: isize,
     );
+
+    /// `c = a · b` by an unpacked kernel where one applies (f32 with few rows,
+    /// [`super::few_rows`]); false where none does.
+    ///
+    /// # Safety
+    /// As for [`packed`].
+    unsafe fn unpacked(_g: &GemmBlock, _a: *const Self, _b: *const Self, _c: *mut Self) -> bool {
+        false
+    }
 }
 
-macro_rules! packed_impl {
-    ($t:ty, $f:path) => {
-        impl Packed for $t {
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: *const Self,
-                (rsa, csa): (isize, isize),
-                b: *const Self,
-                (rsb, csb): (isize, isize),
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-            ) {
-                // SAFETY: guaranteed by the caller.
-                unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
-            }
-        }
-    };
+impl Packed for f32 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        (rsa, csa): (isize, isize),
+        b: *const Self,
+        (rsb, csb): (isize, isize),
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+    ) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
+    }
+
+    unsafe fn unpacked(g: &GemmBlock, a: *const Self, b: *const Self, c: *mut Self) -> bool {
+        use super::few_rows::{Strided, product};
+        let a = Strided {
+            ptr: a,
+            rs: g.ra,
+            cs: g.ca,
+        };
+        let b = Strided {
+            ptr: b,
+            rs: g.rb,
+            cs: g.cb,
+        };
+        // SAFETY: guaranteed by the caller.
+        unsafe { product(g.m, g.k, g.n, a, b, c, g.ldc) }
+    }
 }
 
-packed_impl!(f32, matrixmultiply::sgemm);
-packed_impl!(f64, matrixmultiply::dgemm);
+impl Packed for f64 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        (rsa, csa): (isize, isize),
+        b: *const Self,
+        (rsb, csb): (isize, isize),
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+    ) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
+    }
+}
 
 /// `c = beta·c + a · b` for one block: the one call into matrixmultiply.
 ///
@@ -231,7 +267,9 @@ unsafe fn block_with_bias<T: Packed>(g: &GemmBlock, at: Block) {
     let c = ptr(at.c);
     // SAFETY: guaranteed by the caller.
     unsafe {
-        packed(g, ptr(at.a), ptr(at.b), T::default(), c);
+        if !T::unpacked(g, ptr(at.a), ptr(at.b), c) {
+            packed(g, ptr(at.a), ptr(at.b), T::default(), c);
+        }
         if let Some((base, offset, relu)) = at.bias {
             let bias = std::slice::from_raw_parts(ptr((base, offset)), g.n);
             for i in 0..g.m {

@@ -19,7 +19,7 @@
 /// `acc + a·b`, fused where the variant has FMA (a separate multiply and add
 /// otherwise: `mul_add` without hardware FMA is a slow library call).
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
+pub(super) fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
     if FMA { a.mul_add(b, acc) } else { a * b + acc }
 }
 
@@ -108,14 +108,14 @@ fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
 /// The instruction sets the kernels are compiled for, best first.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum Isa {
+pub(super) enum Isa {
     Avx512,
     Avx2,
     Baseline,
 }
 
 /// The best of [`Isa`] this machine runs (`is_x86_feature_detected!` caches).
-fn isa() -> Isa {
+pub(super) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
