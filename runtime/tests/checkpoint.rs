@@ -313,7 +313,12 @@ fn a_killed_writer_always_leaves_a_loadable_checkpoint() {
     let (mut loaded, mut leftovers) = (0, 0);
     for round in 0..40u64 {
         let mut child = std::process::Command::new(&exe)
-            .args(["--ignored", "--exact", "checkpoint_writer", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "checkpoint_writer",
+                "--test-threads=1",
+            ])
             .env("KILN_CHECKPOINT_WRITER", &path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -327,8 +332,20 @@ fn a_killed_writer_always_leaves_a_loadable_checkpoint() {
         if path.exists() {
             let t = checkpoint::load(&path)
                 .unwrap_or_else(|e| panic!("round {round}: the checkpoint does not load: {e}"));
-            let version = t.iter().find(|(n, _)| n == "v").unwrap().1.as_i32().unwrap()[0];
-            let w = t.iter().find(|(n, _)| n == "w").unwrap().1.as_f32().unwrap();
+            let version = t
+                .iter()
+                .find(|(n, _)| n == "v")
+                .unwrap()
+                .1
+                .as_i32()
+                .unwrap()[0];
+            let w = t
+                .iter()
+                .find(|(n, _)| n == "w")
+                .unwrap()
+                .1
+                .as_f32()
+                .unwrap();
             assert_eq!(w.len(), 1 << 20, "round {round}");
             assert!(
                 w.iter().all(|&x| x == version as f32),
@@ -340,7 +357,10 @@ fn a_killed_writer_always_leaves_a_loadable_checkpoint() {
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             if name != "m.safetensors" {
-                assert!(name.starts_with(".m.safetensors.tmp-"), "unexpected file {name}");
+                assert!(
+                    name.starts_with(".m.safetensors.tmp-"),
+                    "unexpected file {name}"
+                );
                 leftovers += 1;
                 std::fs::remove_file(dir.join(&name)).unwrap();
             }
@@ -349,6 +369,9 @@ fn a_killed_writer_always_leaves_a_loadable_checkpoint() {
     // Most kills came after saves had completed, so the check above ran (measured:
     // 37 of 40 rounds, 21 kills in the middle of a save; the bound leaves room for
     // a loaded machine starting the writer slowly).
-    assert!(loaded >= 10, "only {loaded} of 40 rounds had a checkpoint to load");
+    assert!(
+        loaded >= 10,
+        "only {loaded} of 40 rounds had a checkpoint to load"
+    );
     eprintln!("{loaded} checkpoints loaded intact; {leftovers} kills landed mid-save");
 }

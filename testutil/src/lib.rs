@@ -7,10 +7,13 @@
 //! - [`near`] and [`near_or_same`]: the relative tolerance most numeric tests use;
 //! - [`ulps_apart`] and [`agrees`]: the sharper comparison of the differential
 //!   tests (units in the last place, signed zeros, NaN);
-//! - [`assert_w1_result`]: the expected outcome of the W1 workload.
+//! - [`assert_w1_result`]: the expected outcome of the W1 workload;
+//! - [`graphs::random_graph`]: random valid graphs over every op.
 //!
 //! It depends on `kiln-ir` only, so every crate's integration tests can use it,
 //! `kiln-ir`'s included.
+
+pub mod graphs;
 
 use std::path::{Path, PathBuf};
 

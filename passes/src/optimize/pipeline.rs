@@ -170,11 +170,13 @@ impl Pipeline {
     }
 
     /// What a compile runs before scheduling: the optimizer with `config`, or
-    /// nothing (`None`: the graph is compiled as given).
+    /// only dead-code elimination (`None`: the graph is compiled as given, bar the
+    /// nodes no output needs, which the interpreter does not evaluate either: a
+    /// dead `gather` with an index out of range is no error).
     pub fn for_compile(config: Option<&OptimizeConfig>) -> Self {
         match config {
             Some(c) => Pipeline::new().then(Pass::optimize(c.clone())),
-            None => Pipeline::new(),
+            None => Pipeline::new().then(Pass::dce()),
         }
     }
 

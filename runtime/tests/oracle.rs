@@ -1,0 +1,306 @@
+//! The differential oracle: random valid graphs over every op
+//! (`kiln_testutil::graphs`), and their gradients, compiled with and without the
+//! optimizer, against the reference interpreter, with a tolerance that tells
+//! real bugs from rounding.
+//!
+//! Each graph also runs in the interpreter with every f32 replaced by f64 (its
+//! "twin"), the best answer at hand. A compiled output element is accepted when
+//! it agrees with the f32 interpreter (64 ulps, or 1e-4 relative to
+//! `max(|x|, 1)`: reassociation, fused multiply-adds, the f32 approximations), or
+//! when it is no further from the f64 answer than 4 times the f32 interpreter's
+//! own error plus 1e-5 relative: where the f32 interpreter is far from the truth
+//! (amplification near `log(0)`, huge constants, cancellation), rounding is
+//! expected, and the compiled code may differ as much. A real bug is an element
+//! far from the f32 interpreter *and* from the truth, where the f32 interpreter is
+//! close to it. Integer and boolean outputs must equal either interpreter's, and
+//! non-finite values must have the class (NaN, +inf, -inf) of one of them.
+//!
+//! `cargo test -p kiln-runtime --test oracle` runs a fixed sample of seeds. The
+//! long run: `KILN_ORACLE_GRAPHS=100000 cargo test --release -p kiln-runtime
+//! --test oracle -- --nocapture` (seeds from `KILN_ORACLE_FIRST`, default 0),
+//! reporting how many graphs and elements it compared.
+
+use std::collections::HashMap;
+
+use kiln_ir::{DType, Graph, HostTensor, NodeId, Op, Scan, TensorType, interp};
+use kiln_runtime::{CompileOptions, Executable};
+use kiln_testutil::graphs::random_graph;
+use kiln_testutil::{Rng, agrees};
+
+/// `ty` with f32 widened to f64.
+fn widen(ty: &TensorType) -> TensorType {
+    match ty.dtype {
+        DType::F32 => TensorType::new(DType::F64, ty.shape.clone()),
+        _ => ty.clone(),
+    }
+}
+
+fn widen_dtype(d: DType) -> DType {
+    if d == DType::F32 { DType::F64 } else { d }
+}
+
+/// `g` with every f32 value computed in f64 (arguments, literals, casts to f32,
+/// `one_hot` results, loop bodies); `random_uniform` keeps its f32 draws, widened
+/// after, so both graphs see the same random numbers. Arguments keep their order.
+fn twin(g: &Graph) -> Graph {
+    let mut out = Graph::new(g.name());
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for &a in g.args() {
+        let node = g.node(a);
+        let name = node.name.clone().unwrap_or_default();
+        let id = match node.op {
+            Op::Param => out.param(&name, widen(&node.ty)),
+            _ => out.input(&name, widen(&node.ty)),
+        }
+        .expect("distinct argument names");
+        map.insert(a, id);
+    }
+    for id in g.topo_order().expect("valid graph") {
+        if map.contains_key(&id) {
+            continue;
+        }
+        let node = g.node(id);
+        let operands: Vec<NodeId> = g.operands(id).iter().map(|o| map[o]).collect();
+        let new = match &node.op {
+            Op::Const(t) => out.constant(t.cast(widen_dtype(t.dtype()))),
+            Op::RandomUniform {
+                dtype: DType::F32, ..
+            } => {
+                let r = out.add(node.op.clone(), &operands).expect("as in g");
+                out.add(Op::Cast(DType::F64), &[r]).expect("float to f64")
+            }
+            op => {
+                let op = match op {
+                    Op::Cast(to) => Op::Cast(widen_dtype(*to)),
+                    Op::OneHot { depth, dtype } => Op::OneHot {
+                        depth: *depth,
+                        dtype: widen_dtype(*dtype),
+                    },
+                    Op::Scan(s) => Op::Scan(Scan {
+                        body: kiln_ir::Body(std::sync::Arc::new(twin(&s.body.0))),
+                        ..s.clone()
+                    }),
+                    other => other.clone(),
+                };
+                out.add(op, &operands)
+                    .unwrap_or_else(|e| panic!("the f64 twin of %{}: {e}\n{g}", id.index()))
+            }
+        };
+        map.insert(id, new);
+    }
+    for o in g.outputs() {
+        out.output(map[&o.node], o.name.as_deref());
+    }
+    out
+}
+
+/// Arguments for `g`: floats in [-3, 3] away from zero, some exactly ±0.5 (ties
+/// for comparisons and max), i32 in [-1, 5) (indices, some out of range), bools.
+fn arguments(g: &Graph, rng: &mut Rng) -> Vec<HostTensor> {
+    g.args()
+        .iter()
+        .map(|&a| {
+            let ty = &g.node(a).ty;
+            HostTensor::from_fn(ty, |_| match ty.dtype {
+                DType::F32 | DType::F64 => {
+                    if rng.chance(0.05) {
+                        if rng.chance(0.5) { 0.5 } else { -0.5 }
+                    } else {
+                        let v = rng.uniform(0.05, 3.0);
+                        if rng.chance(0.5) { v } else { -v }
+                    }
+                }
+                DType::I32 => rng.below(6) as f64 - 1.0,
+                DType::Bool => f64::from(u8::from(rng.chance(0.5))),
+            })
+        })
+        .collect()
+}
+
+/// Whether compiled element `got` is accepted against the f32 interpreter's `f32v`
+/// and the f64 twin's `f64v` (see the file's documentation).
+fn accepted(got: f64, f32v: f64, f64v: f64, dtype: DType) -> bool {
+    if !dtype.is_float() {
+        return got == f32v || got == f64v;
+    }
+    if agrees(got, f32v, dtype, 64, 1e-4) {
+        return true;
+    }
+    let class = |x: f64| {
+        (
+            x.is_nan(),
+            x.is_infinite() && x > 0.0,
+            x.is_infinite() && x < 0.0,
+        )
+    };
+    if !got.is_finite() || !f32v.is_finite() || !f64v.is_finite() {
+        return got.is_finite() == f64v.is_finite()
+            && (!got.is_finite() && class(got) == class(f64v));
+    }
+    (got - f64v).abs() <= 4.0 * (f32v - f64v).abs() + 1e-5 * f64v.abs().max(1.0)
+}
+
+/// What one comparison found.
+#[derive(Default)]
+struct Tally {
+    graphs: usize,
+    /// Graphs the interpreter rejects at run time (an index out of range, an
+    /// integer division by zero): the compiled code must fail too.
+    rejected: usize,
+    elements: usize,
+    disagreements: Vec<String>,
+}
+
+/// Compiles `g` with and without the optimizer and compares every output
+/// element with the interpreters.
+fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
+    let want = interp::run(g, args);
+    let compiled: Vec<(&str, Result<Vec<HostTensor>, String>)> =
+        [("unoptimized", false), ("optimized", true)]
+            .into_iter()
+            .map(|(name, optimize)| {
+                let options = CompileOptions {
+                    optimize,
+                    threads: 1,
+                    ..CompileOptions::default()
+                };
+                let result = Executable::compile_with(g, &options)
+                    .map_err(|e| format!("compile: {e}"))
+                    .and_then(|mut exe| exe.run(args).map_err(|e| format!("run: {e}")));
+                (name, result)
+            })
+            .collect();
+    let want = match want {
+        Ok(w) => w,
+        Err(_) => {
+            tally.rejected += 1;
+            for (name, got) in &compiled {
+                if got.is_ok() {
+                    tally.disagreements.push(format!(
+                        "{label} {name}: the interpreter fails, the compiled code runs"
+                    ));
+                }
+            }
+            return;
+        }
+    };
+    let args64: Vec<HostTensor> = args
+        .iter()
+        .map(|a| a.cast(widen_dtype(a.dtype())))
+        .collect();
+    let truth = interp::run(&twin(g), &args64).expect("the f64 twin runs where the f32 graph does");
+    tally.graphs += 1;
+    for (name, got) in compiled {
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                tally.disagreements.push(format!("{label} {name}: {e}"));
+                continue;
+            }
+        };
+        for (o, ((g_out, w_out), t_out)) in got.iter().zip(&want).zip(&truth).enumerate() {
+            for i in 0..w_out.numel() {
+                let (x, w, t) = (g_out.get_f64(i), w_out.get_f64(i), t_out.get_f64(i));
+                tally.elements += 1;
+                if !accepted(x, w, t, w_out.dtype()) {
+                    tally.disagreements.push(format!(
+                        "{label} {name}: output {o} element {i}: compiled {x:e}, f32 interpreter {w:e}, f64 {t:e}"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The gradient graph of `g`'s first float output, summed, with respect to its
+/// float arguments (`None` where there is none, or autodiff refuses).
+fn gradient(g: &Graph) -> Option<Graph> {
+    let first = g
+        .outputs()
+        .iter()
+        .find(|o| g.node(o.node).ty.dtype.is_float())?;
+    let mut g = g.clone();
+    let ty = g.node(first.node).ty.clone();
+    let axes: Vec<usize> = (0..ty.shape.rank()).collect();
+    let loss = g
+        .add(
+            Op::Reduce {
+                kind: kiln_ir::ReduceOp::Sum,
+                axes,
+                keepdims: false,
+            },
+            &[first.node],
+        )
+        .ok()?;
+    let wrt: Vec<NodeId> = g
+        .args()
+        .iter()
+        .copied()
+        .filter(|&a| g.node(a).ty.dtype.is_float())
+        .collect();
+    if wrt.is_empty() {
+        return None;
+    }
+    let grads = kiln_passes::grad(&g, loss, &wrt).ok()?;
+    let mut out = grads.graph;
+    out.set_outputs(Vec::new());
+    for (k, &d) in grads.grads.iter().enumerate() {
+        out.output(d, Some(&format!("d{k}")));
+    }
+    Some(out)
+}
+
+/// Runs seeds `first..first + count`: each graph and its gradient.
+fn run(first: u64, count: u64) -> Tally {
+    let mut tally = Tally::default();
+    for seed in first..first + count {
+        let g = random_graph(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0ac1e);
+        if g.outputs().is_empty() {
+            continue;
+        }
+        let mut rng = Rng::new(seed);
+        let args = arguments(&g, &mut rng);
+        compare(&format!("seed {seed}"), &g, &args, &mut tally);
+        if let Some(dg) = gradient(&g) {
+            compare(&format!("seed {seed} gradient"), &dg, &args, &mut tally);
+        }
+    }
+    tally
+}
+
+#[test]
+fn random_graphs_and_their_gradients_agree_with_the_interpreters() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (first, count) = (env("KILN_ORACLE_FIRST", 0), env("KILN_ORACLE_GRAPHS", 150));
+    let tally = run(first, count);
+    eprintln!(
+        "oracle: seeds {first}..{}: {} graphs and gradients compared ({} elements, each compiled twice), {} rejected by the interpreter, {} disagreements",
+        first + count,
+        tally.graphs,
+        tally.elements,
+        tally.rejected,
+        tally.disagreements.len()
+    );
+    assert!(
+        tally.graphs > count as usize / 2,
+        "too few graphs ran: {}",
+        tally.graphs
+    );
+    assert!(
+        tally.disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        tally.disagreements.len(),
+        tally
+            .disagreements
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
