@@ -94,8 +94,13 @@ fn twin(g: &Graph) -> Graph {
     out
 }
 
-/// Arguments for `g`: floats in [-3, 3] away from zero, some exactly ±0.5 (ties
-/// for comparisons and max), i32 in [-1, 5) (indices, some out of range), bools.
+/// Edge values among the float arguments: ties, signed zeros, a huge and a tiny
+/// magnitude (the rewrite rules' corner cases: `x + 0` at -0, `log(exp x)` where
+/// `exp` overflows).
+const EDGES: [f64; 8] = [0.5, -0.5, 0.0, -0.0, 1.0, 1e4, -1e30, 1e-30];
+
+/// Arguments for `g`: floats mostly in ±[0.05, 3], one in ten an edge value
+/// ([`EDGES`]); i32 in [-1, 5) (indices, some out of range); bools.
 fn arguments(g: &Graph, rng: &mut Rng) -> Vec<HostTensor> {
     g.args()
         .iter()
@@ -103,8 +108,8 @@ fn arguments(g: &Graph, rng: &mut Rng) -> Vec<HostTensor> {
             let ty = &g.node(a).ty;
             HostTensor::from_fn(ty, |_| match ty.dtype {
                 DType::F32 | DType::F64 => {
-                    if rng.chance(0.05) {
-                        if rng.chance(0.5) { 0.5 } else { -0.5 }
+                    if rng.chance(0.1) {
+                        EDGES[rng.below(EDGES.len())]
                     } else {
                         let v = rng.uniform(0.05, 3.0);
                         if rng.chance(0.5) { v } else { -v }
