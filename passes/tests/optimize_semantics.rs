@@ -265,3 +265,66 @@ fn ten_layer_step_stops_within_limits() {
             | StopReason::TimeLimit(_)
     ));
 }
+
+/// Arguments of `g` (all f64 here) drawn from edge values: signed zeros, ties,
+/// infinities and NaN. No huge or tiny finite values: there the original's own
+/// rounding decides (`a·b + c` fused into one `fma` keeps bits the separate
+/// product drops, so a cancellation to 0 becomes ±1e283; `log(exp(1e-300))` is 0
+/// but its rewrite 1e-300, which flips a later `> 0`), and a rewrite exact in real
+/// arithmetic may differ from it, as ARCHITECTURE.md documents; the oracle of
+/// `kiln-runtime` judges such cases against an f64 twin.
+fn edge_args(g: &Graph, seed: u64) -> Vec<kiln_ir::HostTensor> {
+    const EDGES: [f64; 9] = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -2.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    let mut rng = kiln_testutil::Rng::new(seed);
+    g.args()
+        .iter()
+        .map(|&a| kiln_ir::HostTensor::from_fn(&g.node(a).ty, |_| EDGES[rng.below(EDGES.len())]))
+        .collect()
+}
+
+#[test]
+fn random_graphs_keep_their_values_on_edge_data() {
+    let config = Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let steps = prop::collection::vec((0u8..20, 0usize..64, 0usize..64), 1..14);
+    runner
+        .run(&steps, |steps| {
+            let g = random_graph(&steps);
+            let (opt, _) = optimize(&g).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for seed in 0..4 {
+                let args = edge_args(&g, seed);
+                let want = interp::run(&g, &args).unwrap();
+                let got = interp::run(&opt, &args).unwrap();
+                prop_assert_eq!(got.len(), want.len(), "output count");
+                for (w, o) in want.iter().zip(&got) {
+                    for i in 0..w.numel() {
+                        let (a, b) = (o.get_f64(i), w.get_f64(i));
+                        // Values up to rounding; NaN and infinities exactly; the sign
+                        // of a zero is not kept (`log(exp(-0))` is +0, its rewrite
+                        // -0), as in XLA's algebraic simplifier.
+                        let same = (a.is_nan() && b.is_nan())
+                            || a == b
+                            || (a.is_finite() && b.is_finite() && near(a, b, 1e-9));
+                        prop_assert!(same, "element {i}: optimized {a:e}, original {b:e}\n{g}");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
