@@ -252,7 +252,7 @@ fn bits(d: &TensorData) -> Vec<u64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6b69_6c6e_0002), ..ProptestConfig::default() })]
+    #![proptest_config(kiln_testutil::proptest_config(256, 0x6b69_6c6e_0002))]
 
     #[test]
     fn print_parse_print_round_trips(seed in any::<u64>()) {

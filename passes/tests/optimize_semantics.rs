@@ -14,7 +14,7 @@ use kiln_passes::optimize::{OptimizeConfig, StopReason, optimize, optimize_with}
 use kiln_testutil::near;
 use optimize_util::{assert_close, assert_same_signature, random_args, train_step};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::TestRunner;
 
 /// Optimizes `g` and compares outputs on `seeds` random argument sets.
 fn check(what: &str, g: &Graph, int_bound: usize, rtol: f64, atol: f64) -> Graph {
@@ -115,13 +115,7 @@ fn random_graph(steps: &[(u8, usize, usize)]) -> Graph {
 
 #[test]
 fn random_graphs_keep_their_values() {
-    let config = Config {
-        cases: 96,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner = TestRunner::new(kiln_testutil::proptest_config(96, 0x6b69_6c6e_0004));
     let steps = prop::collection::vec((0u8..20, 0usize..64, 0usize..64), 1..14);
     runner
         .run(&steps, |steps| {
@@ -294,13 +288,7 @@ fn edge_args(g: &Graph, seed: u64) -> Vec<kiln_ir::HostTensor> {
 
 #[test]
 fn random_graphs_keep_their_values_on_edge_data() {
-    let config = Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner = TestRunner::new(kiln_testutil::proptest_config(256, 0x6b69_6c6e_0005));
     let steps = prop::collection::vec((0u8..20, 0usize..64, 0usize..64), 1..14);
     runner
         .run(&steps, |steps| {

@@ -113,7 +113,7 @@ fn agree(op: Op, args: &[TensorType], tol: f64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6b69_6c6e_0003), ..ProptestConfig::default() })]
+    #![proptest_config(kiln_testutil::proptest_config(64, 0x6b69_6c6e_0003))]
 
     #[test]
     fn convolutions_match_the_interpreter(g in geometry()) {

@@ -6,18 +6,24 @@
 //! relative tolerance of 1e-4 covers the optimizer's reassociation and fusion (e.g.
 //! `a*b+c` becoming one `fma` with a single rounding). Unoptimized, the JIT runs the
 //! interpreter's operations, bar the f32 approximations (2 ulp) and the summation
-//! order of reductions: 1e-6 there.
+//! order of reductions: 1e-6 there. An element outside these bounds is judged by
+//! the differential oracle (`kiln_testutil::graphs::accepted`): it passes only if
+//! it is about as close to the graph's f64 value as the f32 interpreter is (a sum
+//! of 2023 terms in another order differs by 1e-2 where both are that far from
+//! the f64 sum). Graphs come from recipes of choices, so a failure shrinks;
+//! `KILN_PROPTEST_CASES=N` runs N random cases.
 
 use kiln_ir::{
     BinaryOp, DType, Graph, HostTensor, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp, interp,
 };
 use kiln_runtime::{CompileOptions, Executable};
-use kiln_testutil::Rng;
+use kiln_testutil::graphs::{accepted, twin};
+use kiln_testutil::{Draw, Recipe, Rng};
 use proptest::prelude::*;
 
-/// A random graph over one or two f32 inputs of a random 2-D or 3-D shape.
-fn random_graph(seed: u64) -> (Graph, Vec<HostTensor>) {
-    let mut r = Rng(seed | 1);
+/// A random graph over one or two f32 inputs of a random 2-D or 3-D shape, and
+/// its argument values, from the choices of `r`.
+fn random_graph(r: &mut impl Draw) -> (Graph, Vec<HostTensor>) {
     let sizes = [1, 3, 4, 5, 7, 17];
     let rank = 2 + r.below(2);
     let dims: Vec<usize> = (0..rank).map(|_| sizes[r.below(sizes.len())]).collect();
@@ -26,9 +32,8 @@ fn random_graph(seed: u64) -> (Graph, Vec<HostTensor>) {
     let x = g.input("x", ty.clone()).unwrap();
     let y = g.input("y", ty.clone()).unwrap();
     let mut pool: Vec<NodeId> = vec![x, y];
-    let pick = |r: &mut Rng, pool: &[NodeId]| pool[r.below(pool.len())];
     for _ in 0..(4 + r.below(10)) {
-        let a = pick(&mut r, &pool);
+        let a = pool[r.below(pool.len())];
         let at = g.node(a).ty.clone();
         let same: Vec<NodeId> = pool
             .iter()
@@ -166,18 +171,21 @@ fn agree(g: &Graph, values: &[HostTensor], options: &CompileOptions) -> Result<(
             g.outputs().len()
         ));
     }
-    // The last output is the sum of the first: its rounding error scales with the
-    // magnitudes summed (the JIT sums in another order), not with the result.
-    let summed: f64 = want[0].to_f64_vec().iter().map(|v| v.abs()).sum();
+    // The graph in f64, for the elements where the JIT and the f32 interpreter
+    // differ by more than `rel`: the last output sums the first in another order,
+    // with an error that scales with the magnitudes summed and their number.
+    let mut truth: Option<Vec<HostTensor>> = None;
     for (o, (a, b)) in got.iter().zip(&want).enumerate() {
         for i in 0..b.numel() {
             let (x, y) = (a.get_f64(i), b.get_f64(i));
-            let tol = if o == got.len() - 1 {
-                1e-5 * summed + rel * (1.0 + y.abs())
-            } else {
-                rel * (1.0 + y.abs())
-            };
-            if !(x - y).abs().le(&tol) {
+            if (x - y).abs() <= rel * (1.0 + y.abs()) {
+                continue;
+            }
+            let t = truth.get_or_insert_with(|| {
+                let wide: Vec<HostTensor> = values.iter().map(|v| v.cast(DType::F64)).collect();
+                interp::run(&twin(g), &wide).expect("the f64 twin runs")
+            });
+            if !accepted(x, y, t[o].get_f64(i), DType::F32) {
                 return Err(format!(
                     "output {o}[{i}]: jit {x}, interpreter {y}\n{g}\n{}",
                     exe.program()
@@ -189,11 +197,12 @@ fn agree(g: &Graph, values: &[HostTensor], options: &CompileOptions) -> Result<(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6b69_6c6e_0001), ..ProptestConfig::default() })]
+    #![proptest_config(kiln_testutil::proptest_config(96, 0x6b69_6c6e_0001))]
 
+    /// A recipe of choices, so that a failure shrinks to a small graph.
     #[test]
-    fn random_fused_graphs_match_the_interpreter(seed in any::<u64>()) {
-        let (g, values) = random_graph(seed);
+    fn random_fused_graphs_match_the_interpreter(recipe in prop::collection::vec(any::<u64>(), 0..160)) {
+        let (g, values) = random_graph(&mut Recipe::new(recipe));
         agree(&g, &values, &CompileOptions::unoptimized()).map_err(TestCaseError::fail)?;
         agree(&g, &values, &CompileOptions::default()).map_err(TestCaseError::fail)?;
     }
@@ -209,7 +218,7 @@ fn former_failures_stay_fixed() {
         13940974989318872940,
         3185131290368437802,
     ] {
-        let (g, values) = random_graph(seed);
+        let (g, values) = random_graph(&mut Rng(seed | 1));
         agree(&g, &values, &CompileOptions::unoptimized()).unwrap();
         agree(&g, &values, &CompileOptions::default()).unwrap();
     }

@@ -20,79 +20,10 @@
 //! --test oracle -- --nocapture` (seeds from `KILN_ORACLE_FIRST`, default 0),
 //! reporting how many graphs and elements it compared.
 
-use std::collections::HashMap;
-
-use kiln_ir::{DType, Graph, HostTensor, NodeId, Op, Scan, TensorType, interp};
+use kiln_ir::{DType, Graph, HostTensor, NodeId, Op, interp};
 use kiln_runtime::{CompileOptions, Executable};
-use kiln_testutil::graphs::random_graph;
-use kiln_testutil::{Rng, agrees};
-
-/// `ty` with f32 widened to f64.
-fn widen(ty: &TensorType) -> TensorType {
-    match ty.dtype {
-        DType::F32 => TensorType::new(DType::F64, ty.shape.clone()),
-        _ => ty.clone(),
-    }
-}
-
-fn widen_dtype(d: DType) -> DType {
-    if d == DType::F32 { DType::F64 } else { d }
-}
-
-/// `g` with every f32 value computed in f64 (arguments, literals, casts to f32,
-/// `one_hot` results, loop bodies); `random_uniform` keeps its f32 draws, widened
-/// after, so both graphs see the same random numbers. Arguments keep their order.
-fn twin(g: &Graph) -> Graph {
-    let mut out = Graph::new(g.name());
-    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
-    for &a in g.args() {
-        let node = g.node(a);
-        let name = node.name.clone().unwrap_or_default();
-        let id = match node.op {
-            Op::Param => out.param(&name, widen(&node.ty)),
-            _ => out.input(&name, widen(&node.ty)),
-        }
-        .expect("distinct argument names");
-        map.insert(a, id);
-    }
-    for id in g.topo_order().expect("valid graph") {
-        if map.contains_key(&id) {
-            continue;
-        }
-        let node = g.node(id);
-        let operands: Vec<NodeId> = g.operands(id).iter().map(|o| map[o]).collect();
-        let new = match &node.op {
-            Op::Const(t) => out.constant(t.cast(widen_dtype(t.dtype()))),
-            Op::RandomUniform {
-                dtype: DType::F32, ..
-            } => {
-                let r = out.add(node.op.clone(), &operands).expect("as in g");
-                out.add(Op::Cast(DType::F64), &[r]).expect("float to f64")
-            }
-            op => {
-                let op = match op {
-                    Op::Cast(to) => Op::Cast(widen_dtype(*to)),
-                    Op::OneHot { depth, dtype } => Op::OneHot {
-                        depth: *depth,
-                        dtype: widen_dtype(*dtype),
-                    },
-                    Op::Scan(s) => Op::Scan(Scan {
-                        body: kiln_ir::Body(std::sync::Arc::new(twin(&s.body.0))),
-                        ..s.clone()
-                    }),
-                    other => other.clone(),
-                };
-                out.add(op, &operands)
-                    .unwrap_or_else(|e| panic!("the f64 twin of %{}: {e}\n{g}", id.index()))
-            }
-        };
-        map.insert(id, new);
-    }
-    for o in g.outputs() {
-        out.output(map[&o.node], o.name.as_deref());
-    }
-    out
-}
+use kiln_testutil::Rng;
+use kiln_testutil::graphs::{accepted, random_graph, twin, widen_dtype};
 
 /// Edge values among the float arguments: ties, signed zeros, a huge and a tiny
 /// magnitude (the rewrite rules' corner cases: `x + 0` at -0, `log(exp x)` where
@@ -120,29 +51,6 @@ fn arguments(g: &Graph, rng: &mut Rng) -> Vec<HostTensor> {
             })
         })
         .collect()
-}
-
-/// Whether compiled element `got` is accepted against the f32 interpreter's `f32v`
-/// and the f64 twin's `f64v` (see the file's documentation).
-fn accepted(got: f64, f32v: f64, f64v: f64, dtype: DType) -> bool {
-    if !dtype.is_float() {
-        return got == f32v || got == f64v;
-    }
-    if agrees(got, f32v, dtype, 64, 1e-4) {
-        return true;
-    }
-    let class = |x: f64| {
-        (
-            x.is_nan(),
-            x.is_infinite() && x > 0.0,
-            x.is_infinite() && x < 0.0,
-        )
-    };
-    if !got.is_finite() || !f32v.is_finite() || !f64v.is_finite() {
-        return got.is_finite() == f64v.is_finite()
-            && (!got.is_finite() && class(got) == class(f64v));
-    }
-    (got - f64v).abs() <= 4.0 * (f32v - f64v).abs() + 1e-5 * f64v.abs().max(1.0)
 }
 
 /// What one comparison found.

@@ -4,7 +4,12 @@
 //! levels. Every proposal that `Graph::add` rejects is skipped, so each result
 //! type-checks. The text-format round trip (`kiln-ir`'s tests) and the
 //! differential oracle (`kiln-runtime`'s tests) run on these graphs.
+//!
+//! The oracle's pieces are here too: [`twin`], a graph's f64 twin, and
+//! [`accepted`], the judgement of a compiled element against the f32 interpreter
+//! and the twin.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kiln_ir::{
@@ -12,7 +17,7 @@ use kiln_ir::{
     PoolKind, ReduceOp, Scan, Shape, TensorType, UnaryOp,
 };
 
-use crate::Rng;
+use crate::{Rng, agrees};
 
 /// The random-graph generator's draws beyond the shared generator's own.
 trait Draws {
@@ -515,4 +520,99 @@ pub fn random_graph(seed: u64) -> Graph {
         builder.g.output(n, name.as_deref());
     }
     builder.g
+}
+
+/// `ty` with f32 widened to f64.
+pub fn widen(ty: &TensorType) -> TensorType {
+    match ty.dtype {
+        DType::F32 => TensorType::new(DType::F64, ty.shape.clone()),
+        _ => ty.clone(),
+    }
+}
+
+pub fn widen_dtype(d: DType) -> DType {
+    if d == DType::F32 { DType::F64 } else { d }
+}
+
+/// `g` with every f32 value computed in f64 (arguments, literals, casts to f32,
+/// `one_hot` results, loop bodies); `random_uniform` keeps its f32 draws, widened
+/// after, so both graphs see the same random numbers. Arguments keep their order.
+pub fn twin(g: &Graph) -> Graph {
+    let mut out = Graph::new(g.name());
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for &a in g.args() {
+        let node = g.node(a);
+        let name = node.name.clone().unwrap_or_default();
+        let id = match node.op {
+            Op::Param => out.param(&name, widen(&node.ty)),
+            _ => out.input(&name, widen(&node.ty)),
+        }
+        .expect("distinct argument names");
+        map.insert(a, id);
+    }
+    for id in g.topo_order().expect("valid graph") {
+        if map.contains_key(&id) {
+            continue;
+        }
+        let node = g.node(id);
+        let operands: Vec<NodeId> = g.operands(id).iter().map(|o| map[o]).collect();
+        let new = match &node.op {
+            Op::Const(t) => out.constant(t.cast(widen_dtype(t.dtype()))),
+            Op::RandomUniform {
+                dtype: DType::F32, ..
+            } => {
+                let r = out.add(node.op.clone(), &operands).expect("as in g");
+                out.add(Op::Cast(DType::F64), &[r]).expect("float to f64")
+            }
+            op => {
+                let op = match op {
+                    Op::Cast(to) => Op::Cast(widen_dtype(*to)),
+                    Op::OneHot { depth, dtype } => Op::OneHot {
+                        depth: *depth,
+                        dtype: widen_dtype(*dtype),
+                    },
+                    Op::Scan(s) => Op::Scan(Scan {
+                        body: kiln_ir::Body(std::sync::Arc::new(twin(&s.body.0))),
+                        ..s.clone()
+                    }),
+                    other => other.clone(),
+                };
+                out.add(op, &operands)
+                    .unwrap_or_else(|e| panic!("the f64 twin of %{}: {e}\n{g}", id.index()))
+            }
+        };
+        map.insert(id, new);
+    }
+    for o in g.outputs() {
+        out.output(map[&o.node], o.name.as_deref());
+    }
+    out
+}
+
+/// The differential oracle's judgement of a compiled f32 element `got`, given
+/// the f32 interpreter's value `f32v` and the f64 twin's `f64v` ([`twin`]):
+/// accepted when it agrees with the f32 interpreter (64 ulps, or 1e-4 relative
+/// to `max(|x|, 1)`), or is no further from the f64 value than 4 times the f32
+/// interpreter's own error plus 1e-5 relative, so that only errors beyond what
+/// f32 rounding makes of the graph count. Integers and bools must equal either
+/// value; a non-finite value must have the f64 value's class.
+pub fn accepted(got: f64, f32v: f64, f64v: f64, dtype: DType) -> bool {
+    if !dtype.is_float() {
+        return got == f32v || got == f64v;
+    }
+    if agrees(got, f32v, dtype, 64, 1e-4) {
+        return true;
+    }
+    let class = |x: f64| {
+        (
+            x.is_nan(),
+            x.is_infinite() && x > 0.0,
+            x.is_infinite() && x < 0.0,
+        )
+    };
+    if !got.is_finite() || !f32v.is_finite() || !f64v.is_finite() {
+        return got.is_finite() == f64v.is_finite()
+            && (!got.is_finite() && class(got) == class(f64v));
+    }
+    (got - f64v).abs() <= 4.0 * (f32v - f64v).abs() + 1e-5 * f64v.abs().max(1.0)
 }

@@ -8,7 +8,10 @@
 //! - [`ulps_apart`] and [`agrees`]: the sharper comparison of the differential
 //!   tests (units in the last place, signed zeros, NaN);
 //! - [`assert_w1_result`]: the expected outcome of the W1 workload;
-//! - [`graphs::random_graph`]: random valid graphs over every op.
+//! - [`graphs::random_graph`]: random valid graphs over every op;
+//! - [`Draw`] and [`Recipe`]: random choices from a generator or from a vector
+//!   proptest can shrink; [`proptest_config`]: fixed seeds, with an opt-in long
+//!   run (`KILN_PROPTEST_CASES=N`, random seeds).
 //!
 //! It depends on `kiln-ir` only, so every crate's integration tests can use it,
 //! `kiln-ir`'s included.
@@ -18,6 +21,84 @@ pub mod graphs;
 use std::path::{Path, PathBuf};
 
 use kiln_ir::{DType, HostTensor, TensorType};
+
+/// A source of random choices for test-case generators: a seeded [`Rng`], or a
+/// [`Recipe`] of recorded choices that proptest shrinks toward simpler cases.
+pub trait Draw {
+    /// The next 64 bits of choice.
+    fn bits(&mut self) -> u64;
+
+    /// In `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// In `[lo, hi)`.
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// In `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.bits() % n.max(1) as u64) as usize
+    }
+
+    /// True with probability `p` (always for a zero choice).
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() <= p
+    }
+}
+
+impl Draw for Rng {
+    fn bits(&mut self) -> u64 {
+        Rng::bits(self)
+    }
+}
+
+/// Recorded choices, taken in order, then zeros: what a proptest strategy
+/// `vec(any::<u64>(), ..)` generates and shrinks (shorter vectors and smaller
+/// values are fewer, first-listed choices, so a failing case shrinks to a small
+/// graph).
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    choices: Vec<u64>,
+    next: usize,
+}
+
+impl Recipe {
+    pub fn new(choices: Vec<u64>) -> Self {
+        Recipe { choices, next: 0 }
+    }
+}
+
+impl Draw for Recipe {
+    fn bits(&mut self) -> u64 {
+        let v = self.choices.get(self.next).copied().unwrap_or(0);
+        self.next += 1;
+        v
+    }
+}
+
+/// The proptest configuration of kiln's property tests: `cases` cases from the
+/// fixed seed `seed`, no persistence files. `KILN_PROPTEST_CASES=N` runs `N`
+/// cases from a random seed instead (the long run; a failure prints the shrunk
+/// input to reproduce it).
+pub fn proptest_config(cases: u32, seed: u64) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let long: Option<u32> = std::env::var("KILN_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Config {
+        cases: long.unwrap_or(cases),
+        failure_persistence: None,
+        rng_seed: if long.is_some() {
+            RngSeed::Random
+        } else {
+            RngSeed::Fixed(seed)
+        },
+        ..Config::default()
+    }
+}
 
 /// xorshift64*: small, seeded, good enough for test data.
 ///
