@@ -59,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let labels = workloads::labels(&mut rng, BATCH, 10);
     let inputs = [("x", &x), ("labels", &labels)];
 
-    step.compile_with(&CompileOptions { threads: 1, ..CompileOptions::default() })?;
+    step.compile_with(&CompileOptions {
+        threads: 1,
+        ..CompileOptions::default()
+    })?;
     let mut result = Ok(());
     let one = time(|| {
         if let Err(e) = step.run(&inputs) {
@@ -68,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     result?;
 
-    let flops: f64 = products().iter().map(|&(m, n, k, _, _)| 2.0 * (m * n * k) as f64).sum();
+    let flops: f64 = products()
+        .iter()
+        .map(|&(m, n, k, _, _)| 2.0 * (m * n * k) as f64)
+        .sum();
     let mut gemm = 0.0;
     for (m, n, k, ta, tb) in products() {
         let a = vec![0.5f32; m * k];

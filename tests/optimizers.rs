@@ -4,15 +4,20 @@
 use kiln::prelude::*;
 use kiln_testutil::near;
 
-const C: [f32; 5] = [0.5, 1.5, -0.7, 2.0, 1.1];
-const P0: [f32; 5] = [1.0, -2.0, 0.3, 0.8, -1.2];
+/// The last two elements have a tiny and a zero gradient: where the formulas put
+/// `eps` (inside or outside a square root) decides how far a tiny gradient moves
+/// its parameter (Adam: about `lr` per step outside, `lr / 100` inside), and a zero
+/// gradient must not give 0/0.
+const C: [f32; 7] = [0.5, 1.5, -0.7, 2.0, 1.1, 1e-6, 0.0];
+const P0: [f32; 7] = [1.0, -2.0, 0.3, 0.8, -1.2, 0.9, -0.6];
+const N: usize = C.len();
 
 /// loss = 0.5 * sum(c * p^2), so d loss / dp = c * p: the gradient moves with p,
 /// which exercises the optimizer state across steps.
 fn step_for(opt: &dyn Optimizer) -> TrainStep {
     let g = GraphBuilder::new("quadratic");
-    let c = g.input("c", DType::F32, [5]);
-    let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
+    let c = g.input("c", DType::F32, [N]);
+    let p = g.param("p", HostTensor::from_f32([N], P0.to_vec()).unwrap());
     let loss = (&c * &p.square()).sum_all() * 0.5;
     TrainStep::new(&loss, opt).unwrap()
 }
@@ -22,7 +27,7 @@ fn step_for(opt: &dyn Optimizer) -> TrainStep {
 fn run(opt: &dyn Optimizer, steps: usize) -> Vec<Vec<f64>> {
     let mut step = step_for(opt);
     let mut compiled = step.clone();
-    let c = HostTensor::from_f32([5], C.to_vec()).unwrap();
+    let c = HostTensor::from_f32([N], C.to_vec()).unwrap();
     (0..steps)
         .map(|_| {
             step.run_interpreted(&[("c", &c)]).unwrap();
@@ -43,10 +48,10 @@ fn reference(
     mut update: impl FnMut(f64, f64, f64, &mut [f64; 2]) -> f64,
 ) -> Vec<Vec<f64>> {
     let mut p: Vec<f64> = P0.iter().map(|&x| x as f64).collect();
-    let mut state = [[0.0f64; 2]; 5];
+    let mut state = [[0.0f64; 2]; N];
     (1..=steps)
         .map(|t| {
-            for i in 0..5 {
+            for i in 0..N {
                 let g = C[i] as f64 * p[i];
                 p[i] = update(p[i], g, t as f64, &mut state[i]);
             }
@@ -200,12 +205,12 @@ fn optimizer_state_is_part_of_the_step_graph() {
 fn l2_penalty_in_the_loss_equals_sgd_weight_decay() {
     // loss + (wd/2)·sum(p²) has gradient g + wd·p: the same step as weight_decay = wd.
     let g = GraphBuilder::new("penalized");
-    let c = g.input("c", DType::F32, [5]);
-    let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
+    let c = g.input("c", DType::F32, [N]);
+    let p = g.param("p", HostTensor::from_f32([N], P0.to_vec()).unwrap());
     let loss =
         (&c * &p.square()).sum_all() * 0.5 + loss::l2_penalty(std::slice::from_ref(&p)) * 0.025;
     let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
-    let cv = HostTensor::from_f32([5], C.to_vec()).unwrap();
+    let cv = HostTensor::from_f32([N], C.to_vec()).unwrap();
     let mut got = Vec::new();
     for _ in 0..3 {
         step.run_interpreted(&[("c", &cv)]).unwrap();
@@ -218,7 +223,7 @@ fn l2_penalty_in_the_loss_equals_sgd_weight_decay() {
     );
     // And the L1 penalty's gradient is λ·sign(p).
     let g = GraphBuilder::new("l1");
-    let p = g.param("p", HostTensor::from_f32([5], P0.to_vec()).unwrap());
+    let p = g.param("p", HostTensor::from_f32([N], P0.to_vec()).unwrap());
     let loss = loss::l1_penalty(std::slice::from_ref(&p)) * 0.5;
     let mut step = TrainStep::new(&loss, &Sgd::new(0.1)).unwrap();
     step.run_interpreted(&[]).unwrap();
