@@ -236,11 +236,14 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
                 add(k.name(), c.out(y), EXACT);
             }
             if k != BinaryOp::Pow {
-                let mut c = Case::new("binary_i32");
-                let a = c.arg(rng, DType::I32, &[n], -1000.0, 1000.0);
-                let b = c.arg(rng, DType::I32, &[n], 1.0, 50.0);
-                let y = c.op(Op::Binary(k), &[a, b]);
-                add(k.name(), c.out(y), EXACT);
+                // Positive and negative divisors (truncation toward zero both ways).
+                for (lo, hi) in [(1.0, 50.0), (-50.0, -1.0)] {
+                    let mut c = Case::new("binary_i32");
+                    let a = c.arg(rng, DType::I32, &[n], -1000.0, 1000.0);
+                    let b = c.arg(rng, DType::I32, &[n], lo, hi);
+                    let y = c.op(Op::Binary(k), &[a, b]);
+                    add(k.name(), c.out(y), EXACT);
+                }
             }
         }
         for k in [BinaryOp::Max, BinaryOp::Min] {
