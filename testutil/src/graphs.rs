@@ -17,7 +17,7 @@ use kiln_ir::{
     PoolKind, ReduceOp, Scan, Shape, TensorType, UnaryOp,
 };
 
-use crate::{Rng, agrees};
+use crate::{Draw, Rng, agrees};
 
 /// The random-graph generator's draws beyond the shared generator's own.
 trait Draws {
@@ -25,7 +25,7 @@ trait Draws {
     fn float(&mut self) -> f64;
 }
 
-impl Draws for Rng {
+impl<T: Draw + ?Sized> Draws for T {
     fn dims(&mut self, rank: usize) -> Vec<usize> {
         (0..rank).map(|_| 1 + self.below(4)).collect()
     }
@@ -50,7 +50,7 @@ impl Draws for Rng {
 
 /// Builds a random valid graph; every proposal that `Graph::add` rejects is skipped.
 struct Gen {
-    rng: Rng,
+    rng: Box<dyn Draw>,
     g: Graph,
     args: usize,
     /// How many loop bodies this graph is nested in.
@@ -448,7 +448,7 @@ impl Gen {
         let h0 = self.float_node();
         let ty = self.g.node(h0).ty.clone();
         let mut body = Gen {
-            rng: Rng(self.rng.bits() | 1),
+            rng: Box::new(Rng(self.rng.bits() | 1)),
             g: Graph::new(format!("body{}", self.depth)),
             args: 0,
             depth: self.depth + 1,
@@ -488,13 +488,21 @@ const FAMILIES: usize = 29;
 
 /// The random valid graph of `seed` (12 proposals, zero to three outputs).
 pub fn random_graph(seed: u64) -> Graph {
+    let name = if seed.is_multiple_of(3) {
+        "random graph"
+    } else {
+        "random"
+    };
+    random_graph_with(Box::new(Rng(seed | 1)), name)
+}
+
+/// The random valid graph called `name` that the choices of `draw` make, e.g. a
+/// [`crate::Recipe`] proptest shrinks (loop bodies draw from a generator seeded by
+/// one choice).
+pub fn random_graph_with(draw: Box<dyn Draw>, name: &str) -> Graph {
     let mut builder = Gen {
-        rng: Rng(seed | 1),
-        g: Graph::new(if seed.is_multiple_of(3) {
-            "random graph"
-        } else {
-            "random"
-        }),
+        rng: draw,
+        g: Graph::new(name),
         args: 0,
         depth: 0,
     };
