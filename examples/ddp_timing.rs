@@ -154,16 +154,7 @@ fn main() -> Result<()> {
         }
         ["threads", n] => {
             let n: usize = n.parse()?;
-            let results: Vec<Result<Vec<Timing>>> = std::thread::scope(|s| {
-                let handles: Vec<_> = LocalGroup::new(n)
-                    .into_iter()
-                    .map(|m| s.spawn(move || member(Some(m), 1)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("a member panicked".into())))
-                    .collect()
-            });
+            let results: Vec<Result<Vec<Timing>>> = LocalGroup::run(n, |m| member(Some(m), 1));
             let mut results = results.into_iter();
             let first = results.next().ok_or("no member")??;
             for r in results {

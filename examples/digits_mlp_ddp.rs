@@ -140,17 +140,7 @@ fn main() -> Result<()> {
     if let Some(result) = run_mpi() {
         return result;
     }
-    let group = LocalGroup::new(members_arg()?);
-    let results: Vec<Result<f64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|m| s.spawn(move || train(m)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a member panicked".into())))
-            .collect()
-    });
+    let results: Vec<Result<f64>> = LocalGroup::run(members_arg()?, |m| train(m));
     for (rank, r) in results.iter().enumerate() {
         if let Err(e) = r {
             return Err(format!("rank {rank}: {e}").into());

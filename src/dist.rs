@@ -22,7 +22,8 @@ use kiln_ir::{HostTensor, TensorType};
 pub use kiln_runtime::{Collective, CollectiveError};
 
 /// A group of threads in this process acting as the members of a data-parallel
-/// group: [`LocalGroup::new`] returns one member per thread.
+/// group: [`LocalGroup::new`] returns one member per thread, and
+/// [`LocalGroup::run`] runs a closure on each.
 ///
 /// Sums are taken in rank order, so every member gets bit-identical results.
 /// A member that does not reach a collective within the timeout (default 60 s)
@@ -43,6 +44,7 @@ pub use kiln_runtime::{Collective, CollectiveError};
 ///         .collect();
 ///     handles.into_iter().map(|h| h.join().unwrap()).collect()
 /// });
+/// // Ranks 0 + 1 + 2, and three ones.
 /// assert!(sums.iter().all(|v| v == &[3.0, 3.0]));
 /// ```
 #[derive(Debug)]
@@ -77,6 +79,35 @@ impl LocalGroup {
     /// If `size` is 0.
     pub fn new(size: usize) -> Vec<Arc<LocalGroup>> {
         Self::with_timeout(size, Duration::from_secs(60))
+    }
+
+    /// Runs `f` on `size` threads, each with its member of a new group, and
+    /// returns the results in rank order (a member's panic is re-raised here).
+    ///
+    /// ```
+    /// use kiln::dist::{Collective, LocalGroup};
+    ///
+    /// let sums = LocalGroup::run(2, |m| {
+    ///     let mut v = [m.rank() as f64 + 1.0];
+    ///     m.all_reduce_f64(&mut v).map(|()| v[0])
+    /// });
+    /// assert_eq!(sums, [Ok(3.0), Ok(3.0)]);
+    /// ```
+    pub fn run<T: Send>(size: usize, f: impl Fn(Arc<LocalGroup>) -> T + Sync) -> Vec<T> {
+        let f = &f;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = Self::new(size)
+                .into_iter()
+                .map(|member| s.spawn(move || f(member)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
     }
 
     /// Like [`LocalGroup::new`], failing a collective that some member has not

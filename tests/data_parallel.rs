@@ -15,14 +15,8 @@ use ddp::*;
 fn check(optimizer: &(dyn Optimizer + Sync), size: usize, bn: bool) {
     let rows = 16;
     let want = one_process(optimizer, rows, if bn { size } else { 1 }, bn);
-    let group = LocalGroup::new(size);
-    let got: Vec<(Values, Vec<f64>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|member| s.spawn(move || member_run(member, optimizer, rows, bn)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let got: Vec<(Values, Vec<f64>)> =
+        LocalGroup::run(size, |member| member_run(member, optimizer, rows, bn));
     for (rank, member) in got.iter().enumerate() {
         check_member(&want, member, rank, size);
         // Every member holds bit-identical trained parameters.
@@ -62,33 +56,24 @@ fn adam_with_batch_norm_matches_one_process_with_per_shard_statistics() {
 
 #[test]
 fn a_non_finite_loss_on_one_member_fails_every_member_naming_it() {
-    let group = LocalGroup::new(2);
-    let results: Vec<(Result<f64, TrainError>, Values, Values)> = std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|member| {
-                s.spawn(move || {
-                    let rank = member.rank();
-                    let g = GraphBuilder::new("member");
-                    let loss = classifier(&g, 8, 1, false, 7);
-                    let mut step = TrainStep::builder(&loss)
-                        .data_parallel(member)
-                        .build(&Sgd::new(0.1))
-                        .unwrap();
-                    let (x, labels) = global_batch(0, 16);
-                    let (mut x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
-                    let before = values(&step);
-                    if rank == 1 {
-                        let mut v = x.as_f32().unwrap().to_vec();
-                        v[3] = f32::NAN;
-                        x = HostTensor::from_f32([8, FEATURES], v).unwrap();
-                    }
-                    let result = step.run(&[("x", &x), ("labels", &labels)]).map(|o| o.loss);
-                    (result, before, values(&step))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results: Vec<(Result<f64, TrainError>, Values, Values)> = LocalGroup::run(2, |member| {
+        let rank = member.rank();
+        let g = GraphBuilder::new("member");
+        let loss = classifier(&g, 8, 1, false, 7);
+        let mut step = TrainStep::builder(&loss)
+            .data_parallel(member)
+            .build(&Sgd::new(0.1))
+            .unwrap();
+        let (x, labels) = global_batch(0, 16);
+        let (mut x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
+        let before = values(&step);
+        if rank == 1 {
+            let mut v = x.as_f32().unwrap().to_vec();
+            v[3] = f32::NAN;
+            x = HostTensor::from_f32([8, FEATURES], v).unwrap();
+        }
+        let result = step.run(&[("x", &x), ("labels", &labels)]).map(|o| o.loss);
+        (result, before, values(&step))
     });
     for (rank, (result, before, after)) in results.into_iter().enumerate() {
         match result {
@@ -108,22 +93,13 @@ fn a_non_finite_loss_on_one_member_fails_every_member_naming_it() {
 
 #[test]
 fn check_all_names_the_failed_member() {
-    let group = LocalGroup::new(3);
-    let results: Vec<Result<(), CollectiveError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|m| {
-                s.spawn(move || {
-                    let status = if m.rank() == 2 {
-                        Err("bad batch".to_string())
-                    } else {
-                        Ok(())
-                    };
-                    dist::check_all(&*m, status)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results: Vec<Result<(), CollectiveError>> = LocalGroup::run(3, |m| {
+        let status = if m.rank() == 2 {
+            Err("bad batch".to_string())
+        } else {
+            Ok(())
+        };
+        dist::check_all(&*m, status)
     });
     for (rank, r) in results.iter().enumerate() {
         match r {
@@ -152,27 +128,18 @@ fn a_member_that_never_joins_is_named_after_the_timeout() {
 
 #[test]
 fn members_with_different_parameters_are_refused() {
-    let group = LocalGroup::new(2);
-    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|member| {
-                s.spawn(move || {
-                    let g = GraphBuilder::new("member");
-                    // Rank 1 has a wider hidden layer.
-                    let x = g.input("x", DType::F32, [4, 3]);
-                    let width = 4 + member.rank();
-                    let h = nn::Linear::new(&g, "fc", 3, width, &mut Rng::seed(1)).forward(&x);
-                    let loss = h.square().sum_all();
-                    TrainStep::builder(&loss)
-                        .data_parallel(member)
-                        .build(&Sgd::new(0.1))
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results: Vec<Result<(), String>> = LocalGroup::run(2, |member| {
+        let g = GraphBuilder::new("member");
+        // Rank 1 has a wider hidden layer.
+        let x = g.input("x", DType::F32, [4, 3]);
+        let width = 4 + member.rank();
+        let h = nn::Linear::new(&g, "fc", 3, width, &mut Rng::seed(1)).forward(&x);
+        let loss = h.square().sum_all();
+        TrainStep::builder(&loss)
+            .data_parallel(member)
+            .build(&Sgd::new(0.1))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     });
     for r in results {
         let message = r.unwrap_err();
@@ -262,53 +229,37 @@ fn rank_0_writes_the_checkpoint_and_sends_it_when_loading() {
         .collect();
     let paths = &paths;
     // Train, each member saving to its own path: only rank 0's is written.
-    let trained: Vec<Values> = std::thread::scope(|s| {
-        let handles: Vec<_> = LocalGroup::new(2)
-            .into_iter()
-            .map(|member| {
-                s.spawn(move || {
-                    let rank = member.rank();
-                    let g = GraphBuilder::new("member");
-                    let loss = classifier(&g, 8, 1, false, 100 + rank as u64);
-                    let mut step = TrainStep::builder(&loss)
-                        .data_parallel(member)
-                        .build(&Adam::new(0.01))
-                        .unwrap();
-                    let (x, labels) = global_batch(0, 16);
-                    let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
-                    step.run(&[("x", &x), ("labels", &labels)]).unwrap();
-                    step.save_checkpoint(&paths[rank]).unwrap();
-                    values(&step)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let trained: Vec<Values> = LocalGroup::run(2, |member| {
+        let rank = member.rank();
+        let g = GraphBuilder::new("member");
+        let loss = classifier(&g, 8, 1, false, 100 + rank as u64);
+        let mut step = TrainStep::builder(&loss)
+            .data_parallel(member)
+            .build(&Adam::new(0.01))
+            .unwrap();
+        let (x, labels) = global_batch(0, 16);
+        let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
+        step.run(&[("x", &x), ("labels", &labels)]).unwrap();
+        step.save_checkpoint(&paths[rank]).unwrap();
+        values(&step)
     });
     assert!(paths[0].exists() && !paths[1].exists());
     // Fresh members with other initial values load: rank 1 is given the path rank
     // 0 never wrote, and still gets rank 0's values. Then rank 0's file is missing:
     // every member fails.
-    let results: Vec<(Values, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = LocalGroup::new(2)
-            .into_iter()
-            .map(|member| {
-                s.spawn(move || {
-                    let rank = member.rank();
-                    let g = GraphBuilder::new("member");
-                    let loss = classifier(&g, 8, 1, false, 500 + rank as u64);
-                    let mut step = TrainStep::builder(&loss)
-                        .data_parallel(member)
-                        .build(&Adam::new(0.01))
-                        .unwrap();
-                    step.load_checkpoint(&paths[rank]).unwrap();
-                    let loaded = values(&step);
-                    let missing = paths[0].with_extension("missing");
-                    let err = step.load_checkpoint(&missing).unwrap_err().to_string();
-                    (loaded, err)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results: Vec<(Values, String)> = LocalGroup::run(2, |member| {
+        let rank = member.rank();
+        let g = GraphBuilder::new("member");
+        let loss = classifier(&g, 8, 1, false, 500 + rank as u64);
+        let mut step = TrainStep::builder(&loss)
+            .data_parallel(member)
+            .build(&Adam::new(0.01))
+            .unwrap();
+        step.load_checkpoint(&paths[rank]).unwrap();
+        let loaded = values(&step);
+        let missing = paths[0].with_extension("missing");
+        let err = step.load_checkpoint(&missing).unwrap_err().to_string();
+        (loaded, err)
     });
     for (rank, (loaded, err)) in results.iter().enumerate() {
         assert_eq!(loaded, &trained[0], "rank {rank}");
@@ -339,34 +290,26 @@ fn a_network_trains_data_parallel_like_one_process() {
         let (x, labels) = global_batch(s, 16);
         one.train(&[("x", &x), ("labels", &labels)]).unwrap();
     }
-    let got: Vec<Vec<(String, Vec<f64>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = LocalGroup::new(2)
-            .into_iter()
-            .map(|member| {
-                s.spawn(move || {
-                    let rank = member.rank();
-                    let mut net = network().data_parallel(member);
-                    if rank == 1 {
-                        // A prediction fills rank 1's store before training; then
-                        // its values drift. Training starts from rank 0's anyway.
-                        let (x, _) = global_batch(0, 2);
-                        net.predict(&[("x", &x)]).unwrap();
-                        let bias = HostTensor::full(DType::F32, [8], 5.0);
-                        net.params_mut().set("fc1.bias", bias).unwrap();
-                    }
-                    for st in 0..STEPS {
-                        let (x, labels) = global_batch(st, 16);
-                        let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
-                        net.train(&[("x", &x), ("labels", &labels)]).unwrap();
-                    }
-                    net.params()
-                        .iter()
-                        .map(|(n, v)| (n.to_string(), v.to_f64_vec()))
-                        .collect()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let got: Vec<Vec<(String, Vec<f64>)>> = LocalGroup::run(2, |member| {
+        let rank = member.rank();
+        let mut net = network().data_parallel(member);
+        if rank == 1 {
+            // A prediction fills rank 1's store before training; then
+            // its values drift. Training starts from rank 0's anyway.
+            let (x, _) = global_batch(0, 2);
+            net.predict(&[("x", &x)]).unwrap();
+            let bias = HostTensor::full(DType::F32, [8], 5.0);
+            net.params_mut().set("fc1.bias", bias).unwrap();
+        }
+        for st in 0..STEPS {
+            let (x, labels) = global_batch(st, 16);
+            let (x, labels) = (shard(&x, rank, 2), shard(&labels, rank, 2));
+            net.train(&[("x", &x), ("labels", &labels)]).unwrap();
+        }
+        net.params()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_f64_vec()))
+            .collect()
     });
     for (rank, params) in got.iter().enumerate() {
         for (name, v) in params {

@@ -58,22 +58,29 @@ trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
     }
 }
 
+/// The `gemm` method of [`Packed`] for a matrixmultiply routine.
+macro_rules! gemm_with {
+    ($f:path) => {
+        unsafe fn gemm(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const Self,
+            (rsa, csa): (isize, isize),
+            b: *const Self,
+            (rsb, csb): (isize, isize),
+            beta: Self,
+            c: *mut Self,
+            rsc: isize,
+        ) {
+            // SAFETY: guaranteed by the caller.
+            unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
+        }
+    };
+}
+
 impl Packed for f32 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        (rsa, csa): (isize, isize),
-        b: *const Self,
-        (rsb, csb): (isize, isize),
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-    ) {
-        // SAFETY: guaranteed by the caller.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
-    }
+    gemm_with!(matrixmultiply::sgemm);
 
     unsafe fn unpacked(g: &GemmBlock, a: *const Self, b: *const Self, c: *mut Self) -> bool {
         use super::few_rows::{Strided, product};
@@ -93,21 +100,7 @@ impl Packed for f32 {
 }
 
 impl Packed for f64 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        (rsa, csa): (isize, isize),
-        b: *const Self,
-        (rsb, csb): (isize, isize),
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-    ) {
-        // SAFETY: guaranteed by the caller.
-        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, 1) }
-    }
+    gemm_with!(matrixmultiply::dgemm);
 }
 
 /// `c = beta·c + a · b` for one block: the one call into matrixmultiply.
