@@ -2,7 +2,7 @@
 //! Adam, batch 512 — large products, where what surrounds them must stay small.
 //! Times the training step on one thread, then, in the same run, kiln's own GEMM
 //! (`kiln::codegen::library::gemm::sgemm`, the routine the step calls) on the
-//! step's eleven products, and prints the step's rate as a fraction of the GEMM's
+//! step's eight products, and prints the step's rate as a fraction of the GEMM's
 //! rate on the same FLOPs (median of 5 steps after 2 warm-up steps; GEMMs
 //! likewise). Then the step on all cores.
 //!
