@@ -123,7 +123,7 @@ const COLORS: [[u8; 3]; 6] = [
 
 /// Draws `series` (say a loss and a metric per epoch) as curves on one chart of
 /// `width` x `height` pixels, PNG: a white background, a gray frame, one colored
-/// polyline per series (in the order of [`COLORS`]: blue, orange, green, red, ...)
+/// polyline per series (in the order of `COLORS`: blue, orange, green, red, ...)
 /// over their common x range (the index) and y range (min to max of all finite
 /// values). Non-finite values break the line. There is no text: print the legend
 /// with the path.

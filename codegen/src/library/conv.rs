@@ -1,7 +1,7 @@
 //! Native f32 convolution: `conv2d` and its two backward forms (the input
 //! gradient, `conv_transpose2d`, and the weight gradient) as matrix products.
 //! Stride 1 reads the image in place (see `Wide`); other strides go through
-//! im2col. Up to [`THIN`] output channels the products use the unpacked kernels
+//! im2col. Up to `THIN` output channels the products use the unpacked kernels
 //! of [`thin`], wider ones the packed [`gemm::sgemm`]. Layouts are NCHW
 //! activations and OIHW weights (`conv_transpose2d` takes IOHW), as in the IR.
 

@@ -8,7 +8,7 @@
 //!
 //! - B row-major (`B[k, n0..]` contiguous): [`super::thin::small_m`], B read in
 //!   place panel by panel against register tiles of A's rows;
-//! - B column-major, i.e. `A · Wᵀ` with `W[n, k]` row-major ([`cols_of_b`]): the
+//! - B column-major, i.e. `A · Wᵀ` with `W[n, k]` row-major (`cols_of_b`): the
 //!   rows of A are the vector lanes (A transposed once into a small scratch, zero
 //!   padded to 8 or 16 lanes), one accumulator per column of C, W broadcast
 //!   element by element while walking its rows along `k`.

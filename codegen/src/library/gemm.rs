@@ -2,7 +2,7 @@
 //! AVX2 / AVX-512 where the host has them): the `matmul` and `matmul_bias` calls
 //! over strided views, batched and split across threads, and the contiguous f32
 //! product the convolutions use for wide layers. Both go through one wrapper,
-//! [`packed`]; the unpacked kernels for thin products are in [`super::thin`].
+//! `packed`; the unpacked kernels for thin products are in [`super::thin`].
 
 use std::ops::Range;
 

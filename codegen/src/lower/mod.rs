@@ -8,9 +8,9 @@
 //!
 //! - this module: the JIT module and its runtime symbols, the imported helpers,
 //!   function declaration and definition, the entry function;
-//! - [`loops`]: loop nests, the `f32x4` inner loops, reductions and row reductions,
+//! - `loops`: loop nests, the `f32x4` inner loops, reductions and row reductions,
 //!   the threading split;
-//! - [`expr`]: scalar and vector expressions (unary, binary, compare, select,
+//! - `expr`: scalar and vector expressions (unary, binary, compare, select,
 //!   cast, random);
 //! - [`approx`]: the f32 `exp`/`log`/`tanh`/`sigmoid` approximations as CLIF.
 

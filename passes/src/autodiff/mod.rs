@@ -5,7 +5,7 @@
 //! result prints, optimizes and compiles like any other graph, and `grad` can be
 //! applied to it again (higher derivatives).
 //!
-//! Each op has one vector-Jacobian rule in [`vjp`]. Gradients are only built for nodes
+//! Each op has one vector-Jacobian rule in `vjp`. Gradients are only built for nodes
 //! that lie on a path from a differentiated node to the loss, so no dead gradient
 //! branches are emitted; contributions from several users are accumulated with `add`.
 
