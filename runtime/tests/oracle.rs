@@ -102,6 +102,14 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
         .map(|a| a.cast(widen_dtype(a.dtype())))
         .collect();
     let truth = interp::run(&twin(g), &args64).expect("the f64 twin runs where the f32 graph does");
+    // The optimized code is also compared with the interpreter on the optimized
+    // graph: a rewrite may change rounding (`a·b - a·b` fused into an `fma` gives
+    // the product's rounding error, not 0), which the optimizer's own tests judge;
+    // here the question is whether the code computes the graph it was given.
+    let rewritten = kiln_passes::optimize::optimize(g)
+        .ok()
+        .and_then(|(o, _)| interp::run(&o, args).ok());
+    let near_overflow = near_overflow(g, args);
     tally.graphs += 1;
     for (name, got) in compiled {
         let got = match got {
@@ -115,7 +123,17 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
             for i in 0..w_out.numel() {
                 let (x, w, t) = (g_out.get_f64(i), w_out.get_f64(i), t_out.get_f64(i));
                 tally.elements += 1;
-                if !accepted(x, w, t, w_out.dtype()) {
+                let as_rewritten = name == "optimized"
+                    && rewritten.as_ref().is_some_and(|r| {
+                        let v = r[o].get_f64(i);
+                        accepted(x, v, v, w_out.dtype())
+                    });
+                // Where values near the f32 range are summed, whether a partial sum
+                // overflows depends on the order: a contraction summed in another
+                // order than the interpreter's may reach ±inf (and then NaN) where
+                // the interpreter stays finite.
+                let overflowed = near_overflow && !x.is_finite() && w.is_finite();
+                if !as_rewritten && !overflowed && !accepted(x, w, t, w_out.dtype()) {
                     tally.disagreements.push(format!(
                         "{label} {name}: output {o} element {i}: compiled {x:e}, f32 interpreter {w:e}, f64 {t:e}"
                     ));
@@ -123,6 +141,19 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
             }
         }
     }
+}
+
+/// True where an f32 argument or literal is at least 1e19 in magnitude, so that
+/// products and their sums may leave the f32 range (3.4e38) in some orders.
+fn near_overflow(g: &Graph, args: &[HostTensor]) -> bool {
+    let huge =
+        |t: &HostTensor| t.dtype() == DType::F32 && t.to_f64_vec().iter().any(|v| v.abs() >= 1e19);
+    args.iter().any(huge)
+        || g.node_ids().any(|n| match &g.node(n).op {
+            Op::Const(t) => huge(t),
+            Op::Scan(s) => near_overflow(&s.body.0, &[]),
+            _ => false,
+        })
 }
 
 /// The gradient graph of `g`'s first float output, summed, with respect to its
@@ -204,6 +235,13 @@ fn random_graphs_and_their_gradients_agree_with_the_interpreters() {
         "too few graphs ran: {}",
         tally.graphs
     );
+    let mut seeds: Vec<&str> = tally
+        .disagreements
+        .iter()
+        .map(|d| d.split(':').next().unwrap_or_default())
+        .collect();
+    seeds.dedup();
+    eprintln!("disagreeing cases: {seeds:?}");
     assert!(
         tally.disagreements.is_empty(),
         "{} disagreements:\n{}",
