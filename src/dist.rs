@@ -367,12 +367,6 @@ pub fn check_all(
     }
 }
 
-/// The sum over the group of each value in `values` (one all-reduce), e.g. an
-/// epoch's metric sums and sample counts.
-pub fn sum_all(group: &dyn Collective, values: &mut [f64]) -> Result<(), CollectiveError> {
-    group.all_reduce_f64(values)
-}
-
 /// What a training loop ([`crate::Fit`]) needs from a step's group: one member
 /// prints, all agree on the number of steps, sums span the members. Without a
 /// group, a group of one.

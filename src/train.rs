@@ -269,20 +269,22 @@ impl TrainStep {
     /// group the mean of the members' losses (one per member). A NaN or infinite
     /// loss is an error, naming the member whose loss it was.
     fn read_loss(&self, first: &HostTensor) -> Result<f64, TrainError> {
-        let losses = first.to_f64_vec();
-        if let Some(r) = losses.iter().position(|l| !l.is_finite()) {
+        // Read in place: this runs after every step.
+        let n = first.numel();
+        if let Some(r) = (0..n).find(|&i| !first.get_f64(i).is_finite()) {
+            let loss = first.get_f64(r);
             return Err(match &self.group {
                 Some((g, _)) if g.rank() != r => {
                     TrainError::Collective(CollectiveError::RankFailed {
                         rank: r,
                         size: g.size(),
-                        reason: format!("its loss is {}", losses[r]),
+                        reason: format!("its loss is {loss}"),
                     })
                 }
-                _ => TrainError::NonFiniteLoss(losses[r]),
+                _ => TrainError::NonFiniteLoss(loss),
             });
         }
-        Ok(losses.iter().sum::<f64>() / losses.len().max(1) as f64)
+        Ok((0..n).map(|i| first.get_f64(i)).sum::<f64>() / n.max(1) as f64)
     }
 
     /// The forward graph the step was made from (before autodiff and the optimizer).

@@ -531,7 +531,7 @@ pub fn random_graph_with(draw: Box<dyn Draw>, name: &str) -> Graph {
 }
 
 /// `ty` with f32 widened to f64.
-pub fn widen(ty: &TensorType) -> TensorType {
+fn widen(ty: &TensorType) -> TensorType {
     match ty.dtype {
         DType::F32 => TensorType::new(DType::F64, ty.shape.clone()),
         _ => ty.clone(),
