@@ -856,6 +856,57 @@ fn pooling_keeps_the_interpreters_tie_and_nan_rules() {
     }
 }
 
+/// The native stride-1 convolution computes over "wide" rows whose junk columns
+/// multiply zeros by values the definition never reads; with an infinite image
+/// (weight gradient) or weight (input gradient, `conv_transpose2d`) that is NaN.
+/// Both must keep the interpreter's infinities and NaNs element for element.
+#[test]
+fn convolution_gradients_keep_the_interpreters_infinities() {
+    let mut rng = Rng::new(18);
+    let conv = Conv2dAttrs {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let (x, w) = ([2, 3, 6, 7], [4, 3, 3, 3]);
+    let ty = |d: &[usize]| TensorType::new(DType::F32, d);
+    let ys = kiln_ir::infer(&Op::Conv2d(conv), &[&ty(&x), &ty(&w)]).unwrap();
+    // Finite values with a few infinities of either sign.
+    let sprinkled = |rng: &mut Rng, t: &TensorType| {
+        HostTensor::from_fn(t, |i| match i % 23 {
+            4 => f64::INFINITY,
+            15 => f64::NEG_INFINITY,
+            _ => rng.uniform(-3.0, 3.0),
+        })
+    };
+
+    let mut c = Case::new("weight_grad_of_an_infinite_image");
+    let xi = c.graph.input("x", ty(&x)).unwrap();
+    let dy = c.f32(&mut rng, ys.shape.dims());
+    c.values.insert(0, sprinkled(&mut rng, &ty(&x)));
+    let dw = c.op(
+        Op::Conv2dWeightGrad {
+            conv,
+            kernel: [w[2], w[3]],
+        },
+        &[xi, dy],
+    );
+    check(&c.out(dw), CONV);
+
+    let mut c = Case::new("input_grad_of_an_infinite_weight");
+    let dy = c.f32(&mut rng, ys.shape.dims());
+    let wi = c.graph.input("w", ty(&w)).unwrap();
+    c.values.push(sprinkled(&mut rng, &ty(&w)));
+    let dx = c.op(
+        Op::ConvTranspose2d {
+            conv,
+            output_padding: [0, 0],
+        },
+        &[dy, wi],
+    );
+    check(&c.out(dx), CONV);
+}
+
 /// Long loop kernels split their outermost loop across threads: a 1-D kernel whose
 /// loop is the vectorized one (cut at multiples of the vector width), a 2-D one
 /// with a row reduction, and a column reduction. Every thread count gives the

@@ -15,14 +15,15 @@
 //! close to it. Integer and boolean outputs must equal either interpreter's, and
 //! non-finite values must have the class (NaN, +inf, -inf) of one of them.
 //!
-//! Known limit: the f32 interpreter's error is a poor measure of a graph's
-//! conditioning where huge terms cancel exactly. In 100,000 seeds, two
-//! `conv2d_weight_grad` elements summed ±5e29 terms (from -1e30 arguments) that
-//! cancel: the interpreter's order cancels them before adding the small ones, the
-//! native kernel's order absorbs the small ones first (0.347 against -6.02), and
-//! both orders are legitimate f32. Three more seeds differ in NaN against ±inf
-//! in such graphs, and one optimized graph drops a failing node. A bound from
-//! the magnitudes of the summed terms would settle these; it is not built yet.
+//! The f32 interpreter's error is a poor measure of conditioning where huge
+//! terms cancel exactly (its order may cancel them first and be exact by luck),
+//! or where a value sits at an overflow or a tie. An element both rules refuse
+//! is judged a second time against four runs of the twin with f32 rounding
+//! simulated (`rounding_twin`: every f32 value, arguments included, times a
+//! random factor in 1 ± 2^-24): it is accepted within 16 times the distance
+//! rounding moved it, or, if not finite, with the class of a rounded run. This is
+//! a stochastic estimate of the output's condition number (Monte Carlo
+//! arithmetic), made only for the few elements that need it.
 //!
 //! `cargo test -p kiln-runtime --test oracle` runs a fixed sample of seeds. The
 //! long run: `KILN_ORACLE_GRAPHS=100000 cargo test --release -p kiln-runtime
@@ -32,7 +33,9 @@
 use kiln_ir::{DType, Graph, HostTensor, NodeId, Op, interp};
 use kiln_runtime::{CompileOptions, Executable};
 use kiln_testutil::Rng;
-use kiln_testutil::graphs::{accepted, random_graph, twin, widen_dtype};
+use kiln_testutil::graphs::{
+    accepted, accepted_under_rounding, random_graph, rounding_twin, twin, widen_dtype,
+};
 
 /// Edge values among the float arguments: ties, signed zeros, a huge and a tiny
 /// magnitude (the rewrite rules' corner cases: `x + 0` at -0, `log(exp x)` where
@@ -61,6 +64,10 @@ fn arguments(g: &Graph, rng: &mut Rng) -> Vec<HostTensor> {
         })
         .collect()
 }
+
+/// How many runs of the twin with simulated f32 rounding
+/// ([`rounding_twin`]) judge an element the first judgement refuses.
+const ROUNDED_RUNS: usize = 4;
 
 /// What one comparison found.
 #[derive(Default)]
@@ -96,11 +103,30 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
         Ok(w) => w,
         Err(_) => {
             tally.rejected += 1;
+            // The optimizer does not compute what it proves unneeded (`x - x` of a
+            // finite `one_hot` is 0), so the index checks of such values do not
+            // run: optimized code that runs must compute the optimized graph.
+            let rewritten = kiln_passes::optimize::optimize(g)
+                .ok()
+                .and_then(|(o, _)| interp::run(&o, args).ok());
             for (name, got) in &compiled {
-                if got.is_ok() {
-                    tally.disagreements.push(format!(
+                match (got, &rewritten) {
+                    (Err(_), _) => {}
+                    (Ok(got), Some(want)) if *name == "optimized" => {
+                        let same = got.iter().zip(want).all(|(x, w)| {
+                            (0..w.numel()).all(|i| {
+                                accepted(x.get_f64(i), w.get_f64(i), w.get_f64(i), w.dtype())
+                            })
+                        });
+                        if !same {
+                            tally.disagreements.push(format!(
+                                "{label} {name}: the interpreter fails on the graph; the compiled code differs from it on the optimized graph"
+                            ));
+                        }
+                    }
+                    (Ok(_), _) => tally.disagreements.push(format!(
                         "{label} {name}: the interpreter fails, the compiled code runs"
-                    ));
+                    )),
                 }
             }
             return;
@@ -119,6 +145,18 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
         .ok()
         .and_then(|(o, _)| interp::run(&o, args).ok());
     let near_overflow = near_overflow(g, args);
+    // Runs of the twin with f32 rounding simulated, made when an element needs
+    // them (few do).
+    let mut rounded_runs: Option<Vec<Vec<HostTensor>>> = None;
+    let mut rounded = |o: usize, i: usize| -> Vec<f64> {
+        let runs = rounded_runs.get_or_insert_with(|| {
+            let mut rng = Rng::new(0x0dd_ba11);
+            (0..ROUNDED_RUNS)
+                .filter_map(|_| interp::run(&rounding_twin(g, &mut rng), &args64).ok())
+                .collect()
+        });
+        runs.iter().map(|r| r[o].get_f64(i)).collect()
+    };
     tally.graphs += 1;
     for (name, got) in compiled {
         let got = match got {
@@ -142,7 +180,11 @@ fn compare(label: &str, g: &Graph, args: &[HostTensor], tally: &mut Tally) {
                 // order than the interpreter's may reach ±inf (and then NaN) where
                 // the interpreter stays finite.
                 let overflowed = near_overflow && !x.is_finite() && w.is_finite();
-                if !as_rewritten && !overflowed && !accepted(x, w, t, w_out.dtype()) {
+                if !as_rewritten
+                    && !overflowed
+                    && !accepted(x, w, t, w_out.dtype())
+                    && !accepted_under_rounding(x, t, &rounded(o, i), w_out.dtype())
+                {
                     tally.disagreements.push(format!(
                         "{label} {name}: output {o} element {i}: compiled {x:e}, f32 interpreter {w:e}, f64 {t:e}"
                     ));
@@ -203,10 +245,18 @@ fn gradient(g: &Graph) -> Option<Graph> {
     Some(out)
 }
 
-/// Runs seeds `first..first + count`: each graph and its gradient.
-fn run(first: u64, count: u64) -> Tally {
+/// Seeds the long run once found disagreeing, run in every sample: exact
+/// cancellation of ±5e29 terms in `conv2d_weight_grad` (38248, 40555; rounding,
+/// now judged by [`rounding_twin`]), NaN for ±inf in convolution gradients of
+/// infinite images (50150, 70149; a bug of the native kernels' junk columns, now
+/// fixed), an optimized graph that no longer computes a `one_hot` with a bad
+/// index (55948; the optimizer's right).
+const FOUND: [u64; 5] = [38248, 40555, 50150, 55948, 70149];
+
+/// Runs `seeds`: each graph and its gradient.
+fn run(seeds: impl Iterator<Item = u64>) -> Tally {
     let mut tally = Tally::default();
-    for seed in first..first + count {
+    for seed in seeds {
         let g = random_graph(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0ac1e);
         if g.outputs().is_empty() {
             continue;
@@ -230,7 +280,7 @@ fn random_graphs_and_their_gradients_agree_with_the_interpreters() {
             .unwrap_or(default)
     };
     let (first, count) = (env("KILN_ORACLE_FIRST", 0), env("KILN_ORACLE_GRAPHS", 150));
-    let tally = run(first, count);
+    let tally = run((first..first + count).chain(FOUND));
     eprintln!(
         "oracle: seeds {first}..{}: {} graphs and gradients compared ({} elements, each compiled twice), {} rejected by the interpreter, {} disagreements",
         first + count,

@@ -546,6 +546,25 @@ pub fn widen_dtype(d: DType) -> DType {
 /// `one_hot` results, loop bodies); `random_uniform` keeps its f32 draws, widened
 /// after, so both graphs see the same random numbers. Arguments keep their order.
 pub fn twin(g: &Graph) -> Graph {
+    widened(g, None)
+}
+
+/// The f32 unit roundoff, 2^-24: the largest relative error of one rounding.
+pub const F32_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
+
+/// [`twin`] with f32 rounding simulated: every value that is f32 in `g`
+/// (arguments included, loop bodies too) is multiplied, element by element, by
+/// a random factor in `1 ± 2^-24` ([`F32_ROUNDOFF`]), drawn from `rng`.
+///
+/// Running a few of these shows what rounding *can* make of the graph
+/// (Monte Carlo arithmetic): a well-conditioned output barely moves, one where
+/// huge terms cancel, or where a comparison or a `max` sits on a tie, moves by
+/// as much as any f32 evaluation order may ([`accepted_under_rounding`]).
+pub fn rounding_twin(g: &Graph, rng: &mut Rng) -> Graph {
+    widened(g, Some(rng))
+}
+
+fn widened(g: &Graph, mut rounding: Option<&mut Rng>) -> Graph {
     let mut out = Graph::new(g.name());
     let mut map: HashMap<NodeId, NodeId> = HashMap::new();
     for &a in g.args() {
@@ -556,6 +575,7 @@ pub fn twin(g: &Graph) -> Graph {
             _ => out.input(&name, widen(&node.ty)),
         }
         .expect("distinct argument names");
+        let id = rounded(&mut out, id, &node.ty, rounding.as_deref_mut());
         map.insert(a, id);
     }
     for id in g.topo_order().expect("valid graph") {
@@ -579,14 +599,20 @@ pub fn twin(g: &Graph) -> Graph {
                         depth: *depth,
                         dtype: widen_dtype(*dtype),
                     },
-                    Op::Scan(s) => Op::Scan(Scan {
-                        body: kiln_ir::Body(std::sync::Arc::new(twin(&s.body.0))),
-                        ..s.clone()
-                    }),
+                    Op::Scan(s) => {
+                        let body = widened(&s.body.0, rounding.as_deref_mut());
+                        Op::Scan(Scan {
+                            body: kiln_ir::Body(Arc::new(body)),
+                            ..s.clone()
+                        })
+                    }
                     other => other.clone(),
                 };
-                out.add(op, &operands)
-                    .unwrap_or_else(|e| panic!("the f64 twin of %{}: {e}\n{g}", id.index()))
+                let new = out
+                    .add(op, &operands)
+                    .unwrap_or_else(|e| panic!("the f64 twin of %{}: {e}\n{g}", id.index()));
+                // A literal is exact; every computed value is rounded once.
+                rounded(&mut out, new, &node.ty, rounding.as_deref_mut())
             }
         };
         map.insert(id, new);
@@ -595,6 +621,21 @@ pub fn twin(g: &Graph) -> Graph {
         out.output(map[&o.node], o.name.as_deref());
     }
     out
+}
+
+/// `node` (a value of the twin) times a fresh factor in 1 ± 2^-24 where `ty`, its
+/// type in the original graph, is f32 and rounding is simulated.
+fn rounded(out: &mut Graph, node: NodeId, ty: &TensorType, rounding: Option<&mut Rng>) -> NodeId {
+    match rounding {
+        Some(rng) if ty.dtype == DType::F32 => {
+            let factors =
+                HostTensor::from_fn(&widen(ty), |_| 1.0 + F32_ROUNDOFF * rng.uniform(-1.0, 1.0));
+            let factors = out.constant(factors);
+            out.add(Op::Binary(BinaryOp::Mul), &[node, factors])
+                .expect("same type")
+        }
+        _ => node,
+    }
 }
 
 /// The differential oracle's judgement of a compiled f32 element `got`, given
@@ -628,4 +669,28 @@ pub fn accepted(got: f64, f32v: f64, f64v: f64, dtype: DType) -> bool {
         return true;
     }
     got.is_finite() && (got - f64v).abs() <= 4.0 * (f32v - f64v).abs() + 1e-5 * f64v.abs().max(1.0)
+}
+
+/// The oracle's second judgement, for an element [`accepted`] refuses: `got`
+/// against the f64 twin's `f64v` and the same element of a few
+/// [`rounding_twin`]s (`rounded`). Accepted when it is within 16 times the
+/// largest distance of a rounded run from `f64v` (rounding moves this output that
+/// much, so another legitimate f32 order may move it 16 times more), or where it is
+/// not finite, when some rounded run has its class (NaN, +inf, -inf). A rounded
+/// run that is not finite where `f64v` is means the output sits at an overflow
+/// or a pole: any value is accepted. An integer or bool must equal a rounded
+/// run's value (an `argmax` on a near tie, a comparison of nearly equal floats).
+pub fn accepted_under_rounding(got: f64, f64v: f64, rounded: &[f64], dtype: DType) -> bool {
+    if !dtype.is_float() {
+        return rounded.contains(&got);
+    }
+    let class = |x: f64| (x.is_nan(), x == f64::INFINITY, x == f64::NEG_INFINITY);
+    if !got.is_finite() {
+        return rounded.iter().any(|&r| class(r) == class(got));
+    }
+    if !f64v.is_finite() || rounded.iter().any(|r| !r.is_finite()) {
+        return f64v.is_finite() || rounded.iter().any(|r| r.is_finite());
+    }
+    let spread = rounded.iter().map(|r| (r - f64v).abs()).fold(0.0, f64::max);
+    (got - f64v).abs() <= 16.0 * spread
 }

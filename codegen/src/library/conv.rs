@@ -176,9 +176,12 @@ const THIN: usize = 16;
 /// with slack at the end, so q can be rounded up to a multiple of the vector width
 /// and the kernels run without scalar tails; every read stays inside the buffer.
 ///
-/// One difference from the definition: a junk column multiplies a zero gradient by
-/// an input value the tap never reads, so an infinite input spreads NaN to weight
-/// gradient entries the definition leaves finite (training has diverged by then).
+/// A junk column multiplies a zero gradient by an input value the tap never reads
+/// (weight gradient), or a weight by a zero gradient and adds the product into a
+/// pixel the tap never reaches (input gradient): harmless for finite values, but
+/// `0 · inf` is NaN. So the weight gradient of an image holding an infinity or
+/// NaN, and the input gradient of such a weight, take the im2col path, which
+/// multiplies only what the definition multiplies.
 struct Wide {
     hp: usize,
     wp: usize,
@@ -413,7 +416,9 @@ fn conv2d_input_grad_images(
         .chunks_exact(o * p)
         .zip(dx.chunks_exact_mut(chw))
         .take(s.n);
-    match Wide::new(s, a) {
+    // The wide layout's junk columns would multiply non-finite weights by zero
+    // ([`Wide`]) and add the NaN into pixels the tap never reaches.
+    match Wide::new(s, a).filter(|_| w.iter().all(|v| v.is_finite())) {
         Some(g) => {
             // Each tap's row of wᵀ × dy adds into the image at the tap's offset.
             g.taps(s, a, taps);
@@ -463,7 +468,9 @@ pub fn conv2d_weight_grad(
     if chw == 0 || o * p == 0 {
         return;
     }
-    let Some(g) = Wide::new(s, a).filter(|_| o <= THIN) else {
+    // The wide layout's junk columns would read non-finite inputs ([`Wide`]).
+    let finite = || x[..s.n * chw].iter().all(|v| v.is_finite());
+    let Some(g) = Wide::new(s, a).filter(|_| o <= THIN && finite()) else {
         return weight_grad_im2col(x, dy, dw, s, o, a, &mut scratch[0]);
     };
     let taps = parallel::ranges(k, split_count(workers, s.n * o * k * p));
