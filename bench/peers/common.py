@@ -48,7 +48,12 @@ def time_steps(name, step, warmup, steps=None, min_seconds=None):
         t0 = time.perf_counter()
         step()
         times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
+    return report(name, times)
+
+
+def report(name, times):
+    """Prints the report line for `times` (ms) and returns their median."""
+    times = sorted(times)
     median = times[len(times) // 2]
     print(
         f"{name}: median {median:.3f} ms (min {times[0]:.3f}, max {times[-1]:.3f}) "
@@ -61,4 +66,4 @@ def time_steps(name, step, warmup, steps=None, min_seconds=None):
 def selected(argv):
     """The workloads named on the command line (default: all)."""
     names = [a.lower() for a in argv[1:]]
-    return set(names) if names else {"w2", "w3", "w4", "w6"}
+    return set(names) if names else {"w2", "w3", "w4", "w5", "w6"}

@@ -3,7 +3,9 @@
 optimizers. Single-threaded (see common.py). Usage: python jax_peer.py [w2 w3 w4 w6]
 """
 
+import subprocess
 import sys
+import time
 
 import common  # sets the single-thread environment before jax is imported
 
@@ -97,6 +99,35 @@ def w2():
     fwd = jax.jit(mlp_loss)
     common.time_steps(f"{PEER}/w2_forward/batch_64",
                       lambda: fwd(params, x, y).block_until_ready(), common.warmups("w2"))
+
+
+# W5: compile latency of the W2 step, batch 64: from building the model (after
+# `import jax`) to the first result (trace, compile, run), each in a fresh process.
+
+W5_PROCESSES = 3 if common.QUICK else 11
+
+
+def w5_once():
+    """This process's W5 time in ms."""
+    t0 = time.perf_counter()
+    kp, kx, ky = jax.random.split(jax.random.PRNGKey(common.SEED), 3)
+    x = jax.random.uniform(kx, (64, 784), jnp.float32, 0.0, 1.0)
+    y = jax.random.randint(ky, (64,), 0, 10, jnp.int32)
+    adam = optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-8)
+    params = mlp_init(kp)
+    step = train_step(mlp_loss, adam)
+    _, _, loss = step(params, adam.init(params), x, y)
+    loss.block_until_ready()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def w5():
+    times = []
+    for _ in range(W5_PROCESSES):
+        out = subprocess.run([sys.executable, __file__, "--w5-once"], check=True,
+                             capture_output=True, text=True).stdout
+        times.append(float(out.split()[-1]))
+    common.report(f"{PEER}/w5_compile/batch_64", times)
 
 
 # W3: LeNet, SGD momentum 0.9, lr 1e-3, batch 128, NCHW 3x32x32.
@@ -203,9 +234,12 @@ def w6():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--w5-once"]:
+        print(f"{w5_once():.3f}")
+        sys.exit(0)
     print(f"# jax {jax.__version__}, optax {optax.__version__}, "
           f"devices {jax.devices()}", flush=True)
     chosen = common.selected(sys.argv)
-    for name, fn in (("w2", w2), ("w3", w3), ("w4", w4), ("w6", w6)):
+    for name, fn in (("w2", w2), ("w3", w3), ("w4", w4), ("w5", w5), ("w6", w6)):
         if name in chosen:
             fn()

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The peer harness (docs/WORKLOADS.md, "Measurement protocol"): kiln, JAX and
-# PyTorch on W2, W3, W4 and W6 in one run, single-threaded on one pinned core,
+# PyTorch on W2, W3, W4, W5 (JAX only) and W6 in one run, single-threaded on one pinned core,
 # alternating kiln, peers, kiln again so the drift of the machine shows; prints
 # one table of medians and ratios. Optional for users, not part of CI.
 #
-#   bench/peers/run.sh [w2 w3 w4 w6]     # default: all
+#   bench/peers/run.sh [w2 w3 w4 w5 w6]     # default: all
 #
 # Environment:
 #   QUICK=1           smoke run: few steps, short criterion times (checks the harness,
@@ -12,7 +12,7 @@
 #   CORE=N            the core to pin to (default 0)
 #   PYTHON=python3.x  the interpreter for the virtual environment (default python3)
 #   CARGO_TARGET_DIR  honoured by the build as usual
-#   KILN_BENCH_BINS=DIR  use prebuilt criterion binaries DIR/{w2,w3,w4,w6} instead of
+#   KILN_BENCH_BINS=DIR  use prebuilt criterion binaries DIR/{w2,w3,w4,w5,w6} instead of
 #                     building (for development; a fresh clone builds)
 set -euo pipefail
 
@@ -24,7 +24,7 @@ CORE=${CORE:-0}
 QUICK=${QUICK:-}
 [ "$QUICK" = 0 ] && QUICK=
 WORKLOADS=("$@")
-[ ${#WORKLOADS[@]} -eq 0 ] && WORKLOADS=(w2 w3 w4 w6)
+[ ${#WORKLOADS[@]} -eq 0 ] && WORKLOADS=(w2 w3 w4 w5 w6)
 wants() { local w; for w in "${WORKLOADS[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 say() { echo "== $*" >&2; }
 
@@ -55,7 +55,7 @@ PY="$VENV/bin/python"
 # --- 2. kiln's criterion benches --------------------------------------------------
 declare -A BIN
 if [ -n "${KILN_BENCH_BINS:-}" ]; then
-    for b in w2 w3 w4 w6; do BIN[$b]="$KILN_BENCH_BINS/$b"; done
+    for b in w2 w3 w4 w5 w6; do BIN[$b]="$KILN_BENCH_BINS/$b"; done
 else
     say "building kiln's benches (cargo bench --no-run)"
     cargo bench --manifest-path "$ROOT/bench/Cargo.toml" --no-run \
@@ -88,11 +88,28 @@ else
 fi
 gemm_filter='kiln_1_thread/(256x256x256|1024x1024x1024|64x784x128|64x128x64)$'
 
+# W5: compile to first result, each time in a fresh process (`w5 --fresh`), one
+# report line.
+w5_pass() {
+    local i times=()
+    [ -x "${BIN[w5]:-}" ] || { echo "# kiln w5: no bench binary" >&2; return 1; }
+    say "kiln: w5"
+    for i in $(seq "$([ -n "$QUICK" ] && echo 3 || echo 11)"); do
+        times+=("$(cd "$ROOT/bench" && taskset -c "$CORE" "${BIN[w5]}" --fresh)") || return 1
+    done
+    PYTHONPATH="$HERE" "$PY" -c 'import sys, common
+common.report("w5_compile/batch_64/1_thread", [float(t) for t in sys.argv[1:]])' "${times[@]}"
+}
+
 kiln_pass() {  # $1: pass number
     local log="$OUT/kiln$1.log" home="$OUT/criterion$1" b args filter
     : > "$log"
-    for b in w2 w3 w4 w6; do
+    for b in w2 w3 w4 w5 w6; do
         wants "$b" || continue
+        if [ "$b" = w5 ]; then
+            w5_pass >> "$log" || echo "# kiln w5 failed" | tee -a "$log" >&2
+            continue
+        fi
         if [ ! -x "${BIN[$b]:-}" ]; then
             echo "# kiln $b: no bench binary" | tee -a "$log" >&2
             continue
@@ -112,7 +129,7 @@ kiln_pass() {  # $1: pass number
 }
 
 peers=()
-for w in w2 w3 w4 w6; do wants "$w" && peers+=("$w"); done
+for w in w2 w3 w4 w5 w6; do wants "$w" && peers+=("$w"); done
 
 kiln_pass 1
 : > "$OUT/peers.log"

@@ -19,7 +19,7 @@ LINE = re.compile(
 )
 PEERS = ["jax", "torch", "torch_fused"]
 TITLES = {"jax": "JAX jit", "torch": "PyTorch eager", "torch_fused": "PyTorch fused opt."}
-ORDER = ["w2_step", "w2_forward", "w3_step", "w4_step", "w6_gemm"]
+ORDER = ["w2_step", "w2_forward", "w3_step", "w4_step", "w5_compile", "w6_gemm"]
 GEMM_SHAPES = ["256x256x256", "1024x1024x1024", "64x784x128", "64x128x64"]
 
 
@@ -60,6 +60,11 @@ def criterion_lines(home):
               f"max {max(means):.4f}) over {int(sum(s['iters']))} steps")
 
 
+def ratio(r):
+    """kiln / peer, as a fraction where kiln is more than 100 times faster (W5)."""
+    return f"1/{1 / r:.0f}" if r < 0.01 else f"{r:.2f}"
+
+
 def fmt(ms):
     if ms is None:
         return "–"
@@ -92,12 +97,13 @@ def table(kiln1_path, peers_path, kiln2_path):
         row = [key, fmt(a), fmt(b), drift]
         for p in PEERS:
             v = peers.get(p, {}).get(key)
-            row += [fmt(v), f"{kiln / v:.2f}" if kiln and v else "–"]
+            row += [fmt(v), ratio(kiln / v) if kiln and v else "–"]
         print("| " + " | ".join(row) + " |")
     print()
-    print("Medians in ms per step, single thread, one pinned core. kiln/peer divides "
-          "the mean of kiln's two passes by the peer's median (below 1: kiln is faster); "
-          "drift is kiln's pass 2 against pass 1.")
+    print("Medians in ms per step, single thread, one pinned core (w5_compile: ms from "
+          "building the W2 step to its first result, each in a fresh process). kiln/peer "
+          "divides the mean of kiln's two passes by the peer's median (below 1: kiln is "
+          "faster); drift is kiln's pass 2 against pass 1.")
 
 
 if __name__ == "__main__":
