@@ -20,8 +20,14 @@ mkdir -p "$OUT"
 
 declare -A BIN
 while read -r name path; do BIN[$name]=$path; done < <(
-    cargo bench --manifest-path "$HERE/Cargo.toml" --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"target":{[^}]*"name":"\([a-z0-9_]*\)".*"executable":"\([^"]*\)".*/\1 \2/p')
+    cargo bench --manifest-path "$HERE/Cargo.toml" --no-run --message-format=json \
+        2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and "bench" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])')
 
 # bench, criterion filter, label
 cases=(
@@ -40,5 +46,5 @@ for c in "${cases[@]}"; do
         taskset -c "$CORE" "${BIN[$bench]}" --bench "$filter" --profile-time "$SECONDS_PER" \
         >/dev/null 2>&1)
     perf report -i "$OUT/$label.data" --no-children --sort symbol --percent-limit 1.5 \
-        --stdio -q 2>/dev/null | sed 's/[[:space:]]*$//' | grep -v '^$' | head -25
+        --stdio -q 2>/dev/null | sed -E 's/[[:space:]]+(-[[:space:]]+-)?[[:space:]]*$//' | grep -v '^$' | head -25
 done

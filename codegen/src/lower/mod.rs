@@ -117,8 +117,8 @@ impl Drop for CompiledProgram {
     }
 }
 
-/// A JIT module for the host ISA (opt_level speed, non-PIC) with kiln's runtime
-/// symbols registered.
+/// A JIT module for the host ISA (opt_level speed, non-PIC, the IR verifier only
+/// with debug assertions) with kiln's runtime symbols registered.
 pub fn host_module() -> Result<JITModule, CodegenError> {
     let mut flags = settings::builder();
     flags
@@ -126,6 +126,11 @@ pub fn host_module() -> Result<JITModule, CodegenError> {
         .map_err(|e| CodegenError::Isa(e.to_string()))?;
     flags
         .set("is_pic", "false")
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    // Cranelift's IR verifier catches lowering bugs: builds with debug assertions
+    // (the tests, the fuzzers) keep it; release builds skip it, 5% of a compile.
+    flags
+        .set("enable_verifier", &cfg!(debug_assertions).to_string())
         .map_err(|e| CodegenError::Isa(e.to_string()))?;
     let isa = cranelift_native::builder()
         .map_err(|e| CodegenError::Isa(e.to_string()))?
