@@ -6,7 +6,8 @@
 //! rate on the same FLOPs (median of 5 steps after 2 warm-up steps; GEMMs
 //! likewise). Then the step on all cores.
 //!
-//! Run with `cargo run --release --example w7_timing`.
+//! Run with `cargo bench --manifest-path bench/Cargo.toml --bench w7` (a plain
+//! program, not a criterion bench: a step takes about a second).
 
 use std::time::Instant;
 
