@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Where the time goes: a `perf` profile of kiln's single-thread benches, one core,
-# generated code named by its kernel (KILN_PERF_MAP=1), the top symbols of each.
+# generated code named by its kernel (cranelift-jit writes /tmp/perf-PID.map under
+# perf), the top symbols of each.
 #
 #   bench/profile.sh [w2 w3 w4 w5]     # default: all
 #
@@ -42,7 +43,7 @@ for c in "${cases[@]}"; do
     read -r bench filter label <<< "$c"
     printf '%s\n' "${WORKLOADS[@]}" | grep -qx "$bench" || continue
     echo "== $label"
-    (cd "$HERE" && KILN_PERF_MAP=1 perf record -q -F 999 -o "$OUT/$label.data" \
+    (cd "$HERE" && perf record -q -F 999 -o "$OUT/$label.data" \
         taskset -c "$CORE" "${BIN[$bench]}" --bench "$filter" --profile-time "$SECONDS_PER" \
         >/dev/null 2>&1)
     perf report -i "$OUT/$label.data" --no-children --sort symbol --percent-limit 1.5 \

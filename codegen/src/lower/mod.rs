@@ -35,7 +35,6 @@ use loops::{Split, emit_loop_kernel, split_of};
 pub mod approx;
 mod expr;
 mod loops;
-mod perf_map;
 
 /// Why a program could not be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -278,7 +277,6 @@ pub fn compile_with(
         scans: Vec::new(),
         clif: Vec::new(),
         asm: Vec::new(),
-        symbols: Vec::new(),
     };
     let entry_id = e.program(program, "", Linkage::Export)?;
     let Emitter {
@@ -287,17 +285,9 @@ pub fn compile_with(
         scans,
         clif,
         asm,
-        symbols,
         ..
     } = e;
     module.finalize_definitions().map_err(module_err)?;
-    if perf_map::enabled() {
-        let functions: Vec<(*const u8, u32, &str)> = symbols
-            .iter()
-            .map(|(id, name, size)| (module.get_finalized_function(*id), *size, name.as_str()))
-            .collect();
-        perf_map::record(&functions);
-    }
     let code = module.get_finalized_function(entry_id);
     // SAFETY: the entry function was declared with exactly this signature.
     let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
@@ -333,8 +323,6 @@ struct Emitter {
     scans: Vec<ScanDesc>,
     clif: Vec<(String, String)>,
     asm: Vec<(String, String)>,
-    /// Every function defined, with its machine-code size, for the perf map.
-    symbols: Vec<(FuncId, String, u32)>,
 }
 
 impl Emitter {
@@ -468,33 +456,33 @@ impl Emitter {
     fn define(&mut self, id: FuncId, name: String) -> Result<(), CodegenError> {
         self.clif
             .push((name.clone(), self.ctx.func.display().to_string()));
-        let (size, listing) = define(&mut self.module, id, &mut self.ctx, self.disasm)?;
-        if let Some(listing) = listing {
-            self.asm.push((name.clone(), listing));
+        if let Some(listing) = define(&mut self.module, id, &mut self.ctx, self.disasm)? {
+            self.asm.push((name, listing));
         }
-        self.symbols.push((id, name, size));
         Ok(())
     }
 }
 
-/// Compiles `ctx.func` as function `id`; returns its machine-code size and, with
-/// `disasm`, its listing (Cranelift's VCode text, no disassembler needed).
+/// Compiles `ctx.func` as function `id`; with `disasm`, returns its machine-code
+/// listing (Cranelift's VCode text, no disassembler needed).
 fn define(
     module: &mut JITModule,
     id: FuncId,
     ctx: &mut Context,
     disasm: bool,
-) -> Result<(u32, Option<String>), CodegenError> {
+) -> Result<Option<String>, CodegenError> {
     ctx.set_disasm(disasm);
     module.define_function(id, ctx).map_err(|e| match e {
         cranelift_module::ModuleError::Compilation(c) => CodegenError::Module(format!("{c:?}")),
         e => module_err(e),
     })?;
-    let size = ctx.compiled_code().map_or(0, |c| c.code_info().total_size);
     let listing = ctx.compiled_code().and_then(|c| {
         let text = c.vcode.as_ref()?;
-        Some(format!("; {size} bytes of machine code\n{text}"))
+        Some(format!(
+            "; {} bytes of machine code\n{text}",
+            c.code_info().total_size
+        ))
     });
     module.clear_context(ctx);
-    Ok((size, listing))
+    Ok(listing)
 }
