@@ -678,8 +678,9 @@ pub fn accepted(got: f64, f32v: f64, f64v: f64, dtype: DType) -> bool {
 /// much, so another legitimate f32 order may move it 16 times more), or where it is
 /// not finite, when some rounded run has its class (NaN, +inf, -inf). A rounded
 /// run that is not finite where `f64v` is means the output sits at an overflow
-/// or a pole: any value is accepted. An integer or bool must equal a rounded
-/// run's value (an `argmax` on a near tie, a comparison of nearly equal floats).
+/// or a pole: any value is accepted; a finite value where `f64v` is not finite
+/// needs a finite rounded run. An integer or bool must equal a rounded run's value
+/// (an `argmax` on a near tie, a comparison of nearly equal floats).
 pub fn accepted_under_rounding(got: f64, f64v: f64, rounded: &[f64], dtype: DType) -> bool {
     if !dtype.is_float() {
         return rounded.contains(&got);
@@ -693,4 +694,97 @@ pub fn accepted_under_rounding(got: f64, f64v: f64, rounded: &[f64], dtype: DTyp
     }
     let spread = rounded.iter().map(|r| (r - f64v).abs()).fold(0.0, f64::max);
     (got - f64v).abs() <= 16.0 * spread
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a - b` and `a + b` on `a = [1e8, 3]`, `b = [1e8 + 8, 5]`: the twin's
+    /// answers and four rounded runs of each element.
+    fn runs() -> (Vec<f64>, Vec<Vec<f64>>) {
+        let mut g = Graph::new("cancel");
+        let ty = TensorType::new(DType::F32, [2]);
+        let a = g.input("a", ty.clone()).unwrap();
+        let b = g.input("b", ty).unwrap();
+        let d = g.add(Op::Binary(BinaryOp::Sub), &[a, b]).unwrap();
+        let s = g.add(Op::Binary(BinaryOp::Add), &[a, b]).unwrap();
+        g.output(d, Some("d"));
+        g.output(s, Some("s"));
+        let args = [
+            HostTensor::from_f64([2], vec![1e8, 3.0]).unwrap(),
+            HostTensor::from_f64([2], vec![1e8 + 8.0, 5.0]).unwrap(),
+        ];
+        let flat = |outs: Vec<HostTensor>| -> Vec<f64> {
+            outs.iter().flat_map(|t| t.to_f64_vec()).collect()
+        };
+        let truth = flat(kiln_ir::interp::run(&twin(&g), &args).unwrap());
+        let mut rng = Rng::new(1);
+        let rounded: Vec<Vec<f64>> = (0..4)
+            .map(|_| flat(kiln_ir::interp::run(&rounding_twin(&g, &mut rng), &args).unwrap()))
+            .collect();
+        (truth, rounded)
+    }
+
+    #[test]
+    fn rounding_moves_a_cancelling_output_and_barely_a_benign_one() {
+        let (truth, rounded) = runs();
+        assert_eq!(truth, [-8.0, -2.0, 2e8 + 8.0, 8.0]);
+        let element = |i: usize| -> Vec<f64> { rounded.iter().map(|r| r[i]).collect() };
+        // 1e8 - (1e8 + 8): each operand moves by up to 6 in f32 rounding.
+        let spread = |i: usize| {
+            element(i)
+                .iter()
+                .map(|r| (r - truth[i]).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(spread(0) > 0.5 && spread(0) < 12.0, "{}", spread(0));
+        assert!(spread(1) > 0.0 && spread(1) < 1e-6, "{}", spread(1));
+        // An error rounding can make is accepted, a larger one is not.
+        assert!(accepted_under_rounding(
+            -8.0 + spread(0),
+            -8.0,
+            &element(0),
+            DType::F32
+        ));
+        assert!(!accepted_under_rounding(
+            -8.0 + 1e3,
+            -8.0,
+            &element(0),
+            DType::F32
+        ));
+        assert!(accepted_under_rounding(-2.0, -2.0, &element(1), DType::F32));
+        assert!(!accepted_under_rounding(
+            -2.0 + 1e-3,
+            -2.0,
+            &element(1),
+            DType::F32
+        ));
+        // Non-finite values need a rounded run of their class.
+        assert!(!accepted_under_rounding(
+            f64::NAN,
+            -2.0,
+            &element(1),
+            DType::F32
+        ));
+        let at_overflow = [f64::INFINITY, 3e38];
+        assert!(accepted_under_rounding(
+            f64::INFINITY,
+            3e38,
+            &at_overflow,
+            DType::F32
+        ));
+        assert!(!accepted_under_rounding(
+            f64::NEG_INFINITY,
+            3e38,
+            &at_overflow,
+            DType::F32
+        ));
+    }
+
+    #[test]
+    fn integers_must_equal_a_rounded_run() {
+        assert!(accepted_under_rounding(3.0, 2.0, &[2.0, 3.0], DType::I32));
+        assert!(!accepted_under_rounding(4.0, 2.0, &[2.0, 3.0], DType::I32));
+    }
 }
