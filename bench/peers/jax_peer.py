@@ -1,6 +1,6 @@
-"""The W2, W3, W4 and W6 workloads of docs/WORKLOADS.md in JAX: each step is one
+"""The W2, W3, W4, W5 and W6 workloads of docs/WORKLOADS.md in JAX: each step is one
 `jax.jit` function with the parameters and optimizer state donated, optax for the
-optimizers. Single-threaded (see common.py). Usage: python jax_peer.py [w2 w3 w4 w6]
+optimizers. Single-threaded (see common.py). Usage: python jax_peer.py [w2 w3 w4 w5 w6]
 """
 
 import subprocess
