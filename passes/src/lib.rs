@@ -3,6 +3,7 @@
 
 pub mod autodiff;
 pub mod dce;
+mod dedup;
 pub mod emit;
 pub mod hoist;
 mod loops;

@@ -84,3 +84,74 @@ fn loop_bodies_are_optimized_and_stay_shared() {
         assert_eq!(w.to_f64_vec(), o.to_f64_vec());
     }
 }
+
+/// A body returning one value twice as stacked results (here after its own
+/// optimization merges two equal nodes) gives one result node: the loop stores it
+/// once per step, and what reads the second reads the first.
+#[test]
+fn repeated_stacked_results_are_read_from_one() {
+    let f = TensorType::new(DType::F32, [3]);
+    let mut b = Graph::new("twice");
+    let h = b.input("h", f.clone()).unwrap();
+    let x = b.input("x", f).unwrap();
+    let next = b.add(Op::Binary(BinaryOp::Add), &[h, x]).unwrap();
+    let y1 = b.add(Op::Binary(BinaryOp::Mul), &[next, x]).unwrap();
+    let y2 = b.add(Op::Binary(BinaryOp::Mul), &[next, x]).unwrap();
+    b.output(next, Some("h"));
+    b.output(y1, Some("y1"));
+    b.output(y2, Some("y2"));
+    let body = Body(Arc::new(b));
+
+    let mut g = Graph::new("outer");
+    let h0 = g.input("h0", TensorType::new(DType::F32, [3])).unwrap();
+    let xs = g.input("xs", TensorType::new(DType::F32, [4, 3])).unwrap();
+    let scan = |result| {
+        Op::Scan(Scan {
+            body: body.clone(),
+            carries: 1,
+            xs: 1,
+            length: 4,
+            reverse: false,
+            result,
+        })
+    };
+    let ys1 = g.add(scan(1), &[h0, xs]).unwrap();
+    let ys2 = g.add(scan(2), &[h0, xs]).unwrap();
+    let e = g.add(Op::Unary(UnaryOp::Exp), &[ys2]).unwrap();
+    g.output(ys1, Some("ys1"));
+    g.output(e, Some("exp_ys2"));
+
+    let (opt, stats) = optimize(&g).unwrap();
+    let results: Vec<usize> = opt
+        .node_ids()
+        .filter_map(|n| match &opt.node(n).op {
+            Op::Scan(s) => Some(s.result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 1, "one stacked result node:\n{opt}");
+    assert!(
+        stats
+            .applied
+            .iter()
+            .any(|(r, n)| r == "loop/merge-results" && *n == 1),
+        "{:?}",
+        stats.applied
+    );
+
+    let args = [
+        HostTensor::from_f32([3], vec![0.5, -2.0, 1.25]).unwrap(),
+        HostTensor::from_f32(
+            [4, 3],
+            vec![
+                1.0, -0.5, 2.0, -3.0, 0.25, 0.75, 1.5, -1.0, -0.125, 0.5, 2.5, -2.5,
+            ],
+        )
+        .unwrap(),
+    ];
+    let want = interp::run(&g, &args).unwrap();
+    let got = interp::run(&opt, &args).unwrap();
+    for (w, o) in want.iter().zip(&got) {
+        assert_eq!(w.to_f64_vec(), o.to_f64_vec());
+    }
+}

@@ -367,7 +367,14 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             add("pad", c.out(y), EXACT);
         }
         for kind in ReduceOp::ALL {
-            for (axes, keepdims) in [(vec![1], false), (vec![0, 2], true), (vec![0, 1, 2], false)] {
+            // Axes [1] and [0, 1] leave a contiguous innermost output loop and a
+            // strided innermost reduced one: the column form.
+            for (axes, keepdims) in [
+                (vec![1], false),
+                (vec![0, 2], true),
+                (vec![0, 1], false),
+                (vec![0, 1, 2], false),
+            ] {
                 for dtype in FLOATS {
                     let mut c = Case::new("reduce");
                     let x = c.float(rng, dtype, &[3, n, 4]);
@@ -909,7 +916,8 @@ fn convolution_gradients_keep_the_interpreters_infinities() {
 
 /// Long loop kernels split their outermost loop across threads: a 1-D kernel whose
 /// loop is the vectorized one (cut at multiples of the vector width), a 2-D one
-/// with a row reduction, and a column reduction. Every thread count gives the
+/// with a row reduction, and two column reductions (one fused, a mean). Every
+/// thread count gives the
 /// interpreter's answer and the same bits.
 #[test]
 fn split_loop_kernels_match_the_interpreter_and_each_other() {
@@ -938,7 +946,16 @@ fn split_loop_kernels_match_the_interpreter_and_each_other() {
         },
         &[m],
     );
-    for out in [y, soft, cols] {
+    // A fused column mean: exp(m) summed over rows, then divided.
+    let col_mean = c.op(
+        Op::Reduce {
+            kind: ReduceOp::Mean,
+            axes: vec![0],
+            keepdims: false,
+        },
+        &[e],
+    );
+    for out in [y, soft, cols, col_mean] {
         c.graph.output(out, None);
     }
     let mut results = Vec::new();

@@ -140,9 +140,8 @@ impl LoopEmitter<'_, '_> {
         let float = dtype.is_float();
         match expr {
             Expr::Load(a) => {
-                let last = idx.len().wrapping_sub(1);
                 let addr = self.address(a, idx);
-                if lanes == 4 && a.strides[last] == 1 {
+                if lanes == 4 && a.strides[self.lane_axis] == 1 {
                     self.b.ins().load(types::F32X4, self.flags, addr, 0)
                 } else if lanes == 4 {
                     let s = self.b.ins().load(types::F32, self.flags, addr, 0);
@@ -369,12 +368,18 @@ impl LoopEmitter<'_, '_> {
             UnaryOp::Log => self.call_f64("log", x),
             UnaryOp::Tanh => self.call_f64("tanh", x),
             UnaryOp::Erf => self.call_f64("erf", x),
+            // The interpreter's two branches, bit for bit: `1 / (1 + exp(-x))` for
+            // `x >= 0`, `exp(x) / (1 + exp(x))` below (NaN takes the second).
             UnaryOp::Sigmoid => {
-                let n = self.b.ins().fneg(x);
+                let a = self.b.ins().fabs(x);
+                let n = self.b.ins().fneg(a);
                 let e = self.call_f64("exp", n);
                 let o = one(self);
                 let d = self.b.ins().fadd(o, e);
-                self.b.ins().fdiv(o, d)
+                let z = zero(self);
+                let non_negative = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, z);
+                let num = self.b.ins().select(non_negative, o, e);
+                self.b.ins().fdiv(num, d)
             }
         }
     }

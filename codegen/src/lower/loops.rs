@@ -1,8 +1,8 @@
 //! Loop nests: one function per loop kernel over a range of its outermost loop,
 //! `f32x4` inner loops with a scalar tail where the body allows, reductions over
-//! the innermost loops (on four lanes of partial results when vectorizable), row
-//! reductions computed per outer index, and the choice of splitting a kernel
-//! across threads.
+//! the innermost loops (on four lanes of partial results when vectorizable) or, in
+//! column form, over rows accumulated into the output, row reductions computed per
+//! outer index, and the choice of splitting a kernel across threads.
 
 use std::collections::HashMap;
 
@@ -15,6 +15,8 @@ use kiln_ir::kernel::{
     Access, Affine, BufferId, ExprId, ExprNode, Kernel, KernelProgram, LoopKernel,
 };
 use kiln_ir::{DType, ReduceOp};
+
+use kiln_ir::kernel::Expr;
 
 use super::expr::exprs_vectorizable;
 use super::{CodegenError, Imports, scalar_type};
@@ -68,6 +70,29 @@ fn vectorizable(k: &LoopKernel, program: &KernelProgram) -> bool {
     exprs_vectorizable(&k.exprs, last)
 }
 
+/// Whether `k` runs in column form ([`LoopEmitter::column_reduction`]): an f32
+/// reduction whose innermost reduced loop is strided in some operand while its
+/// innermost output loop is contiguous (or broadcast) in all of them, such as a
+/// bias gradient (a sum over a matrix's rows). Reducing along the strided loop
+/// reads one element per cache line; walking rows accumulates whole vectors.
+fn column_form(k: &LoopKernel, program: &KernelProgram) -> bool {
+    let outer = k.outer_dims().len();
+    if k.reduce.is_none()
+        || outer == 0
+        || !k.rows.is_empty()
+        || !k.also.is_empty()
+        || program.buffer(k.out).ty.dtype != DType::F32
+    {
+        return false;
+    }
+    let last = k.dims.len() - 1;
+    let strided = k
+        .exprs
+        .iter()
+        .any(|e| matches!(&e.expr, Expr::Load(a) if a.strides[last] > 1));
+    strided && k.dims[outer - 1] >= 4 && exprs_vectorizable(&k.exprs, outer - 1)
+}
+
 /// The identity a `kind` reduction of `dtype` values starts from.
 fn identity(kind: ReduceOp, dtype: DType) -> f64 {
     match (kind, dtype.is_float()) {
@@ -93,6 +118,9 @@ pub(super) struct LoopEmitter<'a, 'b> {
     pub(super) rows: Vec<Value>,
     /// The range of the outermost loop this call runs (function parameters).
     range: (Value, Value),
+    /// The loop whose consecutive iterations are the `f32x4` lanes: the innermost
+    /// one, or the innermost output loop in column form.
+    pub(super) lane_axis: usize,
 }
 
 pub(super) fn emit_loop_kernel(
@@ -149,9 +177,15 @@ pub(super) fn emit_loop_kernel(
         flags: MemFlagsData::new().with_notrap(),
         rows: Vec::new(),
         range: (lo, hi),
+        lane_axis: kernel.dims.len().wrapping_sub(1),
     };
-    let mut idx = Vec::new();
-    e.outer(0, &mut idx);
+    if column_form(kernel, program) {
+        e.lane_axis = kernel.outer_dims().len() - 1;
+        e.column_reduction();
+    } else {
+        let mut idx = Vec::new();
+        e.outer(0, &mut idx);
+    }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();
     let cfg = e.module.target_config();
@@ -314,6 +348,92 @@ impl LoopEmitter<'_, '_> {
         out[0]
     }
 
+    /// Column form (see [`column_form`]): `out = identity`, then for each index of
+    /// the reduced loops (outermost here, in order) `out[o] ⊕= value(o, r)` over
+    /// the output loops, the innermost on `f32x4` lanes; then a mean's division.
+    /// Each output element is reduced in the reduced loops' order whichever lanes
+    /// or thread computed it, so results do not depend on the split.
+    fn column_reduction(&mut self) {
+        let k = self.kernel;
+        let r = k.reduce.expect("column form reduces");
+        let outer = k.outer_dims().len();
+        let zero = self.iconst(0);
+        let mut idx = vec![zero; k.dims.len()];
+        let start = identity(r.kind, DType::F32);
+        self.each_output(&mut idx, 0, &mut |e, idx, lanes| {
+            let v = e.constant(DType::F32, start, lanes);
+            e.store(idx, v);
+        });
+        self.each_reduced(&mut idx, outer, r.kind);
+        if r.kind == ReduceOp::Mean {
+            let count: f64 = k.dims[outer..].iter().product::<usize>() as f64;
+            self.each_output(&mut idx, 0, &mut |e, idx, lanes| {
+                let acc = e.load_out(idx, lanes);
+                let c = e.constant(DType::F32, count, lanes);
+                let v = e.b.ins().fdiv(acc, c);
+                e.store(idx, v);
+            });
+        }
+    }
+
+    /// The reduced loops from `level` on, around one pass over the outputs.
+    fn each_reduced(&mut self, idx: &mut Vec<Value>, level: usize, kind: ReduceOp) {
+        let k = self.kernel;
+        if level == k.dims.len() {
+            self.each_output(idx, 0, &mut |e, idx, lanes| {
+                let x = e.body(idx, lanes);
+                let acc = e.load_out(idx, lanes);
+                let v = e.combine(kind, DType::F32, acc, x);
+                e.store(idx, v);
+            });
+            return;
+        }
+        let (lo, hi) = (self.iconst(0), self.iconst(k.dims[level] as i64));
+        self.range_loop(lo, hi, 1, |e, i| {
+            idx[level] = i;
+            e.each_reduced(idx, level + 1, kind);
+        });
+    }
+
+    /// Runs `f` at every output index of this call's range (output loops from
+    /// `level` on), four lanes at a time along the innermost, then one.
+    fn each_output(
+        &mut self,
+        idx: &mut Vec<Value>,
+        level: usize,
+        f: &mut dyn FnMut(&mut Self, &[Value], usize),
+    ) {
+        let outer = self.kernel.outer_dims().len();
+        let (lo, hi) = if level == 0 {
+            self.range
+        } else {
+            let n = self.kernel.dims[level];
+            (self.iconst(0), self.iconst(n as i64))
+        };
+        if level + 1 < outer {
+            self.range_loop(lo, hi, 1, |e, i| {
+                idx[level] = i;
+                e.each_output(idx, level + 1, f);
+            });
+            return;
+        }
+        let rest = self.range_loop(lo, hi, 4, |e, i| {
+            idx[level] = i;
+            f(e, idx, 4);
+        });
+        self.range_loop(rest, hi, 1, |e, i| {
+            idx[level] = i;
+            f(e, idx, 1);
+        });
+    }
+
+    /// The output element (or four) at the output loops' indices.
+    fn load_out(&mut self, idx: &[Value], lanes: usize) -> Value {
+        let addr = self.out_address(self.kernel.out, idx);
+        let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
+        self.b.ins().load(ty, self.flags, addr, 0)
+    }
+
     /// Computes every row reduction of the kernel for the current outer indices.
     fn compute_rows(&mut self, idx: &mut Vec<Value>) {
         let k = self.kernel;
@@ -456,6 +576,12 @@ impl LoopEmitter<'_, '_> {
 
     /// Stores `v` to `buffer` at the flat index of the output loops.
     fn store_to(&mut self, buffer: BufferId, idx: &[Value], v: Value) {
+        let addr = self.out_address(buffer, idx);
+        self.b.ins().store(self.flags, v, addr, 0);
+    }
+
+    /// The address in `buffer` of the flat index of the output loops.
+    fn out_address(&mut self, buffer: BufferId, idx: &[Value]) -> Value {
         let k = self.kernel;
         let outer = k.outer_dims();
         let strides = kiln_ir::Shape::new(outer.to_vec()).strides();
@@ -466,7 +592,6 @@ impl LoopEmitter<'_, '_> {
             offset: 0,
             strides: all,
         };
-        let addr = self.address(&a, idx);
-        self.b.ins().store(self.flags, v, addr, 0);
+        self.address(&a, idx)
     }
 }

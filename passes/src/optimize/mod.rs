@@ -281,6 +281,8 @@ pub fn optimize_with(
     let graph = sunk.as_ref().map_or(graph, |(g, _)| g);
     let with_bodies = optimize_bodies(graph, config)?;
     let graph = with_bodies.as_ref().unwrap_or(graph);
+    let merged = crate::dedup::merged(graph)?;
+    let graph = merged.as_ref().map_or(graph, |(g, _)| g);
     let analysis = TensorAnalysis {
         fold_limit: config.fold_limit,
     };
@@ -311,6 +313,9 @@ pub fn optimize_with(
         }
     }
     applied.retain(|(_, n)| *n > 0);
+    if let Some((_, n)) = &merged {
+        applied.insert(0, ("loop/merge-results".to_string(), *n));
+    }
     if let Some((_, moved)) = &sunk {
         applied.insert(0, ("loop/sink-sums".to_string(), *moved));
     }
