@@ -98,12 +98,18 @@ pub unsafe fn product(
                 }
                 (&s.a, k)
             };
-            s.rows.clear();
-            s.rows.extend((0..k).map(|p| p * b.rs));
             let len = if k == 0 { 0 } else { (k - 1) * b.rs + n };
             // SAFETY: B's rows are n contiguous elements `b.rs` apart.
             let bs = unsafe { std::slice::from_raw_parts(b.ptr, len) };
-            thin::small_m((m, n, k), av, lda, bs, &s.rows, c, ldc, false, &mut s.tail);
+            if b.rs >= n || k <= 1 {
+                let ldb = b.rs.max(n);
+                thin::small_m_strided((m, n, k), av, lda, bs, ldb, c, ldc, false, &mut s.tail);
+            } else {
+                // Overlapping rows (a broadcast B): by row offsets.
+                s.rows.clear();
+                s.rows.extend((0..k).map(|p| p * b.rs));
+                thin::small_m((m, n, k), av, lda, bs, &s.rows, c, ldc, false, &mut s.tail);
+            }
         } else {
             // SAFETY: as for `product`, B's columns contiguous.
             unsafe { cols_of_b(m, k, n, a, b, c, ldc, s) };
@@ -368,6 +374,46 @@ mod tests {
             }
         }
         assert_eq!(checked, 6 * 6 * 5 * 4);
+    }
+
+    /// B row-major with a row stride wider than its rows (read in place with that
+    /// stride), and B one row broadcast to every `k` (row stride 0, overlapping
+    /// rows): both against a triple loop, C's guard columns untouched.
+    #[test]
+    fn strided_and_broadcast_rows_of_b() {
+        for (m, n, k) in [(16, 128, 512), (5, 17, 3), (16, 33, 31), (1, 7, 2)] {
+            let a: Vec<f32> = (0..m * k).map(|i| value(i + 11)).collect();
+            let sa = Strided {
+                ptr: a.as_ptr(),
+                rs: k,
+                cs: 1,
+            };
+            for ldb in [n + 5, 0] {
+                let b: Vec<f32> = (0..(k - 1) * ldb + n).map(|i| value(i + 300)).collect();
+                let sb = Strided {
+                    ptr: b.as_ptr(),
+                    rs: ldb,
+                    cs: 1,
+                };
+                let ldc = n + 2;
+                let mut c = vec![f32::NAN; m * ldc];
+                // SAFETY: the strides address a and b exactly; c holds m rows of ldc.
+                assert!(unsafe { product(m, k, n, sa, sb, c.as_mut_ptr(), ldc) });
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * ldb + j]))
+                            .sum();
+                        let got = f64::from(c[i * ldc + j]);
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()) * k as f64,
+                            "m {m} n {n} k {k} ldb {ldb}: C[{i},{j}] = {got}, want {want}"
+                        );
+                    }
+                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
+                }
+            }
+        }
     }
 
     #[test]

@@ -132,15 +132,93 @@ pub(super) fn isa() -> Isa {
 /// The operands of one product, checked: `C[m, n] (+)= A · B` with A row-major
 /// (`[m, k]`, or `[m, k]`-shaped as the kernel reads it), B by rows, C row-major.
 #[derive(Clone, Copy)]
-struct Product {
+struct Product<B> {
     m: usize,
     n: usize,
     k: usize,
     a: Mat,
-    b: Rows,
+    b: B,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+}
+
+/// How a kernel finds row `p` of a column panel of B.
+trait Panel: Copy {
+    /// The start of row `p` of the panel.
+    ///
+    /// # Safety
+    /// `p` must be a row of the panel.
+    unsafe fn row(self, p: usize) -> *const f32;
+}
+
+impl Panel for Mat {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.at(p, 0) }
+    }
+}
+
+/// The panel of [`Rows`] from column `.1`.
+#[derive(Clone, Copy)]
+struct Shifted(Rows, usize);
+
+impl Panel for Shifted {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.0.at(p, self.1) }
+    }
+}
+
+/// B as [`small_m`] reads it: by row offsets ([`Rows`]) or with a row stride
+/// ([`Mat`], one pointer increment per row instead of an offset load).
+trait RowsOfB: Copy {
+    type Panel: Panel;
+
+    /// The column panel from column `j0`.
+    ///
+    /// # Safety
+    /// Column `j0` must lie inside B.
+    unsafe fn panel(self, j0: usize) -> Self::Panel;
+
+    /// The element at `(p, j)`.
+    ///
+    /// # Safety
+    /// `(p, j)` must lie inside B.
+    unsafe fn at(self, p: usize, j: usize) -> *const f32;
+}
+
+impl RowsOfB for Rows {
+    type Panel = Shifted;
+
+    #[inline(always)]
+    unsafe fn panel(self, j0: usize) -> Shifted {
+        Shifted(self, j0)
+    }
+
+    #[inline(always)]
+    unsafe fn at(self, p: usize, j: usize) -> *const f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { Rows::at(self, p, j) }
+    }
+}
+
+impl RowsOfB for Mat {
+    type Panel = Mat;
+
+    #[inline(always)]
+    unsafe fn panel(self, j0: usize) -> Mat {
+        // SAFETY: guaranteed by the caller.
+        Mat::rows(unsafe { self.ptr.add(j0) }, self.ld)
+    }
+
+    #[inline(always)]
+    unsafe fn at(self, p: usize, j: usize) -> *const f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { Mat::at(self, p, j) }
+    }
 }
 
 /// `C[m, n] = A[m, k] · B[k, n]` (`+=` when `accumulate`): A and C row-major with
@@ -162,9 +240,45 @@ pub fn small_m(
     accumulate: bool,
     tail: &mut Vec<f32>,
 ) {
-    check("small_m A", a.len(), m, k, lda);
     assert_eq!(b_rows.len(), k, "small_m B: one row offset per row");
     let b = Rows::new("small_m B", b, b_rows, n);
+    small_m_of((m, n, k), a, lda, b, c, ldc, accumulate, tail);
+}
+
+/// [`small_m`] with B row-major, row stride `ldb`.
+///
+/// # Panics
+/// If a slice is too short for its dimensions and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn small_m_strided(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    check("small_m B", b.len(), k, n, ldb);
+    let b = Mat::rows(b.as_ptr(), ldb);
+    small_m_of((m, n, k), a, lda, b, c, ldc, accumulate, tail);
+}
+
+/// [`small_m`] over a checked B.
+#[allow(clippy::too_many_arguments)]
+fn small_m_of<B: RowsOfB>(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: B,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    tail: &mut Vec<f32>,
+) {
+    check("small_m A", a.len(), m, k, lda);
     check("small_m C", c.len(), m, n, ldc);
     if m == 0 || n == 0 {
         return;
@@ -179,7 +293,7 @@ pub fn small_m(
         ldc,
         accumulate,
     };
-    // SAFETY: the operands were checked above; each variant runs only where its
+    // SAFETY: the operands were checked; each variant runs only where its
     // features are present.
     unsafe {
         match isa() {
@@ -187,7 +301,7 @@ pub fn small_m(
             Isa::Avx512 => small_m_avx512(p, tail),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => small_m_avx2(p, tail),
-            _ => small_m_driver::<8, 6, false>(p, tail),
+            _ => small_m_driver::<8, 6, false, B>(p, tail),
         }
     }
 }
@@ -195,37 +309,28 @@ pub fn small_m(
 /// 8 rows × 32 columns: 16 zmm accumulators, 2 for the B panel row.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn small_m_avx512(p: Product, tail: &mut Vec<f32>) {
+unsafe fn small_m_avx512<B: RowsOfB>(p: Product<B>, tail: &mut Vec<f32>) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_m_driver::<32, 8, true>(p, tail) }
+    unsafe { small_m_driver::<32, 8, true, B>(p, tail) }
 }
 
 /// 6 rows × 16 columns: 12 ymm accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn small_m_avx2(p: Product, tail: &mut Vec<f32>) {
+unsafe fn small_m_avx2<B: RowsOfB>(p: Product<B>, tail: &mut Vec<f32>) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_m_driver::<16, 6, true>(p, tail) }
+    unsafe { small_m_driver::<16, 6, true, B>(p, tail) }
 }
 
 /// Column panels outside, row tiles inside, so a panel of B (k × NR) stays in L1
 /// while every row tile uses it. The partial last panel is copied, zero-padded, into
 /// `tail` so the tile kernel only ever sees full panels.
 #[inline(always)]
-unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
-    p: Product,
+unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool, B: RowsOfB>(
+    p: Product<B>,
     tail: &mut Vec<f32>,
 ) {
-    let Product {
-        m,
-        n,
-        k,
-        a,
-        b,
-        c,
-        ldc,
-        accumulate,
-    } = p;
+    let (n, k, b) = (p.n, p.k, p.b);
     let full = n / NR * NR;
     let panels = (0..full)
         .step_by(NR)
@@ -233,8 +338,10 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
         .chain((full < n).then_some((full, n - full)));
     for (j0, width) in panels {
         // Full panels are read in place; the partial one from a zero-padded copy.
-        let panel = if width == NR {
-            PanelRows::Shifted(b, j0)
+        // SAFETY: rows i..i+rows and columns j0..j0+width lie inside A and C; the
+        // panel holds k × NR readable elements.
+        if width == NR {
+            unsafe { row_tiles::<NR, MR, FMA, _>(&p, b.panel(j0), j0, width) };
         } else {
             tail.clear();
             tail.resize(k * NR, 0.0);
@@ -243,60 +350,51 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool>(
                 let src = unsafe { std::slice::from_raw_parts(b.at(p, j0), width) };
                 tail[p * NR..][..width].copy_from_slice(src);
             }
-            PanelRows::Packed(Mat::rows(tail.as_ptr(), NR))
-        };
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            // SAFETY: rows i..i+rows and columns j0..j0+width lie inside A and C;
-            // the panel holds k × NR readable elements.
-            unsafe {
-                let ai = Mat::rows(a.at(i, 0), a.ld);
-                let ci = (c.add(i * ldc + j0), ldc);
-                macro_rules! tile {
-                    ($($r:literal)*) => {
-                        match rows {
-                            $($r => small_m_tile::<$r, NR, FMA>(k, ai, panel, ci, width, accumulate),)*
-                            _ => unreachable!("at most MR rows"),
-                        }
-                    };
-                }
-                tile!(1 2 3 4 5 6 7 8);
-            }
-            i += rows;
+            let packed = Mat::rows(tail.as_ptr(), NR);
+            unsafe { row_tiles::<NR, MR, FMA, _>(&p, packed, j0, width) };
         }
     }
 }
 
-/// Where the rows of one column panel of B are: in B itself from column `j0`, or
-/// in a packed copy.
-#[derive(Clone, Copy)]
-enum PanelRows {
-    Shifted(Rows, usize),
-    Packed(Mat),
-}
-
-impl PanelRows {
-    /// The start of row `p` of the panel.
-    #[inline(always)]
-    unsafe fn row(self, p: usize) -> *const f32 {
-        // SAFETY: the caller keeps p inside the panel.
+/// Every row tile of one column panel (columns `j0..j0 + width` of C).
+///
+/// # Safety
+/// As for [`small_m_tile`], for each tile of `p`'s rows.
+#[inline(always)]
+unsafe fn row_tiles<const NR: usize, const MR: usize, const FMA: bool, P: Panel>(
+    p: &Product<impl RowsOfB>,
+    panel: P,
+    j0: usize,
+    width: usize,
+) {
+    let mut i = 0;
+    while i < p.m {
+        let rows = (p.m - i).min(MR);
+        // SAFETY: forwarded from the caller.
         unsafe {
-            match self {
-                PanelRows::Shifted(b, j0) => b.at(p, j0),
-                PanelRows::Packed(m) => m.at(p, 0),
+            let ai = Mat::rows(p.a.at(i, 0), p.a.ld);
+            let ci = (p.c.add(i * p.ldc + j0), p.ldc);
+            macro_rules! tile {
+                ($($r:literal)*) => {
+                    match rows {
+                        $($r => small_m_tile::<$r, NR, FMA, P>(p.k, ai, panel, ci, width, p.accumulate),)*
+                        _ => unreachable!("at most MR rows"),
+                    }
+                };
             }
+            tile!(1 2 3 4 5 6 7 8);
         }
+        i += rows;
     }
 }
 
 /// One `R × NR` tile: `C[.., ..width] (+)= A[R, k] · panel[k, NR]`, accumulated in
 /// registers over the whole of `k`.
 #[inline(always)]
-unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool>(
+unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool, P: Panel>(
     k: usize,
     a: Mat,
-    panel: PanelRows,
+    panel: P,
     (c, ldc): (*mut f32, usize),
     width: usize,
     accumulate: bool,
@@ -380,7 +478,7 @@ pub fn dot_nt(
 /// 16 lanes: one zmm register per dot product.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn dot_nt_avx512(p: Product) {
+unsafe fn dot_nt_avx512(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
     unsafe { dot_nt_driver::<16, true>(p) }
 }
@@ -388,14 +486,14 @@ unsafe fn dot_nt_avx512(p: Product) {
 /// 8 lanes: one ymm register per dot product.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_nt_avx2(p: Product) {
+unsafe fn dot_nt_avx2(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
     unsafe { dot_nt_driver::<8, true>(p) }
 }
 
 /// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register).
 #[inline(always)]
-unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product) {
+unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product<Rows>) {
     let Product {
         m,
         n,
