@@ -2,7 +2,7 @@
 //! fusion facts they must show.
 
 use kiln_ir::{BinaryOp, DType, Graph, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp};
-use kiln_passes::schedule::{Kernel, schedule};
+use kiln_passes::schedule::{Expr, Kernel, schedule};
 
 fn softmax() -> Graph {
     let mut g = Graph::new("softmax");
@@ -97,19 +97,49 @@ pub fn update_graph() -> Graph {
     g
 }
 
+/// The new momentum is read by the parameter's loop (a consumer); the squared
+/// gradient reads the same gradient (a sibling): one loop stores all three,
+/// loading the gradient once.
 #[test]
 fn an_update_is_one_pass_storing_every_result() {
     let p = schedule(&update_graph()).unwrap();
-    assert_eq!(p.kernels.len(), 2, "{p}");
-    let stores: usize = p.kernels.iter().map(|k| k.writes().len()).sum();
-    assert_eq!(stores, 3, "{p}");
+    assert_eq!(p.kernels.len(), 1, "{p}");
     let Kernel::Loop(k) = &p.kernels[0] else {
         panic!("{p}")
     };
-    assert_eq!(
-        k.also.len(),
-        1,
-        "the new momentum is stored by the parameter's loop: {p}"
-    );
+    assert_eq!(k.also.len(), 2, "{p}");
+    let grad_loads = k
+        .exprs
+        .iter()
+        .filter(|e| matches!(&e.expr, Expr::Load(a) if a.buffer == p.args[2]))
+        .count();
+    assert_eq!(grad_loads, 1, "the gradient is loaded once: {p}");
     insta::assert_snapshot!(p.to_string());
+}
+
+/// Siblings on both sides of a kernel that reads the first: the second loop
+/// (reading nothing written in between) joins the first, before that kernel.
+#[test]
+fn a_later_sibling_joins_the_earlier_loop() {
+    let mut g = Graph::new("siblings");
+    let x = g.input("x", TensorType::new(DType::F32, [4, 6])).unwrap();
+    let w = g.param("w", TensorType::new(DType::F32, [6, 3])).unwrap();
+    let a = g.add(Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+    let m = g.add(Op::MatMul, &[a, w]).unwrap();
+    let c = g.add(Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+    g.output(m, Some("m"));
+    g.output(c, Some("c"));
+    let p = schedule(&g).unwrap();
+    assert_eq!(p.kernels.len(), 2, "{p}");
+    let Kernel::Loop(k) = &p.kernels[0] else {
+        panic!("the merged loop runs first: {p}")
+    };
+    assert_eq!(k.also.len(), 1, "{p}");
+    assert!(matches!(p.kernels[1], Kernel::Call(_)), "{p}");
+    let x_loads = k
+        .exprs
+        .iter()
+        .filter(|e| matches!(&e.expr, Expr::Load(l) if l.buffer == p.args[0]))
+        .count();
+    assert_eq!(x_loads, 1, "{p}");
 }

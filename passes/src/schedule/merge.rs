@@ -1,15 +1,42 @@
 //! Horizontal fusion: an elementwise kernel whose result a later elementwise kernel
 //! over the same loops reads element by element joins that kernel, which then
 //! stores both results in one pass. An optimizer update — new momentum, new second
-//! moment, new parameter — becomes one loop that reads the gradient once.
+//! moment, new parameter — becomes one loop that reads the gradient once. So does
+//! an elementwise kernel and a later one over the same loops that reads none of its
+//! results but loads some of the same data (siblings): the backward step of an
+//! LSTM computes the four gate gradients from one shared cell gradient, once.
 
 use kiln_ir::Shape;
 
-use super::{BufferId, Expr, ExprId, ExprNode, Kernel, KernelId, KernelProgram};
+use super::{
+    Access, BufferId, Expr, ExprId, ExprNode, Kernel, KernelId, KernelProgram, LoopKernel,
+};
+
+/// Where a merged pair runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// In the later kernel's place (nothing in between reads the earlier one's
+    /// results).
+    Later,
+    /// In the earlier kernel's place (the later one, a sibling, reads nothing
+    /// written in between).
+    Earlier,
+}
 
 /// Merges kernels until nothing more merges.
 pub(super) fn merge_elementwise(p: &mut KernelProgram) {
-    while let Some((pi, ki)) = candidate(p) {
+    while let Some((pi, ki, at)) = candidate(p) {
+        if at == At::Earlier {
+            // Move the later kernel next to the earlier one; the merge below then
+            // leaves the pair in the earlier one's place.
+            let k = p.kernels.remove(ki.index());
+            p.kernels.insert(pi.index() + 1, k);
+        }
+        let ki = if at == At::Earlier {
+            KernelId::new(pi.index() + 1)
+        } else {
+            ki
+        };
         let Kernel::Loop(prev) = p.kernels.remove(pi.index()) else {
             unreachable!("candidates are loops")
         };
@@ -79,10 +106,12 @@ fn dedup(
     out
 }
 
-/// An elementwise kernel `pi` and a later one `ki` over the same loops that reads
-/// `pi`'s results only at their own index, with no kernel in between reading any of
-/// them (once merged, they are written later).
-fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId)> {
+/// An elementwise kernel `pi` and a later one `ki` over the same loops that
+/// either reads `pi`'s results only at their own index, with no kernel in between
+/// reading any of them (once merged, they are written later), or reads none of
+/// them but some of the same data (siblings; merged in either place, whichever is
+/// free of conflicts).
+fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId, At)> {
     for (pi, first) in p.kernels.iter().enumerate() {
         let Kernel::Loop(prev) = first else { continue };
         if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
@@ -91,28 +120,57 @@ fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId)> {
         // `prev` may already carry the results of kernels merged into it.
         let written = first.writes();
         let identity = Shape::new(prev.dims.clone()).strides();
+        // Whether a kernel since `prev` reads its results, and what those kernels
+        // write.
+        let mut read_since = false;
+        let mut written_since: Vec<BufferId> = Vec::new();
         for ki in pi + 1..p.kernels.len() {
-            let reads = p.kernels[ki].reads().iter().any(|b| written.contains(b));
-            if !reads {
-                continue;
-            }
-            let Kernel::Loop(k) = &p.kernels[ki] else {
-                break;
-            };
-            let same_loops = k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims;
-            let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
-                Expr::Load(a) if written.contains(&a.buffer) => {
-                    a.offset == 0 && a.strides == identity
+            let kernel = &p.kernels[ki];
+            let reads = kernel.reads();
+            let reads_prev = reads.iter().any(|b| written.contains(b));
+            if let Kernel::Loop(k) = kernel {
+                if !reads_prev && siblings(prev, k) {
+                    if !read_since {
+                        return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
+                    }
+                    if !reads.iter().any(|b| written_since.contains(b)) {
+                        return Some((KernelId::new(pi), KernelId::new(ki), At::Earlier));
+                    }
                 }
-                Expr::Random { seed, .. } => !written.contains(&seed.buffer),
-                _ => true,
-            });
-            if same_loops && elementwise_read {
-                return Some((KernelId::new(pi), KernelId::new(ki)));
+                let same_loops = k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims;
+                let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
+                    Expr::Load(a) if written.contains(&a.buffer) => {
+                        a.offset == 0 && a.strides == identity
+                    }
+                    Expr::Random { seed, .. } => !written.contains(&seed.buffer),
+                    _ => true,
+                });
+                if reads_prev && !read_since && same_loops && elementwise_read {
+                    return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
+                }
             }
-            // The first reader decides: a kernel in between needs `prev` first.
-            break;
+            read_since |= reads_prev;
+            written_since.extend(kernel.writes());
         }
     }
     None
+}
+
+/// Whether `k` is elementwise over the loops of `prev` and loads something `prev`
+/// loads, at the same place.
+fn siblings(prev: &LoopKernel, k: &LoopKernel) -> bool {
+    let loads = |k: &LoopKernel| -> Vec<Access> {
+        k.exprs
+            .iter()
+            .filter_map(|e| match &e.expr {
+                Expr::Load(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let theirs = loads(prev);
+    k.reduce.is_none()
+        && k.rows.is_empty()
+        && k.dims == prev.dims
+        && loads(k).iter().any(|a| theirs.contains(a))
 }
