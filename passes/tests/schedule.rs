@@ -143,3 +143,23 @@ fn a_later_sibling_joins_the_earlier_loop() {
         .count();
     assert_eq!(x_loads, 1, "{p}");
 }
+
+/// A library call reads a reshaped buffer in place: no copy kernel for the
+/// reshape.
+#[test]
+fn calls_read_reshaped_buffers_in_place() {
+    let mut g = Graph::new("reshaped");
+    let x = g.input("x", TensorType::new(DType::F32, [6, 4])).unwrap();
+    let z = g.input("z", TensorType::new(DType::F32, [5])).unwrap();
+    let e = g.add(Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+    let r = g.add(Op::Reshape(Shape::from([24])), &[e]).unwrap();
+    let c = g.add(Op::Concat { axis: 0 }, &[r, z]).unwrap();
+    g.output(c, None);
+    let p = schedule(&g).unwrap();
+    assert_eq!(p.kernels.len(), 2, "the exp loop and the concat: {p}");
+    let Kernel::Call(call) = &p.kernels[1] else {
+        panic!("{p}")
+    };
+    assert!(call.inputs[0].is_contiguous(), "{p}");
+    assert_eq!(call.inputs[0].ty.shape, Shape::from([24]), "{p}");
+}

@@ -158,7 +158,15 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                 }
                 materialize.insert(o);
             }
-        } else if call || matches!(op, Op::Reshape(_) | Op::RandomUniform { .. }) {
+        } else if call {
+            // Other calls, and loops, read a reshape of a buffer in place too.
+            for o in graph.operands(n) {
+                match graph.node(o).op {
+                    Op::Reshape(_) => materialize.insert(graph.operands(o)[0]),
+                    _ => materialize.insert(o),
+                };
+            }
+        } else if matches!(op, Op::Reshape(_) | Op::RandomUniform { .. }) {
             materialize.extend(graph.operands(n));
         }
     }
@@ -257,7 +265,15 @@ pub fn schedule(graph: &Graph) -> Result<KernelProgram, ScheduleError> {
                     reverse: scan.reverse,
                     carries: scan.carries,
                     xs: scan.xs,
-                    operands: operands.iter().map(|o| buffer_of[o]).collect(),
+                    operands: operands
+                        .iter()
+                        .map(|o| match buffer_of.get(o) {
+                            Some(&b) => b,
+                            // An unmaterialized reshape: its operand's buffer holds
+                            // the same elements in the same order.
+                            None => buffer_of[&graph.operands(*o)[0]],
+                        })
+                        .collect(),
                     results,
                 })
             }
