@@ -141,13 +141,15 @@ unsafe fn cols_of_b(
     s: &mut Scratch,
 ) {
     let l = lanes(m);
-    s.a.clear();
+    // Every lane of every row is written below, so the scratch is resized (not
+    // cleared) and only the padding lanes are zeroed.
     s.a.resize(k * l, 0.0);
-    for i in 0..m {
-        for p in 0..k {
+    for (p, row) in s.a.chunks_exact_mut(l).enumerate() {
+        for (i, x) in row[..m].iter_mut().enumerate() {
             // SAFETY: (i, p) is inside A.
-            s.a[p * l + i] = unsafe { a.at(i, p) };
+            *x = unsafe { a.at(i, p) };
         }
+        row[m..].fill(0.0);
     }
     let w = Strided {
         ptr: b.ptr,
