@@ -163,3 +163,22 @@ fn calls_read_reshaped_buffers_in_place() {
     assert!(call.inputs[0].is_contiguous(), "{p}");
     assert_eq!(call.inputs[0].ty.shape, Shape::from([24]), "{p}");
 }
+
+/// Loops that share only a scalar (one learning rate read by every parameter's
+/// update) stay apart: merging them saves nothing and grows one loop per layer.
+#[test]
+fn a_shared_scalar_does_not_make_siblings() {
+    let mut g = Graph::new("updates");
+    let t = TensorType::new(DType::F32, [6, 5]);
+    let lr = g.input("lr", TensorType::new(DType::F32, [])).unwrap();
+    let lr = g.add(Op::Broadcast(Shape::from([6, 5])), &[lr]).unwrap();
+    for name in ["a", "b"] {
+        let w = g.param(name, t.clone()).unwrap();
+        let grad = g.input(&format!("g{name}"), t.clone()).unwrap();
+        let step = g.add(Op::Binary(BinaryOp::Mul), &[grad, lr]).unwrap();
+        let w2 = g.add(Op::Binary(BinaryOp::Sub), &[w, step]).unwrap();
+        g.output(w2, Some(name));
+    }
+    let p = schedule(&g).unwrap();
+    assert_eq!(p.kernels.len(), 2, "{p}");
+}

@@ -12,6 +12,14 @@ use super::{
     Access, BufferId, Expr, ExprId, ExprNode, Kernel, KernelId, KernelProgram, LoopKernel,
 };
 
+/// How many kernels after a kernel another may be and still join it (the search
+/// stays linear in the program's size).
+const WINDOW: usize = 64;
+
+/// How many kernels past the first reader of a kernel's results a sibling may be
+/// and still join it.
+const SIBLING_WINDOW: usize = 8;
+
 /// Where a merged pair runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum At {
@@ -25,7 +33,11 @@ enum At {
 
 /// Merges kernels until nothing more merges.
 pub(super) fn merge_elementwise(p: &mut KernelProgram) {
-    while let Some((pi, ki, at)) = candidate(p) {
+    let mut start = 0;
+    while let Some((pi, ki, at)) = candidate(p, start) {
+        // Kernels more than a window before the pair never saw it: their search
+        // cannot have changed.
+        start = pi.index().saturating_sub(WINDOW);
         if at == At::Earlier {
             // Move the later kernel next to the earlier one; the merge below then
             // leaves the pair in the earlier one's place.
@@ -111,66 +123,78 @@ fn dedup(
 /// reading any of them (once merged, they are written later), or reads none of
 /// them but some of the same data (siblings; merged in either place, whichever is
 /// free of conflicts).
-fn candidate(p: &KernelProgram) -> Option<(KernelId, KernelId, At)> {
-    for (pi, first) in p.kernels.iter().enumerate() {
+fn candidate(p: &KernelProgram, start: usize) -> Option<(KernelId, KernelId, At)> {
+    // What each kernel reads and writes, listed once per search.
+    let reads: Vec<Vec<BufferId>> = p.kernels.iter().map(Kernel::reads).collect();
+    let writes: Vec<Vec<BufferId>> = p.kernels.iter().map(Kernel::writes).collect();
+    for (pi, first) in p.kernels.iter().enumerate().skip(start) {
         let Kernel::Loop(prev) = first else { continue };
         if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
             continue;
         }
         // `prev` may already carry the results of kernels merged into it.
-        let written = first.writes();
+        let written = &writes[pi];
         let identity = Shape::new(prev.dims.clone()).strides();
         // Whether a kernel since `prev` reads its results, and what those kernels
         // write.
         let mut read_since = false;
         let mut written_since: Vec<BufferId> = Vec::new();
-        for ki in pi + 1..p.kernels.len() {
-            let kernel = &p.kernels[ki];
-            let reads = kernel.reads();
-            let reads_prev = reads.iter().any(|b| written.contains(b));
-            if let Kernel::Loop(k) = kernel {
+        let mut past_reader = 0;
+        for ki in pi + 1..p.kernels.len().min(pi + 1 + WINDOW) {
+            // Past the first reader only nearby siblings can join.
+            if read_since {
+                past_reader += 1;
+                if past_reader > SIBLING_WINDOW {
+                    break;
+                }
+            }
+            let reads_prev = reads[ki].iter().any(|b| written.contains(b));
+            if let Kernel::Loop(k) = &p.kernels[ki] {
                 if !reads_prev && siblings(prev, k) {
                     if !read_since {
                         return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
                     }
-                    if !reads.iter().any(|b| written_since.contains(b)) {
+                    if !reads[ki].iter().any(|b| written_since.contains(b)) {
                         return Some((KernelId::new(pi), KernelId::new(ki), At::Earlier));
                     }
                 }
-                let same_loops = k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims;
-                let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
-                    Expr::Load(a) if written.contains(&a.buffer) => {
-                        a.offset == 0 && a.strides == identity
+                if reads_prev && !read_since && same_loops(prev, k) {
+                    let elementwise_read = k.exprs.iter().all(|e| match &e.expr {
+                        Expr::Load(a) if written.contains(&a.buffer) => {
+                            a.offset == 0 && a.strides == identity
+                        }
+                        Expr::Random { seed, .. } => !written.contains(&seed.buffer),
+                        _ => true,
+                    });
+                    if elementwise_read {
+                        return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
                     }
-                    Expr::Random { seed, .. } => !written.contains(&seed.buffer),
-                    _ => true,
-                });
-                if reads_prev && !read_since && same_loops && elementwise_read {
-                    return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
                 }
             }
             read_since |= reads_prev;
-            written_since.extend(kernel.writes());
+            written_since.extend_from_slice(&writes[ki]);
         }
     }
     None
 }
 
-/// Whether `k` is elementwise over the loops of `prev` and loads something `prev`
-/// loads, at the same place.
+/// Whether `k` is elementwise over the loops of `prev`.
+fn same_loops(prev: &LoopKernel, k: &LoopKernel) -> bool {
+    k.reduce.is_none() && k.rows.is_empty() && k.dims == prev.dims
+}
+
+/// Whether `k` is elementwise over the loops of `prev` and loads some of the same
+/// data at the same places: a tensor, not a scalar (the learning rate every
+/// parameter's update reads does not make the updates one loop).
 fn siblings(prev: &LoopKernel, k: &LoopKernel) -> bool {
-    let loads = |k: &LoopKernel| -> Vec<Access> {
-        k.exprs
-            .iter()
-            .filter_map(|e| match &e.expr {
-                Expr::Load(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect()
-    };
-    let theirs = loads(prev);
-    k.reduce.is_none()
-        && k.rows.is_empty()
-        && k.dims == prev.dims
-        && loads(k).iter().any(|a| theirs.contains(a))
+    let tensor = |a: &Access| a.strides.iter().any(|&s| s != 0);
+    same_loops(prev, k) && loads(k).any(|a| tensor(a) && loads(prev).any(|b| a == b))
+}
+
+/// The loads of `k`'s expressions.
+fn loads(k: &LoopKernel) -> impl Iterator<Item = &Access> {
+    k.exprs.iter().filter_map(|e| match &e.expr {
+        Expr::Load(a) => Some(a),
+        _ => None,
+    })
 }
