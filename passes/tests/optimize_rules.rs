@@ -190,6 +190,26 @@ fn fusion() {
     insta::assert_snapshot!(run(&g, RuleGroups::ALL));
 }
 
+/// The input projection of every step of a sequence, `[T·B, n]` seen as
+/// `[T, B, n]`, plus a bias: the bias joins the product through the reshape.
+#[test]
+fn a_bias_joins_a_reshaped_product() {
+    let mut g = Graph::new("projection");
+    let x = g.input("x", f64t(&[6, 3])).unwrap();
+    let w = g.param("w", f64t(&[3, 5])).unwrap();
+    let b = g.param("b", f64t(&[5])).unwrap();
+    let mut e = Emitter::new(&mut g);
+    let y = e.op(Op::MatMul, &[x, w]).unwrap();
+    let y = e.op(Op::Reshape(Shape::from([2, 3, 5])), &[y]).unwrap();
+    let bb = e.broadcast(b, Shape::from([2, 3, 5])).unwrap();
+    let s = e.add(y, bb).unwrap();
+    out(&mut g, &[s]);
+    let listing = run(&g, RuleGroups::ALL);
+    let optimized = listing.split("--- optimized ---").nth(1).unwrap();
+    assert_eq!(optimized.matches("matmul_bias").count(), 1, "{listing}");
+    assert!(!optimized.contains(" add "), "{listing}");
+}
+
 /// The gradient of four slices that cut `x` into parts (an LSTM's gates) is a sum
 /// of four zero-padded copies; the layout rules make it one concatenation.
 #[test]

@@ -90,16 +90,38 @@ fn fma_sub(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     out
 }
 
+/// `a·b + bias` (a row vector broadcast over the rows) as one `matmul_bias`; also
+/// through a reshape of the product that keeps its last axis (the input
+/// projection of every step of a sequence, `[T·B, n]` seen as `[T, B, n]`).
 fn matmul_bias(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
     let (l, r) = (n.children()[0], n.children()[1]);
     let mut out = Vec::new();
     for (p, q) in [(l, r), (r, l)] {
-        let products = nodes(eg, p, OpKind::MatMul);
+        let out_ty = ty(eg, p);
+        if out_ty.shape.rank() == 0 {
+            continue;
+        }
+        let cols = out_ty.shape.dim(out_ty.shape.rank() - 1);
+        // The products in `p`'s class, and through a reshape that keeps the last
+        // axis, each with the reshape (if any) to apply to the fused product.
+        let mut products: Vec<(ENode, bool)> = nodes(eg, p, OpKind::MatMul)
+            .into_iter()
+            .map(|m| (m, false))
+            .collect();
+        for rs in nodes(eg, p, OpKind::Reshape) {
+            let inner = rs.children()[0];
+            let it = ty(eg, inner);
+            if it.shape.rank() >= 2 && it.shape.dim(it.shape.rank() - 1) == cols {
+                products.extend(
+                    nodes(eg, inner, OpKind::MatMul)
+                        .into_iter()
+                        .map(|m| (m, true)),
+                );
+            }
+        }
         if products.is_empty() {
             continue;
         }
-        let out_ty = ty(eg, p);
-        let cols = out_ty.shape.dim(out_ty.shape.rank() - 1);
         for bc in nodes(eg, q, OpKind::Broadcast) {
             let bias = bc.children()[0];
             let bt = ty(eg, bias);
@@ -115,9 +137,16 @@ fn matmul_bias(eg: &mut TensorGraph, _: Id, n: &ENode) -> Vec<Id> {
             let Some(bias) = super::reshape(eg, bias, Shape::from([cols])) else {
                 continue;
             };
-            for mm in &products {
+            for (mm, reshaped) in &products {
                 let (a, b) = (mm.children()[0], mm.children()[1]);
-                out.extend(add(eg, Op::MatMulBias { relu: false }, vec![a, b, bias]));
+                let Some(fused) = add(eg, Op::MatMulBias { relu: false }, vec![a, b, bias]) else {
+                    continue;
+                };
+                if *reshaped {
+                    out.extend(super::reshape(eg, fused, out_ty.shape.clone()));
+                } else {
+                    out.push(fused);
+                }
             }
         }
     }
