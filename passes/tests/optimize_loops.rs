@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use kiln_ir::{BinaryOp, Body, DType, Graph, HostTensor, Op, Scan, TensorType, UnaryOp, interp};
+use kiln_ir::{
+    BinaryOp, Body, DType, Graph, HostTensor, NodeId, Op, Scan, TensorType, UnaryOp, interp,
+};
 use kiln_passes::optimize;
 
 /// `(h, x) -> (relu(h * 1 + x * 0 + x), exp(log(x)))`: algebra for the optimizer.
@@ -25,24 +27,53 @@ fn wasteful_body() -> Graph {
     g
 }
 
-#[test]
-fn loop_bodies_are_optimized_and_stay_shared() {
-    let body = Body(Arc::new(wasteful_body()));
+/// An outer graph with the arguments `h0: [3]` and `xs: [4, 3]`.
+fn outer() -> (Graph, NodeId, NodeId) {
     let mut g = Graph::new("outer");
     let h0 = g.input("h0", TensorType::new(DType::F32, [3])).unwrap();
     let xs = g.input("xs", TensorType::new(DType::F32, [4, 3])).unwrap();
-    let scan = |result| {
-        Op::Scan(Scan {
-            body: body.clone(),
-            carries: 1,
-            xs: 1,
-            length: 4,
-            reverse: false,
-            result,
-        })
-    };
-    let last = g.add(scan(0), &[h0, xs]).unwrap();
-    let ys = g.add(scan(1), &[h0, xs]).unwrap();
+    (g, h0, xs)
+}
+
+/// The `scan` op of `body`'s result `result` over `(h0, xs)`: one carry, one
+/// stacked input, four steps.
+fn scan(body: &Body, result: usize) -> Op {
+    Op::Scan(Scan {
+        body: body.clone(),
+        carries: 1,
+        xs: 1,
+        length: 4,
+        reverse: false,
+        result,
+    })
+}
+
+/// `g` and `opt` give the same values on fixed non-zero arguments.
+fn assert_same_values(g: &Graph, opt: &Graph) {
+    let args = [
+        HostTensor::from_f32([3], vec![0.5, -2.0, 1.25]).unwrap(),
+        HostTensor::from_f32(
+            [4, 3],
+            vec![
+                1.0, -0.5, 2.0, -3.0, 0.25, 0.75, 1.5, -1.0, -0.125, 0.5, 2.5, -2.5,
+            ],
+        )
+        .unwrap(),
+    ];
+    let want = interp::run(g, &args).unwrap();
+    let got = interp::run(opt, &args).unwrap();
+    assert_eq!(want.len(), got.len());
+    for (w, o) in want.iter().zip(&got) {
+        assert_eq!(w.to_f64_vec(), o.to_f64_vec());
+    }
+}
+
+#[test]
+fn loop_bodies_are_optimized_and_stay_shared() {
+    let body = Body(Arc::new(wasteful_body()));
+    let (mut g, h0, xs) = outer();
+    let last = g.add(scan(&body, 0), &[h0, xs]).unwrap();
+    let ys = g.add(scan(&body, 1), &[h0, xs]).unwrap();
     g.output(last, Some("last"));
     g.output(ys, Some("ys"));
 
@@ -67,22 +98,7 @@ fn loop_bodies_are_optimized_and_stay_shared() {
         bodies[0].0
     );
 
-    let args = [
-        HostTensor::from_f32([3], vec![0.5, -2.0, 1.25]).unwrap(),
-        HostTensor::from_f32(
-            [4, 3],
-            vec![
-                1.0, -0.5, 2.0, -3.0, 0.25, 0.75, 1.5, -1.0, -0.125, 0.5, 2.5, -2.5,
-            ],
-        )
-        .unwrap(),
-    ];
-    let want = interp::run(&g, &args).unwrap();
-    let got = interp::run(&opt, &args).unwrap();
-    assert_eq!(want.len(), got.len());
-    for (w, o) in want.iter().zip(&got) {
-        assert_eq!(w.to_f64_vec(), o.to_f64_vec());
-    }
+    assert_same_values(&g, &opt);
 }
 
 /// A body returning one value twice as stacked results (here after its own
@@ -102,21 +118,9 @@ fn repeated_stacked_results_are_read_from_one() {
     b.output(y2, Some("y2"));
     let body = Body(Arc::new(b));
 
-    let mut g = Graph::new("outer");
-    let h0 = g.input("h0", TensorType::new(DType::F32, [3])).unwrap();
-    let xs = g.input("xs", TensorType::new(DType::F32, [4, 3])).unwrap();
-    let scan = |result| {
-        Op::Scan(Scan {
-            body: body.clone(),
-            carries: 1,
-            xs: 1,
-            length: 4,
-            reverse: false,
-            result,
-        })
-    };
-    let ys1 = g.add(scan(1), &[h0, xs]).unwrap();
-    let ys2 = g.add(scan(2), &[h0, xs]).unwrap();
+    let (mut g, h0, xs) = outer();
+    let ys1 = g.add(scan(&body, 1), &[h0, xs]).unwrap();
+    let ys2 = g.add(scan(&body, 2), &[h0, xs]).unwrap();
     let e = g.add(Op::Unary(UnaryOp::Exp), &[ys2]).unwrap();
     g.output(ys1, Some("ys1"));
     g.output(e, Some("exp_ys2"));
@@ -139,19 +143,5 @@ fn repeated_stacked_results_are_read_from_one() {
         stats.applied
     );
 
-    let args = [
-        HostTensor::from_f32([3], vec![0.5, -2.0, 1.25]).unwrap(),
-        HostTensor::from_f32(
-            [4, 3],
-            vec![
-                1.0, -0.5, 2.0, -3.0, 0.25, 0.75, 1.5, -1.0, -0.125, 0.5, 2.5, -2.5,
-            ],
-        )
-        .unwrap(),
-    ];
-    let want = interp::run(&g, &args).unwrap();
-    let got = interp::run(&opt, &args).unwrap();
-    for (w, o) in want.iter().zip(&got) {
-        assert_eq!(w.to_f64_vec(), o.to_f64_vec());
-    }
+    assert_same_values(&g, &opt);
 }

@@ -12,11 +12,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::JITModule;
 use cranelift_module::Module;
 use kiln_ir::kernel::{
-    Access, Affine, BufferId, ExprId, ExprNode, Kernel, KernelProgram, LoopKernel,
+    Access, Affine, BufferId, Expr, ExprId, ExprNode, Kernel, KernelProgram, LoopKernel,
 };
 use kiln_ir::{DType, ReduceOp};
-
-use kiln_ir::kernel::Expr;
 
 use super::expr::exprs_vectorizable;
 use super::{CodegenError, Imports, scalar_type};
