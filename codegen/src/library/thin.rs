@@ -143,46 +143,9 @@ struct Product<B> {
     accumulate: bool,
 }
 
-/// How a kernel finds row `p` of a column panel of B.
-trait Panel: Copy {
-    /// The start of row `p` of the panel.
-    ///
-    /// # Safety
-    /// `p` must be a row of the panel.
-    unsafe fn row(self, p: usize) -> *const f32;
-}
-
-impl Panel for Mat {
-    #[inline(always)]
-    unsafe fn row(self, p: usize) -> *const f32 {
-        // SAFETY: guaranteed by the caller.
-        unsafe { self.at(p, 0) }
-    }
-}
-
-/// The panel of [`Rows`] from column `.1`.
-#[derive(Clone, Copy)]
-struct Shifted(Rows, usize);
-
-impl Panel for Shifted {
-    #[inline(always)]
-    unsafe fn row(self, p: usize) -> *const f32 {
-        // SAFETY: guaranteed by the caller.
-        unsafe { self.0.at(p, self.1) }
-    }
-}
-
 /// B as [`small_m`] reads it: by row offsets ([`Rows`]) or with a row stride
-/// ([`Mat`], one pointer increment per row instead of an offset load).
+/// ([`Mat`]: no offset load per row).
 trait RowsOfB: Copy {
-    type Panel: Panel;
-
-    /// The column panel from column `j0`.
-    ///
-    /// # Safety
-    /// Column `j0` must lie inside B.
-    unsafe fn panel(self, j0: usize) -> Self::Panel;
-
     /// The element at `(p, j)`.
     ///
     /// # Safety
@@ -191,13 +154,6 @@ trait RowsOfB: Copy {
 }
 
 impl RowsOfB for Rows {
-    type Panel = Shifted;
-
-    #[inline(always)]
-    unsafe fn panel(self, j0: usize) -> Shifted {
-        Shifted(self, j0)
-    }
-
     #[inline(always)]
     unsafe fn at(self, p: usize, j: usize) -> *const f32 {
         // SAFETY: guaranteed by the caller.
@@ -206,14 +162,6 @@ impl RowsOfB for Rows {
 }
 
 impl RowsOfB for Mat {
-    type Panel = Mat;
-
-    #[inline(always)]
-    unsafe fn panel(self, j0: usize) -> Mat {
-        // SAFETY: guaranteed by the caller.
-        Mat::rows(unsafe { self.ptr.add(j0) }, self.ld)
-    }
-
     #[inline(always)]
     unsafe fn at(self, p: usize, j: usize) -> *const f32 {
         // SAFETY: guaranteed by the caller.
@@ -341,7 +289,7 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool, B: R
         // SAFETY: rows i..i+rows and columns j0..j0+width lie inside A and C; the
         // panel holds k × NR readable elements.
         if width == NR {
-            unsafe { row_tiles::<NR, MR, FMA, _>(&p, b.panel(j0), j0, width) };
+            unsafe { row_tiles::<NR, MR, FMA, _>(&p, (b, j0), j0, width) };
         } else {
             tail.clear();
             tail.resize(k * NR, 0.0);
@@ -351,19 +299,20 @@ unsafe fn small_m_driver<const NR: usize, const MR: usize, const FMA: bool, B: R
                 tail[p * NR..][..width].copy_from_slice(src);
             }
             let packed = Mat::rows(tail.as_ptr(), NR);
-            unsafe { row_tiles::<NR, MR, FMA, _>(&p, packed, j0, width) };
+            unsafe { row_tiles::<NR, MR, FMA, _>(&p, (packed, 0), j0, width) };
         }
     }
 }
 
-/// Every row tile of one column panel (columns `j0..j0 + width` of C).
+/// Every row tile of one column panel (columns `j0..j0 + width` of C), the panel
+/// being `NR` columns of `panel.0` from column `panel.1`.
 ///
 /// # Safety
 /// As for [`small_m_tile`], for each tile of `p`'s rows.
 #[inline(always)]
-unsafe fn row_tiles<const NR: usize, const MR: usize, const FMA: bool, P: Panel>(
+unsafe fn row_tiles<const NR: usize, const MR: usize, const FMA: bool, P: RowsOfB>(
     p: &Product<impl RowsOfB>,
-    panel: P,
+    panel: (P, usize),
     j0: usize,
     width: usize,
 ) {
@@ -388,13 +337,13 @@ unsafe fn row_tiles<const NR: usize, const MR: usize, const FMA: bool, P: Panel>
     }
 }
 
-/// One `R × NR` tile: `C[.., ..width] (+)= A[R, k] · panel[k, NR]`, accumulated in
-/// registers over the whole of `k`.
+/// One `R × NR` tile: `C[.., ..width] (+)= A[R, k] · B[k, col..col + NR]` for the
+/// B of `(panel, col)`, accumulated in registers over the whole of `k`.
 #[inline(always)]
-unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool, P: Panel>(
+unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool, P: RowsOfB>(
     k: usize,
     a: Mat,
-    panel: P,
+    (panel, col): (P, usize),
     (c, ldc): (*mut f32, usize),
     width: usize,
     accumulate: bool,
@@ -402,7 +351,7 @@ unsafe fn small_m_tile<const R: usize, const NR: usize, const FMA: bool, P: Pane
     let mut acc = [[0f32; NR]; R];
     for p in 0..k {
         // SAFETY: the panel has k rows of NR readable elements.
-        let bv: [f32; NR] = unsafe { (panel.row(p) as *const [f32; NR]).read_unaligned() };
+        let bv: [f32; NR] = unsafe { (panel.at(p, col) as *const [f32; NR]).read_unaligned() };
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: A has R rows of k elements.
             let av = unsafe { *a.at(i, p) };

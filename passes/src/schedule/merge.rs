@@ -38,16 +38,15 @@ pub(super) fn merge_elementwise(p: &mut KernelProgram) {
         // Kernels more than a window before the pair never saw it: their search
         // cannot have changed.
         start = pi.index().saturating_sub(WINDOW);
-        if at == At::Earlier {
-            // Move the later kernel next to the earlier one; the merge below then
-            // leaves the pair in the earlier one's place.
-            let k = p.kernels.remove(ki.index());
-            p.kernels.insert(pi.index() + 1, k);
-        }
-        let ki = if at == At::Earlier {
-            KernelId::new(pi.index() + 1)
-        } else {
-            ki
+        let ki = match at {
+            At::Later => ki,
+            At::Earlier => {
+                // The later kernel moves next to the earlier one; the merge below
+                // then leaves the pair in the earlier one's place.
+                let k = p.kernels.remove(ki.index());
+                p.kernels.insert(pi.index() + 1, k);
+                KernelId::new(pi.index() + 1)
+            }
         };
         let Kernel::Loop(prev) = p.kernels.remove(pi.index()) else {
             unreachable!("candidates are loops")
@@ -124,16 +123,18 @@ fn dedup(
 /// them but some of the same data (siblings; merged in either place, whichever is
 /// free of conflicts).
 fn candidate(p: &KernelProgram, start: usize) -> Option<(KernelId, KernelId, At)> {
-    // What each kernel reads and writes, listed once per search.
-    let reads: Vec<Vec<BufferId>> = p.kernels.iter().map(Kernel::reads).collect();
-    let writes: Vec<Vec<BufferId>> = p.kernels.iter().map(Kernel::writes).collect();
+    // What each kernel from `start` on reads and writes, listed once per search.
+    let searched = p.kernels.get(start..).unwrap_or_default();
+    let reads: Vec<Vec<BufferId>> = searched.iter().map(Kernel::reads).collect();
+    let writes: Vec<Vec<BufferId>> = searched.iter().map(Kernel::writes).collect();
+    let (reads, writes) = (|i: usize| &reads[i - start], |i: usize| &writes[i - start]);
     for (pi, first) in p.kernels.iter().enumerate().skip(start) {
         let Kernel::Loop(prev) = first else { continue };
         if prev.reduce.is_some() || !prev.rows.is_empty() || prev.dims.is_empty() {
             continue;
         }
         // `prev` may already carry the results of kernels merged into it.
-        let written = &writes[pi];
+        let written = writes(pi);
         let identity = Shape::new(prev.dims.clone()).strides();
         // Whether a kernel since `prev` reads its results, and what those kernels
         // write.
@@ -148,13 +149,13 @@ fn candidate(p: &KernelProgram, start: usize) -> Option<(KernelId, KernelId, At)
                     break;
                 }
             }
-            let reads_prev = reads[ki].iter().any(|b| written.contains(b));
+            let reads_prev = reads(ki).iter().any(|b| written.contains(b));
             if let Kernel::Loop(k) = &p.kernels[ki] {
                 if !reads_prev && siblings(prev, k) {
                     if !read_since {
                         return Some((KernelId::new(pi), KernelId::new(ki), At::Later));
                     }
-                    if !reads[ki].iter().any(|b| written_since.contains(b)) {
+                    if !reads(ki).iter().any(|b| written_since.contains(b)) {
                         return Some((KernelId::new(pi), KernelId::new(ki), At::Earlier));
                     }
                 }
@@ -172,7 +173,7 @@ fn candidate(p: &KernelProgram, start: usize) -> Option<(KernelId, KernelId, At)
                 }
             }
             read_since |= reads_prev;
-            written_since.extend_from_slice(&writes[ki]);
+            written_since.extend_from_slice(writes(ki));
         }
     }
     None
