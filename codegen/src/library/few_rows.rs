@@ -197,16 +197,23 @@ struct ColsJob<'a> {
     tail: &'a mut Vec<f32>,
 }
 
-/// 16 (8 lanes: 24) columns per panel: one zmm accumulator per column.
+/// 8 columns of 16 lanes (one zmm each) or 12 of 8 (one ymm each) per panel.
+///
+/// More columns would fit in the 32 registers, but LLVM then leaves the
+/// accumulators on the stack: the column loop is too long to unroll before
+/// scalar replacement runs, and each FMA becomes a load, an FMA and a store
+/// (16 columns measured 3x slower than 8). Check the disassembly (`vfmadd231ps`
+/// with a `{1to16}` broadcast into registers, no `(%rsp)` operand) when changing
+/// these.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn cols_avx512<const L: usize>(job: ColsJob) {
     // SAFETY: forwarded from the caller.
     unsafe {
         if L == 8 {
-            cols_driver::<L, 24, true>(job)
+            cols_driver::<L, 12, true>(job)
         } else {
-            cols_driver::<L, 16, true>(job)
+            cols_driver::<L, 8, true>(job)
         }
     }
 }
