@@ -159,6 +159,11 @@ pub struct CompileOptions {
     /// ([`CompileError::NodeOverMemoryLimit`], [`CompileError::OverMemoryLimit`]).
     /// [`DEFAULT_MEMORY_LIMIT`] by default.
     pub memory_limit: usize,
+    /// Run elementwise kernels with transcendental functions (an LSTM cell, a
+    /// softmax's `exp`) natively on the host's widest vectors where it has AVX2 or
+    /// AVX-512, instead of Cranelift's 128-bit loops (on by default). The results
+    /// are the same bit for bit; turning it off is for tests that compare the two.
+    pub wide_loops: bool,
 }
 
 /// The default [`CompileOptions::memory_limit`], 16 GiB: a fixed figure, so that a
@@ -178,6 +183,7 @@ impl Default for CompileOptions {
             trace: false,
             history: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            wide_loops: true,
         }
     }
 }
@@ -363,8 +369,13 @@ impl Executable {
         let t1 = Instant::now();
         let program = schedule(&optimized)?;
         let t2 = Instant::now();
-        let mut compiled =
-            kiln_codegen::compile_with(&program, &CodegenOptions { disasm: traced })?;
+        let mut compiled = kiln_codegen::compile_with(
+            &program,
+            &CodegenOptions {
+                disasm: traced,
+                cranelift_only: !options.wide_loops,
+            },
+        )?;
         let timings = CompileTimings {
             optimize: t1 - t0,
             schedule: t2 - t1,
@@ -437,6 +448,12 @@ impl Executable {
     /// The kernel program the executable runs.
     pub fn program(&self) -> &KernelProgram {
         &self.program
+    }
+
+    /// How many loop kernels run natively on wide vectors instead of as Cranelift
+    /// code (see [`CompileOptions::wide_loops`]).
+    pub fn wide_loops(&self) -> usize {
+        self.compiled.wide.len()
     }
 
     /// The Cranelift IR of each generated function.

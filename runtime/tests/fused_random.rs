@@ -12,6 +12,9 @@
 //! of 2023 terms in another order differs by 1e-2 where both are that far from
 //! the f64 sum). Graphs come from recipes of choices, so a failure shrinks;
 //! `KILN_PROPTEST_CASES=N` runs N random cases.
+//!
+//! The same graphs also compare the two ways a kernel with transcendental
+//! functions can run, natively on wide vectors or as Cranelift code: bit for bit.
 
 use kiln_ir::{
     BinaryOp, DType, Graph, HostTensor, NodeId, Op, ReduceOp, Shape, TensorType, UnaryOp, interp,
@@ -205,6 +208,127 @@ proptest! {
         let (g, values) = random_graph(&mut Recipe::new(recipe));
         agree(&g, &values, &CompileOptions::unoptimized()).map_err(TestCaseError::fail)?;
         agree(&g, &values, &CompileOptions::default()).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// The outputs of `g` compiled with and without wide loops, bit for bit (any NaN
+/// matches any NaN); returns how many kernels ran wide.
+fn wide_matches_cranelift(
+    g: &Graph,
+    values: &[HostTensor],
+    threads: usize,
+) -> Result<usize, String> {
+    let run = |wide_loops: bool| -> Result<(Executable, Vec<HostTensor>), String> {
+        let options = CompileOptions {
+            wide_loops,
+            threads,
+            ..CompileOptions::default()
+        };
+        let mut exe = Executable::compile_with(g, &options).map_err(|e| format!("compile: {e}"))?;
+        let out = exe.run(values).map_err(|e| format!("run: {e}"))?;
+        Ok((exe, out))
+    };
+    let (wide, got) = run(true)?;
+    let (_, want) = run(false)?;
+    for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+        for i in 0..b.numel() {
+            let (x, y) = (a.get_f64(i), b.get_f64(i));
+            if x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()) {
+                return Err(format!(
+                    "output {o}[{i}]: wide {x}, cranelift {y}\n{g}\n{}",
+                    wide.program()
+                ));
+            }
+        }
+    }
+    Ok(wide.wide_loops())
+}
+
+proptest! {
+    #![proptest_config(kiln_testutil::proptest_config(64, 0x6b69_6c6e_0002))]
+
+    #[test]
+    fn wide_loops_match_cranelift_bit_for_bit(recipe in prop::collection::vec(any::<u64>(), 0..160)) {
+        let (g, values) = random_graph(&mut Recipe::new(recipe));
+        wide_matches_cranelift(&g, &values, 1).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// An LSTM cell as the scan body computes it, on shapes that are and are not
+/// multiples of the block and the vector width, large enough to be split across
+/// threads: gate pre-activations read at column offsets of a wider matrix (loads
+/// with a row stride), a broadcast bias, seven stored results. Values span the
+/// ranges where the approximations switch branches.
+#[test]
+fn an_lstm_cell_runs_wide_and_matches_cranelift() {
+    let mut rng = Rng(0x5eed);
+    let mut used = 0;
+    for (rows, h) in [(1, 1), (3, 5), (16, 128), (7, 129), (33, 300), (300, 130)] {
+        let mut g = Graph::new("cell");
+        let gates_ty = TensorType::new(DType::F32, vec![rows, 4 * h]);
+        let gates = g.input("gates", gates_ty.clone()).unwrap();
+        let c_prev = g
+            .input("c_prev", TensorType::new(DType::F32, vec![rows, h]))
+            .unwrap();
+        let bias = g
+            .input("bias", TensorType::new(DType::F32, vec![h]))
+            .unwrap();
+        let gate = |g: &mut Graph, k: usize, f: UnaryOp| {
+            let s = g
+                .add(
+                    Op::Slice {
+                        start: vec![0, k * h],
+                        end: vec![rows, (k + 1) * h],
+                        step: vec![1, 1],
+                    },
+                    &[gates],
+                )
+                .unwrap();
+            let b = g
+                .add(Op::Broadcast(Shape::from([rows, h])), &[bias])
+                .unwrap();
+            let s = g.add(Op::Binary(BinaryOp::Add), &[s, b]).unwrap();
+            g.add(Op::Unary(f), &[s]).unwrap()
+        };
+        let i = gate(&mut g, 0, UnaryOp::Sigmoid);
+        let f = gate(&mut g, 1, UnaryOp::Sigmoid);
+        let gg = gate(&mut g, 2, UnaryOp::Tanh);
+        let o = gate(&mut g, 3, UnaryOp::Sigmoid);
+        let fc = g.add(Op::Binary(BinaryOp::Mul), &[f, c_prev]).unwrap();
+        let ig = g.add(Op::Binary(BinaryOp::Mul), &[i, gg]).unwrap();
+        let c = g.add(Op::Binary(BinaryOp::Add), &[fc, ig]).unwrap();
+        let tc = g.add(Op::Unary(UnaryOp::Tanh), &[c]).unwrap();
+        let hh = g.add(Op::Binary(BinaryOp::Mul), &[o, tc]).unwrap();
+        for n in [hh, c, i, f, gg, o, tc] {
+            g.output(n, None);
+        }
+        let values = vec![
+            HostTensor::from_fn(&gates_ty, |_| rng.uniform(-12.0, 12.0)),
+            HostTensor::from_fn(&TensorType::new(DType::F32, vec![rows, h]), |_| {
+                rng.uniform(-3.0, 3.0)
+            }),
+            HostTensor::from_fn(&TensorType::new(DType::F32, vec![h]), |_| {
+                rng.uniform(-0.7, 0.7)
+            }),
+        ];
+        for threads in [1, 2] {
+            used += wide_matches_cranelift(&g, &values, threads).unwrap();
+        }
+    }
+    if wide_host() {
+        assert!(used > 0, "no kernel ran wide on a host with AVX2 and FMA");
+    }
+}
+
+/// Whether this host runs wide loops (x86-64 with AVX2 and FMA).
+fn wide_host() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -31,6 +31,7 @@ pub mod index;
 pub mod movement;
 pub mod pool;
 pub mod thin;
+pub mod wide;
 
 /// One library call: the op, its operands (strided views of buffers in the buffer
 /// table) and its output buffer with its type.
@@ -58,6 +59,9 @@ pub struct CallContext {
     /// The group `all_reduce` sums over (`None`: one process, the sum is the
     /// operand).
     pub collective: Option<Arc<dyn Collective>>,
+    /// The loop kernels run by [`kiln_wide`], in the order the generated code
+    /// refers to them.
+    pub wide: Arc<[wide::WideLoop]>,
 }
 
 impl CallContext {
@@ -70,6 +74,7 @@ impl CallContext {
             workers: None,
             scans: Vec::new(),
             collective: None,
+            wide: Arc::new([]),
         }
     }
 }
@@ -348,6 +353,25 @@ pub unsafe extern "C" fn kiln_call(ctx: *mut CallContext, index: u64, bufs: *con
         Ok(()) => 0,
         Err(e) => {
             *error = Some(format!("`{}`: {e}", desc.op.mnemonic()));
+            1
+        }
+    }
+}
+
+/// Runs wide loop `index` of `ctx` over the buffer table `bufs`; returns 0 (1 with
+/// the message in `ctx.error` if it panicked). Never unwinds into generated code.
+///
+/// # Safety
+/// As for [`kiln_call`].
+pub unsafe extern "C" fn kiln_wide(ctx: *mut CallContext, index: u64, bufs: *const *mut u8) -> u32 {
+    // SAFETY: guaranteed by the caller (the runtime passes its own context).
+    let ctx = unsafe { &mut *ctx };
+    let (w, workers) = (&ctx.wide[index as usize], ctx.workers.as_ref());
+    // SAFETY: `bufs` is the table of the program the loop came from.
+    match catch_unwind(AssertUnwindSafe(|| unsafe { w.run(bufs, workers) })) {
+        Ok(()) => 0,
+        Err(_) => {
+            ctx.error = Some("a wide loop kernel panicked".into());
             1
         }
     }

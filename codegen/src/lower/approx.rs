@@ -76,99 +76,290 @@ pub fn isa_has_fma(isa: &dyn TargetIsa) -> bool {
     }
 }
 
-fn float_ty(b: &FunctionBuilder, x: Value) -> Type {
-    b.func.dfg.value_type(x)
+/// The operations the approximations are written in. Two implementations: [`Emit`]
+/// appends Cranelift instructions (scalar `f32` or `f32x4`, by the type of the
+/// values), [`Native`] computes on `f32` directly, which is what the wide
+/// elementwise routines of `library::wide` run (LLVM vectorizes those loops to
+/// the host's full width). One source for both keeps them bit for bit the same.
+pub trait Arith {
+    /// A float (or vector of floats).
+    type F: Copy;
+    /// Integer lanes of the same width.
+    type I: Copy;
+    /// A comparison result.
+    type M: Copy;
+    fn fconst(&mut self, v: f32) -> Self::F;
+    fn iconst(&mut self, v: i32) -> Self::I;
+    fn fadd(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    fn fsub(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    fn fmul(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    fn fdiv(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c` with one rounding.
+    fn fma(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    fn fabs(&mut self, a: Self::F) -> Self::F;
+    fn fneg(&mut self, a: Self::F) -> Self::F;
+    fn fcmp(&mut self, cc: FloatCC, a: Self::F, b: Self::F) -> Self::M;
+    /// `m ? x : y`.
+    fn choose(&mut self, m: Self::M, x: Self::F, y: Self::F) -> Self::F;
+    fn float_to_bits(&mut self, a: Self::F) -> Self::I;
+    fn bits_to_float(&mut self, i: Self::I) -> Self::F;
+    fn int_to_float(&mut self, i: Self::I) -> Self::F;
+    fn iadd(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    fn isub(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    fn band(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    fn bor(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    fn shl(&mut self, a: Self::I, n: u32) -> Self::I;
+    /// Arithmetic shift right.
+    fn sshr(&mut self, a: Self::I, n: u32) -> Self::I;
 }
 
-fn int_ty(t: Type) -> Type {
-    if t.is_vector() {
-        types::I32X4
-    } else {
-        types::I32
+/// [`Arith`] as Cranelift instructions on values of type `t` (`f32` or `f32x4`).
+pub struct Emit<'a, 'b> {
+    pub b: &'a mut FunctionBuilder<'b>,
+    pub t: Type,
+}
+
+impl<'a, 'b> Emit<'a, 'b> {
+    /// Emitting into `b`, for values of `x`'s type.
+    pub fn like(b: &'a mut FunctionBuilder<'b>, x: Value) -> Self {
+        let t = b.func.dfg.value_type(x);
+        Emit { b, t }
+    }
+
+    fn int_ty(&self) -> Type {
+        if self.t.is_vector() {
+            types::I32X4
+        } else {
+            types::I32
+        }
     }
 }
 
-fn fconst(b: &mut FunctionBuilder, t: Type, v: f32) -> Value {
-    let s = b.ins().f32const(v);
-    if t.is_vector() {
-        b.ins().splat(t, s)
-    } else {
-        s
+impl Arith for Emit<'_, '_> {
+    type F = Value;
+    type I = Value;
+    type M = Value;
+    fn fconst(&mut self, v: f32) -> Value {
+        let s = self.b.ins().f32const(v);
+        if self.t.is_vector() {
+            self.b.ins().splat(self.t, s)
+        } else {
+            s
+        }
+    }
+    fn iconst(&mut self, v: i32) -> Value {
+        let s = self.b.ins().iconst(types::I32, v as i64);
+        if self.t.is_vector() {
+            self.b.ins().splat(types::I32X4, s)
+        } else {
+            s
+        }
+    }
+    fn fadd(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn fsub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fsub(a, b)
+    }
+    fn fmul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn fdiv(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    fn fma(&mut self, a: Value, b: Value, c: Value) -> Value {
+        self.b.ins().fma(a, b, c)
+    }
+    fn fabs(&mut self, a: Value) -> Value {
+        self.b.ins().fabs(a)
+    }
+    fn fneg(&mut self, a: Value) -> Value {
+        self.b.ins().fneg(a)
+    }
+    fn fcmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        self.b.ins().fcmp(cc, a, b)
+    }
+    fn choose(&mut self, m: Value, x: Value, y: Value) -> Value {
+        if self.t.is_vector() {
+            let m = self.b.ins().bitcast(self.t, MemFlagsData::new(), m);
+            self.b.ins().bitselect(m, x, y)
+        } else {
+            self.b.ins().select(m, x, y)
+        }
+    }
+    fn float_to_bits(&mut self, a: Value) -> Value {
+        let t = self.int_ty();
+        self.b.ins().bitcast(t, MemFlagsData::new(), a)
+    }
+    fn bits_to_float(&mut self, i: Value) -> Value {
+        self.b.ins().bitcast(self.t, MemFlagsData::new(), i)
+    }
+    fn int_to_float(&mut self, i: Value) -> Value {
+        self.b.ins().fcvt_from_sint(self.t, i)
+    }
+    fn iadd(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().iadd(a, b)
+    }
+    fn isub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().isub(a, b)
+    }
+    fn band(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().band(a, b)
+    }
+    fn bor(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().bor(a, b)
+    }
+    fn shl(&mut self, a: Value, n: u32) -> Value {
+        self.b.ins().ishl_imm_u(a, n as i64)
+    }
+    fn sshr(&mut self, a: Value, n: u32) -> Value {
+        self.b.ins().sshr_imm_u(a, n as i64)
     }
 }
 
-fn iconst(b: &mut FunctionBuilder, t: Type, v: i32) -> Value {
-    let s = b.ins().iconst(types::I32, v as i64);
-    if t.is_vector() {
-        b.ins().splat(types::I32X4, s)
-    } else {
-        s
-    }
-}
+/// [`Arith`] computed on one `f32`: IEEE operations, one rounding each, as the
+/// emitted instructions do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Native;
 
-/// `cond ? x : y` for a float comparison result `cond` (scalar flag or lane mask).
-fn choose(b: &mut FunctionBuilder, cond: Value, x: Value, y: Value) -> Value {
-    let t = float_ty(b, x);
-    if t.is_vector() {
-        let m = b.ins().bitcast(t, MemFlagsData::new(), cond);
-        b.ins().bitselect(m, x, y)
-    } else {
-        b.ins().select(cond, x, y)
+impl Arith for Native {
+    type F = f32;
+    type I = i32;
+    type M = bool;
+    #[inline(always)]
+    fn fconst(&mut self, v: f32) -> f32 {
+        v
+    }
+    #[inline(always)]
+    fn iconst(&mut self, v: i32) -> i32 {
+        v
+    }
+    #[inline(always)]
+    fn fadd(&mut self, a: f32, b: f32) -> f32 {
+        a + b
+    }
+    #[inline(always)]
+    fn fsub(&mut self, a: f32, b: f32) -> f32 {
+        a - b
+    }
+    #[inline(always)]
+    fn fmul(&mut self, a: f32, b: f32) -> f32 {
+        a * b
+    }
+    #[inline(always)]
+    fn fdiv(&mut self, a: f32, b: f32) -> f32 {
+        a / b
+    }
+    #[inline(always)]
+    fn fma(&mut self, a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn fabs(&mut self, a: f32) -> f32 {
+        a.abs()
+    }
+    #[inline(always)]
+    fn fneg(&mut self, a: f32) -> f32 {
+        -a
+    }
+    #[inline(always)]
+    fn fcmp(&mut self, cc: FloatCC, a: f32, b: f32) -> bool {
+        match cc {
+            FloatCC::LessThan => a < b,
+            FloatCC::Equal => a == b,
+            FloatCC::GreaterThanOrEqual => a >= b,
+            _ => unreachable!("the approximations compare with <, == and >= only"),
+        }
+    }
+    #[inline(always)]
+    fn choose(&mut self, m: bool, x: f32, y: f32) -> f32 {
+        if m { x } else { y }
+    }
+    #[inline(always)]
+    fn float_to_bits(&mut self, a: f32) -> i32 {
+        a.to_bits() as i32
+    }
+    #[inline(always)]
+    fn bits_to_float(&mut self, i: i32) -> f32 {
+        f32::from_bits(i as u32)
+    }
+    #[inline(always)]
+    fn int_to_float(&mut self, i: i32) -> f32 {
+        i as f32
+    }
+    #[inline(always)]
+    fn iadd(&mut self, a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
+    }
+    #[inline(always)]
+    fn isub(&mut self, a: i32, b: i32) -> i32 {
+        a.wrapping_sub(b)
+    }
+    #[inline(always)]
+    fn band(&mut self, a: i32, b: i32) -> i32 {
+        a & b
+    }
+    #[inline(always)]
+    fn bor(&mut self, a: i32, b: i32) -> i32 {
+        a | b
+    }
+    #[inline(always)]
+    fn shl(&mut self, a: i32, n: u32) -> i32 {
+        a.wrapping_shl(n)
+    }
+    #[inline(always)]
+    fn sshr(&mut self, a: i32, n: u32) -> i32 {
+        a >> n
     }
 }
 
 /// `min(x, c)`, but `x` when `x` is NaN. Written as `c < x ? c : x`, the form that
 /// Cranelift's x64 backend turns into one `minps`/`minss` (a plain `fmin` costs a
 /// multi-instruction NaN-canonicalizing sequence).
-fn min_keep_nan(b: &mut FunctionBuilder, x: Value, c: Value) -> Value {
-    let lt = b.ins().fcmp(FloatCC::LessThan, c, x);
-    choose(b, lt, c, x)
+#[inline(always)]
+fn min_keep_nan<A: Arith>(a: &mut A, x: A::F, c: A::F) -> A::F {
+    let lt = a.fcmp(FloatCC::LessThan, c, x);
+    a.choose(lt, c, x)
 }
 
 /// `max(x, c)`, but `x` when `x` is NaN (one `maxps`/`maxss`, as above).
-fn max_keep_nan(b: &mut FunctionBuilder, x: Value, c: Value) -> Value {
-    let lt = b.ins().fcmp(FloatCC::LessThan, x, c);
-    choose(b, lt, c, x)
+#[inline(always)]
+fn max_keep_nan<A: Arith>(a: &mut A, x: A::F, c: A::F) -> A::F {
+    let lt = a.fcmp(FloatCC::LessThan, x, c);
+    a.choose(lt, c, x)
 }
 
-fn to_bits(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = int_ty(float_ty(b, x));
-    b.ins().bitcast(t, MemFlagsData::new(), x)
-}
-
-fn from_bits(b: &mut FunctionBuilder, i: Value, t: Type) -> Value {
-    b.ins().bitcast(t, MemFlagsData::new(), i)
-}
-
-/// `a * b + c`.
-fn madd(b: &mut FunctionBuilder, m: MulAdd, x: Value, y: Value, z: Value) -> Value {
+/// `x * y + z`.
+#[inline(always)]
+fn madd<A: Arith>(a: &mut A, m: MulAdd, x: A::F, y: A::F, z: A::F) -> A::F {
     match m {
-        MulAdd::Fused => b.ins().fma(x, y, z),
+        MulAdd::Fused => a.fma(x, y, z),
         MulAdd::Separate => {
-            let p = b.ins().fmul(x, y);
-            b.ins().fadd(p, z)
+            let p = a.fmul(x, y);
+            a.fadd(p, z)
         }
     }
 }
 
 /// Horner evaluation of `c[0] + c[1] x + c[2] x² + ...`.
-fn poly(b: &mut FunctionBuilder, m: MulAdd, x: Value, c: &[f32]) -> Value {
-    let t = float_ty(b, x);
-    let mut acc = fconst(b, t, c[c.len() - 1]);
+#[inline(always)]
+fn poly<A: Arith>(a: &mut A, m: MulAdd, x: A::F, c: &[f32]) -> A::F {
+    let mut acc = a.fconst(c[c.len() - 1]);
     for &k in c[..c.len() - 1].iter().rev() {
-        let k = fconst(b, t, k);
-        acc = madd(b, m, acc, x, k);
+        let k = a.fconst(k);
+        acc = madd(a, m, acc, x, k);
     }
     acc
 }
 
 /// `2^n` for integer lanes `n` in [-126, 127], as floats: `n + 127` placed in the
 /// exponent field.
-fn exp2i(b: &mut FunctionBuilder, n: Value, t: Type) -> Value {
-    let bias = iconst(b, t, 127);
-    let e = b.ins().iadd(n, bias);
-    let bits = b.ins().ishl_imm_u(e, 23);
-    from_bits(b, bits, t)
+#[inline(always)]
+fn exp2i<A: Arith>(a: &mut A, n: A::I) -> A::F {
+    let bias = a.iconst(127);
+    let e = a.iadd(n, bias);
+    let bits = a.shl(e, 23);
+    a.bits_to_float(bits)
 }
 
 /// `x · 2^n` for integer lanes `n` in [-252, 254] (the exponent is built with
@@ -177,16 +368,28 @@ fn exp2i(b: &mut FunctionBuilder, n: Value, t: Type) -> Value {
 /// underflows gradually (through subnormals) like the exact value, where one factor
 /// `2^n` could not even be represented. For |x| in [0.5, 2] (what [`exp`] passes)
 /// the first product is exact, so the result is `x · 2^n` rounded once.
-pub fn ldexp(b: &mut FunctionBuilder, x: Value, n: Value) -> Value {
-    let t = float_ty(b, x);
-    let half = b.ins().sshr_imm_u(n, 1);
-    let rest = b.ins().isub(n, half);
-    let s1 = exp2i(b, half, t);
-    let s2 = exp2i(b, rest, t);
+#[inline(always)]
+fn ldexp<A: Arith>(a: &mut A, x: A::F, n: A::I) -> A::F {
+    let half = a.sshr(n, 1);
+    let rest = a.isub(n, half);
+    let s1 = exp2i(a, half);
+    let s2 = exp2i(a, rest);
     // x·s1 is exact for the |x| in [0.5, 2] the callers pass, so only the last
     // product rounds.
-    let y = b.ins().fmul(x, s1);
-    b.ins().fmul(y, s2)
+    let y = a.fmul(x, s1);
+    a.fmul(y, s2)
+}
+
+/// `x` with the sign of `s` added (`x` is non-negative or NaN): bit operations,
+/// as Cranelift has no vector `fcopysign` on x86.
+#[inline(always)]
+fn with_sign_of<A: Arith>(a: &mut A, x: A::F, s: A::F) -> A::F {
+    let sign_mask = a.iconst(i32::MIN);
+    let sb = a.float_to_bits(s);
+    let sign = a.band(sb, sign_mask);
+    let xb = a.float_to_bits(x);
+    let xb = a.bor(xb, sign);
+    a.bits_to_float(xb)
 }
 
 /// ln 2 split so that `n · LN2_HI` is exact for |n| < 2^8 (LN2_HI has 16
@@ -206,33 +409,38 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// [`exp`] with an explicit choice of multiply-add.
 pub fn exp_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
-    let t = float_ty(b, x);
+    exp_of(&mut Emit::like(b, x), m, x)
+}
+
+/// [`exp`] in any [`Arith`].
+#[inline(always)]
+pub fn exp_of<A: Arith>(a: &mut A, m: MulAdd, x: A::F) -> A::F {
     // Clamp so that n stays in [-150, 129]; past 89 / below -104 the result is inf / 0
     // anyway, and the scaling below still produces them. NaN passes through.
-    let hi = fconst(b, t, 89.0);
-    let lo = fconst(b, t, -104.0);
-    let x = min_keep_nan(b, x, hi);
-    let x = max_keep_nan(b, x, lo);
+    let hi = a.fconst(89.0);
+    let lo = a.fconst(-104.0);
+    let x = min_keep_nan(a, x, hi);
+    let x = max_keep_nan(a, x, lo);
     // n = round(x / ln2): adding 1.5·2^23 leaves the rounded integer in the low
     // mantissa bits (|x / ln2| < 2^22), which is cheaper than `nearest` followed by a
     // saturating conversion.
     const SHIFTER: f32 = 12_582_912.0;
-    let log2e = fconst(b, t, std::f32::consts::LOG2_E);
-    let shifter = fconst(b, t, SHIFTER);
-    let sh = madd(b, m, x, log2e, shifter);
-    let nf = b.ins().fsub(sh, shifter);
-    let sh_bits = to_bits(b, sh);
-    let shifter_bits = iconst(b, t, SHIFTER.to_bits() as i32);
-    let n = b.ins().isub(sh_bits, shifter_bits);
+    let log2e = a.fconst(std::f32::consts::LOG2_E);
+    let shifter = a.fconst(SHIFTER);
+    let sh = madd(a, m, x, log2e, shifter);
+    let nf = a.fsub(sh, shifter);
+    let sh_bits = a.float_to_bits(sh);
+    let shifter_bits = a.iconst(SHIFTER.to_bits() as i32);
+    let n = a.isub(sh_bits, shifter_bits);
     // r = x - n ln2 in two steps (Cody-Waite): the first is exact.
-    let neg_hi = fconst(b, t, -LN2_HI);
-    let neg_lo = fconst(b, t, -LN2_LO);
-    let r = madd(b, m, nf, neg_hi, x);
-    let r = madd(b, m, nf, neg_lo, r);
+    let neg_hi = a.fconst(-LN2_HI);
+    let neg_lo = a.fconst(-LN2_LO);
+    let r = madd(a, m, nf, neg_hi, x);
+    let r = madd(a, m, nf, neg_lo, r);
     // e^r on |r| <= ln2/2 as 1 + r + r² P(r), P of degree 4: minimax relative error
     // 3.1e-9 (about 0.05 ulp) before rounding of the coefficients and the arithmetic.
     let p = poly(
-        b,
+        a,
         m,
         r,
         &[
@@ -246,7 +454,7 @@ pub fn exp_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
         ],
     );
     // NaN: p is NaN, and a NaN times any scale is NaN.
-    ldexp(b, p, n)
+    ldexp(a, p, n)
 }
 
 /// Natural logarithm, with [`MulAdd::host`].
@@ -259,61 +467,66 @@ pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// [`log`] with an explicit choice of multiply-add.
 pub fn log_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
-    let t = float_ty(b, x);
+    log_of(&mut Emit::like(b, x), m, x)
+}
+
+/// [`log`] in any [`Arith`].
+#[inline(always)]
+pub fn log_of<A: Arith>(a: &mut A, m: MulAdd, x: A::F) -> A::F {
     // Subnormals: scale by 2^23 first so the exponent field is meaningful.
-    let tiny = fconst(b, t, f32::MIN_POSITIVE);
-    let is_tiny = b.ins().fcmp(FloatCC::LessThan, x, tiny);
-    let big = fconst(b, t, 8_388_608.0);
-    let scaled = b.ins().fmul(x, big);
-    let xs = choose(b, is_tiny, scaled, x);
+    let tiny = a.fconst(f32::MIN_POSITIVE);
+    let is_tiny = a.fcmp(FloatCC::LessThan, x, tiny);
+    let big = a.fconst(8_388_608.0);
+    let scaled = a.fmul(x, big);
+    let xs = a.choose(is_tiny, scaled, x);
     // x = 2^k · y with y in [sqrt(1/2), sqrt(2)): offsetting the bits by those of
     // sqrt(1/2) makes the exponent field k directly, with no compare.
     const LOW: i32 = 0x3f35_04f3; // sqrt(1/2) rounded down
-    let bits = to_bits(b, xs);
-    let low = iconst(b, t, LOW);
-    let off = b.ins().isub(bits, low);
-    let k = b.ins().sshr_imm_u(off, 23);
-    let mask = iconst(b, t, 0x007f_ffff);
-    let mant = b.ins().band(off, mask);
-    let mant = b.ins().iadd(mant, low);
-    let y = from_bits(b, mant, t);
-    let kf = b.ins().fcvt_from_sint(t, k);
-    let zero = fconst(b, t, 0.0);
-    let k23 = fconst(b, t, 23.0);
-    let adj = choose(b, is_tiny, k23, zero);
-    let kf = b.ins().fsub(kf, adj);
+    let bits = a.float_to_bits(xs);
+    let low = a.iconst(LOW);
+    let off = a.isub(bits, low);
+    let k = a.sshr(off, 23);
+    let mask = a.iconst(0x007f_ffff);
+    let mant = a.band(off, mask);
+    let mant = a.iadd(mant, low);
+    let y = a.bits_to_float(mant);
+    let kf = a.int_to_float(k);
+    let zero = a.fconst(0.0);
+    let k23 = a.fconst(23.0);
+    let adj = a.choose(is_tiny, k23, zero);
+    let kf = a.fsub(kf, adj);
     // log(1 + f), f = y - 1 (exact): with s = f / (2 + f),
     // log(1 + f) = 2 atanh(s) = 2s + 2s³/3 + ... = f - s (f - R), R = 2s²/3 + 2s⁴/5 + ...
     // The small correction s (f - R) carries all the rounding, so the result is
     // within about an ulp of f's exact logarithm. |s| <= 0.1716, and the series
     // truncated after s⁸ is off by 2s^10/11 < 4e-9 relative.
-    let one = fconst(b, t, 1.0);
-    let two = fconst(b, t, 2.0);
-    let f = b.ins().fsub(y, one);
-    let d = b.ins().fadd(f, two);
-    let s = b.ins().fdiv(f, d);
-    let z = b.ins().fmul(s, s);
-    let q = poly(b, m, z, &[2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0]);
-    let r = b.ins().fmul(q, z);
-    let fr = b.ins().fsub(f, r);
-    let neg_s = b.ins().fneg(s);
-    let log_y = madd(b, m, neg_s, fr, f);
+    let one = a.fconst(1.0);
+    let two = a.fconst(2.0);
+    let f = a.fsub(y, one);
+    let d = a.fadd(f, two);
+    let s = a.fdiv(f, d);
+    let z = a.fmul(s, s);
+    let q = poly(a, m, z, &[2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0]);
+    let r = a.fmul(q, z);
+    let fr = a.fsub(f, r);
+    let neg_s = a.fneg(s);
+    let log_y = madd(a, m, neg_s, fr, f);
     // k ln2 + log(y): the k·LN2_HI product is exact, so there is one final rounding.
-    let lo = fconst(b, t, LN2_LO);
-    let hi = fconst(b, t, LN2_HI);
-    let res = madd(b, m, kf, lo, log_y);
-    let res = madd(b, m, kf, hi, res);
+    let lo = a.fconst(LN2_LO);
+    let hi = a.fconst(LN2_HI);
+    let res = madd(a, m, kf, lo, log_y);
+    let res = madd(a, m, kf, hi, res);
     // Special values.
-    let inf = fconst(b, t, f32::INFINITY);
-    let ninf = fconst(b, t, f32::NEG_INFINITY);
-    let nan = fconst(b, t, f32::NAN);
-    let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
-    let res = choose(b, is_inf, inf, res);
-    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
-    let res = choose(b, is_zero, ninf, res);
+    let inf = a.fconst(f32::INFINITY);
+    let ninf = a.fconst(f32::NEG_INFINITY);
+    let nan = a.fconst(f32::NAN);
+    let is_inf = a.fcmp(FloatCC::Equal, x, inf);
+    let res = a.choose(is_inf, inf, res);
+    let is_zero = a.fcmp(FloatCC::Equal, x, zero);
+    let res = a.choose(is_zero, ninf, res);
     // Negative or NaN: `x >= 0` is false.
-    let valid = b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
-    choose(b, valid, res, nan)
+    let valid = a.fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+    a.choose(valid, res, nan)
 }
 
 /// Hyperbolic tangent, with [`MulAdd::host`].
@@ -327,13 +540,18 @@ pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// [`tanh`] with an explicit choice of multiply-add.
 pub fn tanh_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
-    let t = float_ty(b, x);
-    let ax = b.ins().fabs(x);
+    tanh_of(&mut Emit::like(b, x), m, x)
+}
+
+/// [`tanh`] in any [`Arith`].
+#[inline(always)]
+pub fn tanh_of<A: Arith>(a: &mut A, m: MulAdd, x: A::F) -> A::F {
+    let ax = a.fabs(x);
     // |x| < 0.625: x + x³ P(x²), P of degree 4 fitted for relative error
     // (4.4e-9). The correction x³ P is small against x, so no cancellation.
-    let z = b.ins().fmul(x, x);
+    let z = a.fmul(x, x);
     let p = poly(
-        b,
+        a,
         m,
         z,
         &[
@@ -344,30 +562,24 @@ pub fn tanh_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
             -0.005_704_987,
         ],
     );
-    let p = b.ins().fmul(p, z);
-    let small = madd(b, m, p, x, x);
+    let p = a.fmul(p, z);
+    let small = madd(a, m, p, x, x);
     // Otherwise 1 - 2/(e^{2|x|} + 1) >= 0.55 (so the subtraction loses at most a
     // bit), with the sign of x. e^{2|x|} = inf gives exactly 1.
-    let two = fconst(b, t, 2.0);
-    let one = fconst(b, t, 1.0);
-    let a2 = b.ins().fadd(ax, ax);
-    let e = exp_with(b, m, a2);
-    let d = b.ins().fadd(e, one);
-    let q = b.ins().fdiv(two, d);
-    let large = b.ins().fsub(one, q);
-    let limit = fconst(b, t, 0.625);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, limit);
+    let two = a.fconst(2.0);
+    let one = a.fconst(1.0);
+    let a2 = a.fadd(ax, ax);
+    let e = exp_of(a, m, a2);
+    let d = a.fadd(e, one);
+    let q = a.fdiv(two, d);
+    let large = a.fsub(one, q);
+    let limit = a.fconst(0.625);
+    let is_small = a.fcmp(FloatCC::LessThan, ax, limit);
     // NaN: the comparison is false and the large branch is NaN (exp(NaN) = NaN).
-    let y = choose(b, is_small, small, large);
-    // Copy x's sign onto the result with bit operations (Cranelift has no vector
-    // fcopysign on x86). Only the large branch needs it, but doing it after the
-    // select also makes tanh(-0) = -0, which the small branch rounds to +0.
-    let sign_mask = iconst(b, t, i32::MIN);
-    let xb = to_bits(b, x);
-    let sign = b.ins().band(xb, sign_mask);
-    let yb = to_bits(b, y);
-    let yb = b.ins().bor(yb, sign);
-    from_bits(b, yb, t)
+    let y = a.choose(is_small, small, large);
+    // x's sign onto the result. Only the large branch needs it, but doing it after
+    // the select also makes tanh(-0) = -0, which the small branch rounds to +0.
+    with_sign_of(a, y, x)
 }
 
 /// The logistic function `1 / (1 + e^-x)`, with [`MulAdd::host`].
@@ -383,18 +595,23 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// [`sigmoid`] with an explicit choice of multiply-add.
 pub fn sigmoid_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
-    let t = float_ty(b, x);
+    sigmoid_of(&mut Emit::like(b, x), m, x)
+}
+
+/// [`sigmoid`] in any [`Arith`].
+#[inline(always)]
+pub fn sigmoid_of<A: Arith>(a: &mut A, m: MulAdd, x: A::F) -> A::F {
     // e = e^-|x| is in [0, 1], so nothing overflows; sigmoid(x) = 1 / (1 + e) for
     // x >= 0 and e / (1 + e) for x < 0.
-    let ax = b.ins().fabs(x);
-    let nax = b.ins().fneg(ax);
-    let e = exp_with(b, m, nax);
-    let one = fconst(b, t, 1.0);
-    let zero = fconst(b, t, 0.0);
-    let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let num = choose(b, neg, e, one);
-    let d = b.ins().fadd(one, e);
-    b.ins().fdiv(num, d)
+    let ax = a.fabs(x);
+    let nax = a.fneg(ax);
+    let e = exp_of(a, m, nax);
+    let one = a.fconst(1.0);
+    let zero = a.fconst(0.0);
+    let neg = a.fcmp(FloatCC::LessThan, x, zero);
+    let num = a.choose(neg, e, one);
+    let d = a.fadd(one, e);
+    a.fdiv(num, d)
 }
 
 /// The error function, with [`MulAdd::host`].
@@ -408,17 +625,22 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
 
 /// [`erf`] with an explicit choice of multiply-add.
 pub fn erf_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
-    let t = float_ty(b, x);
-    // a = min(|x|, 4): erf(4) rounds to 1 in f32, and so does the large branch
+    erf_of(&mut Emit::like(b, x), m, x)
+}
+
+/// [`erf`] in any [`Arith`].
+#[inline(always)]
+pub fn erf_of<A: Arith>(a: &mut A, m: MulAdd, x: A::F) -> A::F {
+    // v = min(|x|, 4): erf(4) rounds to 1 in f32, and so does the large branch
     // there. NaN passes through.
-    let ax = b.ins().fabs(x);
-    let four = fconst(b, t, 4.0);
-    let a = min_keep_nan(b, ax, four);
-    let z = b.ins().fmul(a, a);
-    // a < 0.921875: a · P(a²), P of degree 7 (Chebyshev fit of erf(a)/a, relative
+    let ax = a.fabs(x);
+    let four = a.fconst(4.0);
+    let v = min_keep_nan(a, ax, four);
+    let z = a.fmul(v, v);
+    // v < 0.921875: v · P(v²), P of degree 7 (Chebyshev fit of erf(v)/v, relative
     // error 9e-12 before rounding).
     let p = poly(
-        b,
+        a,
         m,
         z,
         &[
@@ -432,16 +654,16 @@ pub fn erf_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
             -1.030_958e-5,
         ],
     );
-    let small = b.ins().fmul(a, p);
-    // Otherwise 1 - e^(-a²) Q(a - 2.5), Q of degree 11 (Chebyshev fit of
-    // erfc(a) e^(a²) on [0.921875, 4], absolute error 1.5e-8, which e^(-a²) <= 0.43
-    // scales down further). erfc(a) <= 0.19 there, so the subtraction loses little.
-    let nz = b.ins().fneg(z);
-    let e = exp_with(b, m, nz);
-    let mid = fconst(b, t, 2.5);
-    let s = b.ins().fsub(a, mid);
+    let small = a.fmul(v, p);
+    // Otherwise 1 - e^(-v²) Q(v - 2.5), Q of degree 11 (Chebyshev fit of
+    // erfc(v) e^(v²) on [0.921875, 4], absolute error 1.5e-8, which e^(-v²) <= 0.43
+    // scales down further). erfc(v) <= 0.19 there, so the subtraction loses little.
+    let nz = a.fneg(z);
+    let e = exp_of(a, m, nz);
+    let mid = a.fconst(2.5);
+    let s = a.fsub(v, mid);
     let q = poly(
-        b,
+        a,
         m,
         s,
         &[
@@ -459,18 +681,13 @@ pub fn erf_with(b: &mut FunctionBuilder, m: MulAdd, x: Value) -> Value {
             -4.763_428_2e-7,
         ],
     );
-    let one = fconst(b, t, 1.0);
-    let eq = b.ins().fmul(e, q);
-    let large = b.ins().fsub(one, eq);
-    let limit = fconst(b, t, 0.921_875);
+    let one = a.fconst(1.0);
+    let eq = a.fmul(e, q);
+    let large = a.fsub(one, eq);
+    let limit = a.fconst(0.921_875);
     // NaN: the comparison is false and the large branch is NaN.
-    let is_small = b.ins().fcmp(FloatCC::LessThan, a, limit);
-    let y = choose(b, is_small, small, large);
-    // y >= 0 (or NaN): x's sign with bit operations, as in `tanh`.
-    let sign_mask = iconst(b, t, i32::MIN);
-    let xb = to_bits(b, x);
-    let sign = b.ins().band(xb, sign_mask);
-    let yb = to_bits(b, y);
-    let yb = b.ins().bor(yb, sign);
-    from_bits(b, yb, t)
+    let is_small = a.fcmp(FloatCC::LessThan, v, limit);
+    let y = a.choose(is_small, small, large);
+    // y >= 0 (or NaN): x's sign, as in `tanh`.
+    with_sign_of(a, y, x)
 }

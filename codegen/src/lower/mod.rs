@@ -15,6 +15,7 @@
 //! - [`approx`]: the f32 `exp`/`log`/`tanh`/`sigmoid` approximations as CLIF.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cranelift_codegen::Context;
@@ -28,6 +29,7 @@ use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use kiln_ir::DType;
 use kiln_ir::kernel::{Kernel, KernelProgram};
 
+use crate::library::wide::WideLoop;
 use crate::library::{self, CallContext, CallDesc};
 use crate::scan::{self, ScanDesc, ScanHandle};
 use loops::{Split, emit_loop_kernel, split_of};
@@ -64,6 +66,8 @@ pub struct CompiledProgram {
     pub calls: Vec<CallDesc>,
     /// The `scan` loops, likewise.
     pub scans: Vec<ScanDesc>,
+    /// The loop kernels run natively on wide vectors ([`library::wide`]), likewise.
+    pub wide: Arc<[WideLoop]>,
     /// The Cranelift IR of every function, for dumps.
     pub clif: Vec<(String, String)>,
     /// The machine-code listing of every function (Cranelift's VCode after register
@@ -91,6 +95,7 @@ impl CompiledProgram {
     /// `workers` are set), holding the memory of every `scan` loop.
     pub fn context(&self) -> Result<CallContext, CodegenError> {
         let mut ctx = CallContext::new(self.calls.clone());
+        ctx.wide = self.wide.clone();
         for s in &self.scans {
             ctx.scans
                 .push(ScanHandle::new(s).ok_or(CodegenError::Alloc {
@@ -138,6 +143,7 @@ pub fn host_module() -> Result<JITModule, CodegenError> {
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     jb.symbol("kiln_call", library::kiln_call as *const u8);
     jb.symbol("kiln_parallel", library::kiln_parallel as *const u8);
+    jb.symbol("kiln_wide", library::kiln_wide as *const u8);
     jb.symbol("kiln_scan", scan::kiln_scan as *const u8);
     jb.symbol("kiln_powf", library::kiln_powf as *const u8);
     jb.symbol("kiln_pow", library::kiln_pow as *const u8);
@@ -160,6 +166,8 @@ fn scalar_type(dtype: DType) -> Type {
 /// Imported helper functions, declared once per module.
 struct Imports {
     call: FuncId,
+    /// `kiln_wide(ctx, index, bufs) -> status`: a loop kernel run natively.
+    wide: FuncId,
     /// `kiln_parallel(ctx, kernel, bufs, n, align)`: a loop kernel split across
     /// threads.
     parallel: FuncId,
@@ -182,6 +190,9 @@ impl Imports {
         sig.returns.push(AbiParam::new(types::I32));
         let call = module
             .declare_function("kiln_call", Linkage::Import, &sig)
+            .map_err(module_err)?;
+        let wide = module
+            .declare_function("kiln_wide", Linkage::Import, &sig)
             .map_err(module_err)?;
         let mut sig = module.make_signature();
         sig.params.extend([
@@ -229,6 +240,7 @@ impl Imports {
         }
         Ok(Imports {
             call,
+            wide,
             parallel,
             scan,
             unary,
@@ -242,6 +254,9 @@ impl Imports {
 pub struct CodegenOptions {
     /// Keep a machine-code listing of every function in [`CompiledProgram::asm`].
     pub disasm: bool,
+    /// Compile every loop kernel with Cranelift, none with [`library::wide`]
+    /// (the results are the same; tests compare the two).
+    pub cranelift_only: bool,
 }
 
 /// Compiles `program` to native code.
@@ -273,7 +288,9 @@ pub fn compile_with(
         fctx: FunctionBuilderContext::new(),
         kernel_sig,
         disasm: options.disasm,
+        cranelift_only: options.cranelift_only,
         calls: Vec::new(),
+        wide: Vec::new(),
         scans: Vec::new(),
         clif: Vec::new(),
         asm: Vec::new(),
@@ -283,6 +300,7 @@ pub fn compile_with(
         mut module,
         calls,
         scans,
+        wide,
         clif,
         asm,
         ..
@@ -296,6 +314,7 @@ pub fn compile_with(
         entry,
         calls,
         scans,
+        wide: wide.into(),
         clif,
         asm,
         compile_time: start.elapsed(),
@@ -307,6 +326,8 @@ enum Step {
     Loop(FuncId, Split),
     /// Call `i` of the context.
     Call(usize),
+    /// Wide loop `i` of the context.
+    Wide(usize),
     /// Scan `i` of the context, with its compiled body's entry.
     Scan(FuncId, usize),
 }
@@ -319,8 +340,10 @@ struct Emitter {
     fctx: FunctionBuilderContext,
     kernel_sig: Signature,
     disasm: bool,
+    cranelift_only: bool,
     calls: Vec<CallDesc>,
     scans: Vec<ScanDesc>,
+    wide: Vec<WideLoop>,
     clif: Vec<(String, String)>,
     asm: Vec<(String, String)>,
 }
@@ -337,6 +360,13 @@ impl Emitter {
         let mut steps = Vec::new();
         for (i, kernel) in program.kernels_with_ids() {
             steps.push(match kernel {
+                Kernel::Loop(k)
+                    if !self.cranelift_only
+                        && let Some(w) = WideLoop::new(program, k) =>
+                {
+                    self.wide.push(w);
+                    Step::Wide(self.wide.len() - 1)
+                }
                 Kernel::Loop(k) => {
                     let name = format!("{prefix}{i}");
                     let id = self
@@ -403,6 +433,7 @@ impl Emitter {
         b.switch_to_block(block);
         let (bufs, cctx) = (b.block_params(block)[0], b.block_params(block)[1]);
         let call_ref = module.declare_func_in_func(self.imports.call, b.func);
+        let wide_ref = module.declare_func_in_func(self.imports.wide, b.func);
         let parallel_ref = module.declare_func_in_func(self.imports.parallel, b.func);
         let scan_ref = module.declare_func_in_func(self.imports.scan, b.func);
         for step in steps {
@@ -427,6 +458,11 @@ impl Emitter {
                 Step::Call(i) => {
                     let idx = b.ins().iconst(types::I64, *i as i64);
                     let inst = b.ins().call(call_ref, &[cctx, idx, bufs]);
+                    b.inst_results(inst)[0]
+                }
+                Step::Wide(i) => {
+                    let idx = b.ins().iconst(types::I64, *i as i64);
+                    let inst = b.ins().call(wide_ref, &[cctx, idx, bufs]);
                     b.inst_results(inst)[0]
                 }
                 Step::Scan(body, i) => {
