@@ -9,12 +9,13 @@
 //! | `NN-STAGE.kir`, `NN-STAGE.dot` | the graph after each stage: `built`, `grad` (when the caller differentiated), then each optimizer pass, in the text format and as Graphviz |
 //! | `optimize-stats.txt` | the egg run: sizes, costs, e-graph, rules that fired |
 //! | `kernels.txt` | the kernel program: buffers, memory plan, fused loop kernels, library calls |
-//! | `clif/FUNCTION.clif` | the Cranelift IR of each generated function |
-//! | `asm/FUNCTION.s` | its machine code after register allocation (Cranelift's VCode listing) |
+//! | `clif/FUNCTION.clif` | the Cranelift IR of each generated function (the same note for a wide kernel) |
+//! | `asm/FUNCTION.s` | its machine code after register allocation (Cranelift's VCode listing); for a loop kernel run natively on wide vectors ([`CompileOptions::wide_loops`]), a note saying so |
 //! | `timings.txt` | time per compile stage |
 //! | `summary.txt` | the headline numbers and the list of files |
 //!
 //! [`CompileOptions::dump_dir`]: crate::CompileOptions::dump_dir
+//! [`CompileOptions::wide_loops`]: crate::CompileOptions::wide_loops
 
 use std::fmt::Write as _;
 use std::fs;

@@ -456,7 +456,8 @@ impl Executable {
         self.compiled.wide.len()
     }
 
-    /// The Cranelift IR of each generated function.
+    /// The Cranelift IR of each generated function (for a loop kernel run natively
+    /// on wide vectors, a note saying so).
     pub fn clif(&self) -> &[(String, String)] {
         &self.compiled.clif
     }

@@ -314,6 +314,14 @@ fn an_lstm_cell_runs_wide_and_matches_cranelift() {
         for threads in [1, 2] {
             used += wide_matches_cranelift(&g, &values, threads).unwrap();
         }
+        // Each wide kernel's listing says where it runs.
+        let exe = Executable::compile_with(&g, &CompileOptions::default()).unwrap();
+        let notes = exe
+            .clif()
+            .iter()
+            .filter(|(_, text)| text.contains("runs natively"))
+            .count();
+        assert_eq!(notes, exe.wide_loops());
     }
     if wide_host() {
         assert!(used > 0, "no kernel ran wide on a host with AVX2 and FMA");

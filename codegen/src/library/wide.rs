@@ -268,6 +268,27 @@ impl WideLoop {
     }
 }
 
+/// What the machine-code listing of a wide kernel says instead.
+impl std::fmt::Display for WideLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lanes = match isa() {
+            Isa::Avx512 => 16,
+            _ => 8,
+        };
+        writeln!(
+            f,
+            "; runs natively on {lanes}-lane vectors (kiln_codegen::library::wide), not as Cranelift code"
+        )?;
+        writeln!(
+            f,
+            "; loops {:?}, blocks of {BLOCK} along the last",
+            self.dims
+        )?;
+        let stores = self.dest.iter().flatten().count() + self.copies.len();
+        writeln!(f, "; {} expressions, {stores} stored", self.nodes.len())
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
         RefCell::new(Scratch { vals: Vec::new(), views: Vec::new() })

@@ -68,7 +68,8 @@ pub struct CompiledProgram {
     pub scans: Vec<ScanDesc>,
     /// The loop kernels run natively on wide vectors ([`library::wide`]), likewise.
     pub wide: Arc<[WideLoop]>,
-    /// The Cranelift IR of every function, for dumps.
+    /// The Cranelift IR of every function, for dumps (for a loop kernel run by
+    /// [`library::wide`], a note saying so).
     pub clif: Vec<(String, String)>,
     /// The machine-code listing of every function (Cranelift's VCode after register
     /// allocation, with the code size), when [`CodegenOptions::disasm`] asked for it.
@@ -364,6 +365,12 @@ impl Emitter {
                     if !self.cranelift_only
                         && let Some(w) = WideLoop::new(program, k) =>
                 {
+                    // Its listings are a note, so that every loop kernel has both.
+                    let name = format!("{prefix}{i}");
+                    self.clif.push((name.clone(), w.to_string()));
+                    if self.disasm {
+                        self.asm.push((name, w.to_string()));
+                    }
                     self.wide.push(w);
                     Step::Wide(self.wide.len() - 1)
                 }
