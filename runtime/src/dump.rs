@@ -242,9 +242,10 @@ pub fn headline(exe: &Executable) -> String {
     let (loops, calls) = program.kernel_counts();
     let _ = writeln!(
         s,
-        "kernels      {loops} loop kernels, {calls} library calls, {} buffers, {} functions",
+        "kernels      {loops} loop kernels, {calls} library calls, {} buffers, {} functions ({} loops run wide)",
         program.buffers.len(),
-        exe.clif().len()
+        exe.clif().len(),
+        exe.wide_loops()
     );
     let b = buffer_bytes(exe);
     let _ = writeln!(
