@@ -419,7 +419,7 @@ pub fn dot_nt(
             Isa::Avx512 => dot_nt_avx512(p),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => dot_nt_avx2(p),
-            _ => dot_nt_driver::<4, false>(p),
+            _ => dot_nt_driver::<4, false, false>(p),
         }
     }
 }
@@ -429,7 +429,7 @@ pub fn dot_nt(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn dot_nt_avx512(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<16, true>(p) }
+    unsafe { dot_nt_driver::<16, true, true>(p) }
 }
 
 /// 8 lanes: one ymm register per dot product.
@@ -437,12 +437,13 @@ unsafe fn dot_nt_avx512(p: Product<Rows>) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_nt_avx2(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<8, true>(p) }
+    unsafe { dot_nt_driver::<8, true, false>(p) }
 }
 
-/// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register).
+/// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register);
+/// `ZMM`: the tiles written with AVX-512 intrinsics ([`dot_nt_tile_zmm`]).
 #[inline(always)]
-unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product<Rows>) {
+unsafe fn dot_nt_driver<const L: usize, const FMA: bool, const ZMM: bool>(p: Product<Rows>) {
     let Product {
         m,
         n,
@@ -466,6 +467,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool>(p: Product<Rows>) {
                 macro_rules! tile {
                     ($(($r:literal, $s:literal))*) => {
                         match (rows, cols) {
+                            $(($r, $s) if ZMM => dot_nt_tile_zmm::<$r, $s>(k, ai, bj, cij, accumulate),)*
                             $(($r, $s) => dot_nt_tile::<$r, $s, L, FMA>(k, ai, bj, cij, accumulate),)*
                             _ => unreachable!("at most 4 × 4"),
                         }
@@ -519,6 +521,76 @@ unsafe fn dot_nt_tile<const R: usize, const S: usize, const L: usize, const FMA:
             *out = if accumulate { *out + s } else { s };
         }
     }
+}
+
+/// [`dot_nt_tile`] at 16 lanes with the accumulators as `__m512` values: written
+/// generically over `[f32; 16]`, the 4 × 4 tile's accumulators stay on the stack
+/// (LLVM does not unroll the tile before scalar replacement), every FMA loading and
+/// storing its accumulator. The same sums in the same order, so the same bits.
+///
+/// # Safety
+/// As for [`dot_nt_tile`], on a host with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot_nt_tile_zmm<const R: usize, const S: usize>(
+    k: usize,
+    a: Mat,
+    b: Rows,
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps};
+    // SAFETY: rows i < R of A and j < S of B hold k elements; the caller runs
+    // this only where AVX-512F is present.
+    unsafe {
+        let mut ar = [std::ptr::null::<f32>(); R];
+        for (i, r) in ar.iter_mut().enumerate() {
+            *r = a.at(i, 0);
+        }
+        let mut br = [std::ptr::null::<f32>(); S];
+        for (j, r) in br.iter_mut().enumerate() {
+            *r = b.at(j, 0);
+        }
+        let mut acc: [[__m512; S]; R] = [[_mm512_setzero_ps(); S]; R];
+        let full = k / 16 * 16;
+        let mut p = 0;
+        while p < full {
+            let mut bv: [__m512; S] = [_mm512_setzero_ps(); S];
+            for j in 0..S {
+                bv[j] = _mm512_loadu_ps(br[j].add(p));
+            }
+            for i in 0..R {
+                let av = _mm512_loadu_ps(ar[i].add(p));
+                for j in 0..S {
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+                }
+            }
+            p += 16;
+        }
+        for i in 0..R {
+            for j in 0..S {
+                let lanes: [f32; 16] = std::mem::transmute(acc[i][j]);
+                let mut s = hsum(lanes);
+                for q in full..k {
+                    s = (*ar[i].add(q)).mul_add(*br[j].add(q), s);
+                }
+                let out = &mut *c.add(i * ldc + j);
+                *out = if accumulate { *out + s } else { s };
+            }
+        }
+    }
+}
+
+/// Never called: `ZMM` tiles are chosen on x86-64 only.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_nt_tile_zmm<const R: usize, const S: usize>(
+    _k: usize,
+    _a: Mat,
+    _b: Rows,
+    _c: (*mut f32, usize),
+    _accumulate: bool,
+) {
+    unreachable!("AVX-512 tiles on another architecture")
 }
 
 /// The sum of `L` lanes as a tree (lane l plus lane l + L/2, and so on): shuffles
@@ -646,6 +718,53 @@ mod tests {
             check_both(&init, &want, (n, k, ldc), |c, acc| {
                 dot_nt((m, n, k), &a, lda, &b, &rows, c, ldc, acc)
             });
+        }
+    }
+
+    /// The AVX-512 intrinsic tiles give the generic 16-lane tiles' bits: every
+    /// tile shape, tails along `k` included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn zmm_tiles_match_the_generic_tiles_bit_for_bit() {
+        if isa() != Isa::Avx512 {
+            return;
+        }
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn both(p: Product<Rows>, q: Product<Rows>) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                dot_nt_driver::<16, true, true>(p);
+                dot_nt_driver::<16, true, false>(q);
+            }
+        }
+        for &(m, n, k) in &[(4, 4, 16), (7, 6, 100), (5, 9, 33), (1, 3, 15), (8, 8, 257)] {
+            let (lda, ldb, ldc) = (k + 1, k + 4, n + 3);
+            let a = data(m * lda, 7);
+            let b = data(n * ldb, 8);
+            let rows: Vec<usize> = (0..n).map(|j| j * ldb).collect();
+            let init = data(m * ldc, 9);
+            for accumulate in [false, true] {
+                let (mut zmm, mut generic) = (init.clone(), init.clone());
+                let product = |c: &mut Vec<f32>| Product {
+                    m,
+                    n,
+                    k,
+                    a: Mat::rows(a.as_ptr(), lda),
+                    b: Rows::new("B", &b, &rows, k),
+                    c: c.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                };
+                let (p, q) = (product(&mut zmm), product(&mut generic));
+                // SAFETY: the operands hold the shapes above; AVX-512 is present.
+                unsafe { both(p, q) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&zmm),
+                    bits(&generic),
+                    "{m}x{n}x{k}, accumulate {accumulate}"
+                );
+            }
         }
     }
 
