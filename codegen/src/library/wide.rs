@@ -220,7 +220,8 @@ impl WideLoop {
     /// # Safety
     /// `bufs` must be the buffer table of the program the kernel came from: every
     /// buffer live and holding f32 elements at each index the kernel addresses,
-    /// the stored buffers aliasing no loaded one at another index.
+    /// no stored buffer overlapping a loaded one (the memory plan never places a
+    /// kernel's output over its inputs).
     pub unsafe fn run(&self, bufs: *const *mut u8, workers: Option<&Workers>) {
         let last = *self.dims.last().expect("at least one loop");
         let numel: usize = self.dims.iter().product();
