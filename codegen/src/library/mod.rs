@@ -8,7 +8,9 @@
 //! [`thin`]) and pooling to [`pool`], index and movement ops to [`index`] and
 //! [`movement`] for every dtype; anything else (f64 convolutions, which only
 //! gradient checks use) runs the reference interpreter's op on host copies.
-//! [`kiln_parallel`] runs a loop kernel split across the workers; the scalar
+//! [`kiln_parallel`] runs a loop kernel split across the workers, [`kiln_wide`] an
+//! elementwise kernel with transcendentals on the host's widest vectors
+//! ([`wide`]); the scalar
 //! routines (`kiln_exp`, `kiln_pow`, ...) serve f64 transcendentals and `pow`.
 //! Large calls split across [`crate::parallel::Workers`] so that results do not
 //! depend on the thread count.
