@@ -1,7 +1,8 @@
 //! Vectorizable f32 `exp`, `log`, `tanh`, `sigmoid` and `erf` emitted as Cranelift IR (there
-//! are no such instructions): range reduction plus polynomials, written once for
-//! scalars (`f32`) and vectors (`f32x4`) alike. Every emitter is branch-free, so the
-//! scalar and vector forms compute bit-identical results.
+//! are no such instructions): range reduction plus polynomials, written once over
+//! the [`Arith`] operations for scalars (`f32`) and vectors (`f32x4`) alike, and
+//! for native `f32` code ([`Native`], what `library::wide` runs). Every algorithm
+//! is branch-free, so all these forms compute bit-identical results.
 //!
 //! Maximum errors are stated on each function. They are measured by
 //! `codegen/tests/approx.rs` against the f64 result rounded to f32, over every 509th

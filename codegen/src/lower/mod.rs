@@ -4,7 +4,10 @@
 //! table and a range of its outermost loop; one entry function calls them in order
 //! (long ones through `kiln_parallel`, split across threads) and calls the native
 //! library ([`crate::library`]) for call kernels, so a compiled graph is a single
-//! native entry point with no per-op dispatch.
+//! native entry point with no per-op dispatch. An elementwise kernel with
+//! transcendentals is instead run by the library's wide loops
+//! ([`crate::library::wide`], through `kiln_wide`) where the host has AVX2 or
+//! AVX-512: Cranelift emits 128-bit vectors only.
 //!
 //! - this module: the JIT module and its runtime symbols, the imported helpers,
 //!   function declaration and definition, the entry function;
@@ -12,7 +15,8 @@
 //!   the threading split;
 //! - `expr`: scalar and vector expressions (unary, binary, compare, select,
 //!   cast, random);
-//! - [`approx`]: the f32 `exp`/`log`/`tanh`/`sigmoid` approximations as CLIF.
+//! - [`approx`]: the f32 `exp`/`log`/`tanh`/`sigmoid`/`erf` approximations, as CLIF
+//!   and as native `f32` code from one generic source.
 
 use std::collections::HashMap;
 use std::sync::Arc;
