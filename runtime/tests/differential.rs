@@ -450,6 +450,18 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             let bb = c.op(Op::Broadcast(Shape::from([2, 4, 5])), &[bs]);
             let y = c.op(Op::MatMul, &[a, bb]);
             add("matmul", c.out(y), CONTRACT);
+            // More than 16 rows, long rows of A, a narrow B (row- and
+            // column-major): the unpacked kernel 16 rows at a time, the last
+            // block partial. Sums of 260 products in another order than the
+            // interpreter's: the convolutions' tolerance.
+            let mut c = Case::new("matmul_row_blocks");
+            let a = c.float(rng, dtype, &[n + 17, 260]);
+            let b = c.float(rng, dtype, &[260, 9]);
+            let w = c.float(rng, dtype, &[7, 260]);
+            let wt = c.op(Op::Transpose(vec![1, 0]), &[w]);
+            let y = c.op(Op::MatMul, &[a, b]);
+            let z = c.op(Op::MatMul, &[a, wt]);
+            add("matmul", c.out(y).out(z), CONV);
         }
         for dtype in FLOATS {
             let mut c = Case::new("fma");

@@ -27,6 +27,17 @@ struct GemmBlock {
     cb: usize,
 }
 
+/// The widest B (columns) that products of more than 16 rows take through the
+/// unpacked kernel, 16 rows at a time.
+const ROW_BLOCKS_MAX_N: usize = 64;
+
+/// The shortest rows of A (the depth `k`) they take.
+const ROW_BLOCKS_MIN_K: usize = 256;
+
+/// The largest B (elements, 256 KB of f32) they take: each block of rows reads
+/// all of it, so it must stay in L2.
+const ROW_BLOCKS_MAX_B: usize = 64 << 10;
+
 /// The element types matrixmultiply multiplies.
 trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
     /// matrixmultiply's `c = beta·c + a·b` for this type (`alpha` 1, output
@@ -49,7 +60,8 @@ trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
     );
 
     /// `c = a · b` by an unpacked kernel where one applies (f32 with few rows,
-    /// [`super::few_rows`]); false where none does.
+    /// [`super::few_rows`], or taller with a narrow B, 16 rows at a time); false
+    /// where none does.
     ///
     /// # Safety
     /// As for [`packed`].
@@ -83,7 +95,7 @@ impl Packed for f32 {
     gemm_with!(matrixmultiply::sgemm);
 
     unsafe fn unpacked(g: &GemmBlock, a: *const Self, b: *const Self, c: *mut Self) -> bool {
-        use super::few_rows::{Strided, product};
+        use super::few_rows::{MAX_ROWS, Strided, product};
         let a = Strided {
             ptr: a,
             rs: g.ra,
@@ -94,8 +106,37 @@ impl Packed for f32 {
             rs: g.rb,
             cs: g.cb,
         };
-        // SAFETY: guaranteed by the caller.
-        unsafe { product(g.m, g.k, g.n, a, b, c, g.ldc) }
+        if g.m <= MAX_ROWS {
+            // SAFETY: guaranteed by the caller.
+            return unsafe { product(g.m, g.k, g.n, a, b, c, g.ldc) };
+        }
+        // Taller, with A's rows long and contiguous and B narrow and small enough
+        // to stay in cache: blocks of 16 rows, B read in place by each, nothing
+        // packed (W4's input gradient, 512 x 512 x 64, whose A is 1 MB). Where A
+        // would have to be gathered (transposed), its rows are short (little to
+        // save by not packing it) or B is wide, matrixmultiply's packed kernel is
+        // faster.
+        if g.ca != 1
+            || g.k < ROW_BLOCKS_MIN_K
+            || g.n > ROW_BLOCKS_MAX_N
+            || g.k * g.n > ROW_BLOCKS_MAX_B
+        {
+            return false;
+        }
+        for i0 in (0..g.m).step_by(MAX_ROWS) {
+            let rows = (g.m - i0).min(MAX_ROWS);
+            let ai = Strided {
+                ptr: a.ptr.wrapping_add(i0 * g.ra),
+                ..a
+            };
+            // SAFETY: rows i0.. of A and of C lie inside them; the rest as above.
+            if !unsafe { product(rows, g.k, g.n, ai, b, c.wrapping_add(i0 * g.ldc), g.ldc) } {
+                // B is contiguous along neither axis: nothing was written.
+                debug_assert_eq!(i0, 0);
+                return false;
+            }
+        }
+        true
     }
 }
 

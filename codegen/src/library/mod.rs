@@ -4,7 +4,8 @@
 //!
 //! [`kiln_call`] dispatches one [`CallDesc`] to its routine: GEMMs to [`gemm`]
 //! (matrixmultiply: packed, register-blocked, any strides, bias/ReLU epilogue per
-//! block; f32 products of at most 16 rows unpacked, [`few_rows`]), f32 convolution to [`conv`] (with the unpacked thin products of
+//! block; f32 products of at most 16 rows unpacked, [`few_rows`], and taller ones
+//! with a narrow B 16 rows at a time), f32 convolution to [`conv`] (with the unpacked thin products of
 //! [`thin`]) and pooling to [`pool`], index and movement ops to [`index`] and
 //! [`movement`] for every dtype; anything else (f64 convolutions, which only
 //! gradient checks use) runs the reference interpreter's op on host copies.
