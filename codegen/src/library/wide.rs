@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use kiln_ir::kernel::{BufferId, Expr, KernelProgram, LoopKernel};
+use kiln_ir::kernel::{BufferId, Expr, ExprNode, KernelProgram, LoopKernel};
 use kiln_ir::{BinaryOp, DType, UnaryOp};
 
 use super::thin::{Isa, isa};
@@ -59,13 +59,6 @@ impl Unary {
             UnaryOp::Erf => Unary::Erf,
             _ => return None,
         })
-    }
-
-    fn is_transcendental(self) -> bool {
-        matches!(
-            self,
-            Unary::Exp | Unary::Log | Unary::Tanh | Unary::Sigmoid | Unary::Erf
-        )
     }
 }
 
@@ -114,7 +107,17 @@ impl WideLoop {
         if !matches!(isa(), Isa::Avx512 | Isa::Avx2) || MulAdd::host() != MulAdd::Fused {
             return None;
         }
-        if k.reduce.is_some() || !k.rows.is_empty() {
+        // Checked first, before anything is built: most kernels have none.
+        let transcendental = |e: &ExprNode| {
+            matches!(
+                e.expr,
+                Expr::Unary(
+                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf,
+                    _
+                )
+            )
+        };
+        if k.reduce.is_some() || !k.rows.is_empty() || !k.exprs.iter().any(transcendental) {
             return None;
         }
         let stores: Vec<(usize, BufferId)> = std::iter::once((k.value.index(), k.out))
@@ -135,7 +138,6 @@ impl WideLoop {
             return None;
         }
         let mut nodes = Vec::with_capacity(k.exprs.len());
-        let mut transcendental = false;
         for e in &k.exprs {
             if e.dtype != DType::F32 {
                 return None;
@@ -147,11 +149,7 @@ impl WideLoop {
                     strides: a.strides.clone(),
                 },
                 Expr::Const(v) => Node::Const(*v as f32),
-                Expr::Unary(op, x) => {
-                    let u = Unary::of(*op)?;
-                    transcendental |= u.is_transcendental();
-                    Node::Unary(u, x.index())
-                }
+                Expr::Unary(op, x) => Node::Unary(Unary::of(*op)?, x.index()),
                 Expr::Binary(op, a, b) => {
                     let op = match op {
                         BinaryOp::Add => Binary::Add,
@@ -165,9 +163,6 @@ impl WideLoop {
                 Expr::Fma(a, b, c) => Node::Fma(a.index(), b.index(), c.index()),
                 _ => return None,
             });
-        }
-        if !transcendental {
-            return None;
         }
         let mut w = WideLoop {
             dims: if k.dims.is_empty() {

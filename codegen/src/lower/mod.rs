@@ -370,11 +370,11 @@ impl Emitter {
                         && let Some(w) = WideLoop::new(program, k) =>
                 {
                     // Its listings are a note, so that every loop kernel has both.
-                    let name = format!("{prefix}{i}");
-                    self.clif.push((name.clone(), w.to_string()));
+                    let (name, note) = (format!("{prefix}{i}"), w.to_string());
                     if self.disasm {
-                        self.asm.push((name, w.to_string()));
+                        self.asm.push((name.clone(), note.clone()));
                     }
+                    self.clif.push((name, note));
                     self.wide.push(w);
                     Step::Wide(self.wide.len() - 1)
                 }
