@@ -462,6 +462,25 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             let y = c.op(Op::MatMul, &[a, b]);
             let z = c.op(Op::MatMul, &[a, wt]);
             add("matmul", c.out(y).out(z), CONV);
+            // `A · Wᵀ`, more than 16 rows, long rows in both, W wider than the
+            // row blocks take: dot products of rows read in place (A also as a
+            // view whose rows are longer than the product's depth).
+            let mut c = Case::new("matmul_dot_rows");
+            let a = c.float(rng, dtype, &[n + 17, 300]);
+            let wide = c.float(rng, dtype, &[n + 17, 311]);
+            let w = c.float(rng, dtype, &[70, 300]);
+            let wt = c.op(Op::Transpose(vec![1, 0]), &[w]);
+            let sliced = c.op(
+                Op::Slice {
+                    start: vec![0, 5],
+                    end: vec![n + 17, 305],
+                    step: vec![1, 1],
+                },
+                &[wide],
+            );
+            let y = c.op(Op::MatMul, &[a, wt]);
+            let z = c.op(Op::MatMul, &[sliced, wt]);
+            add("matmul", c.out(y).out(z), CONV);
         }
         for dtype in FLOATS {
             let mut c = Case::new("fma");

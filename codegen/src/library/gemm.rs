@@ -9,7 +9,7 @@ use std::ops::Range;
 use kiln_ir::DType;
 use kiln_ir::kernel::BufferId;
 
-use super::CallDesc;
+use super::{CallDesc, thin};
 use crate::parallel::{self, Workers};
 
 /// Shape and strides of one block of a GEMM: `[m, k] x [k, n]`, `a` and `b` read
@@ -38,6 +38,12 @@ const ROW_BLOCKS_MIN_K: usize = 256;
 /// all of it, so it must stay in L2.
 const ROW_BLOCKS_MAX_B: usize = 64 << 10;
 
+/// The shortest rows (the depth `k`) that products `A · Wᵀ` of more rows take as
+/// dot products, and the largest W (elements, 512 KB of f32): every four rows of
+/// A read all of it.
+const DOT_MIN_K: usize = 256;
+const DOT_MAX_B: usize = 128 << 10;
+
 /// The element types matrixmultiply multiplies.
 trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
     /// matrixmultiply's `c = beta·c + a·b` for this type (`alpha` 1, output
@@ -60,8 +66,8 @@ trait Packed: Copy + PartialOrd + std::ops::Add<Output = Self> + Default {
     );
 
     /// `c = a · b` by an unpacked kernel where one applies (f32 with few rows,
-    /// [`super::few_rows`], or taller with a narrow B, 16 rows at a time); false
-    /// where none does.
+    /// [`super::few_rows`]; taller with a narrow B, 16 rows at a time; or
+    /// `A · Wᵀ` with long rows, as dot products); false where none does.
     ///
     /// # Safety
     /// As for [`packed`].
@@ -116,28 +122,59 @@ impl Packed for f32 {
         // would have to be gathered (transposed), its rows are short (little to
         // save by not packing it) or B is wide, matrixmultiply's packed kernel is
         // faster.
-        if g.ca != 1
-            || g.k < ROW_BLOCKS_MIN_K
-            || g.n > ROW_BLOCKS_MAX_N
-            || g.k * g.n > ROW_BLOCKS_MAX_B
+        if g.ca == 1
+            && g.k >= ROW_BLOCKS_MIN_K
+            && g.n <= ROW_BLOCKS_MAX_N
+            && g.k * g.n <= ROW_BLOCKS_MAX_B
         {
-            return false;
-        }
-        for i0 in (0..g.m).step_by(MAX_ROWS) {
-            let rows = (g.m - i0).min(MAX_ROWS);
-            let ai = Strided {
-                ptr: a.ptr.wrapping_add(i0 * g.ra),
-                ..a
-            };
-            // SAFETY: rows i0.. of A and of C lie inside them; the rest as above.
-            if !unsafe { product(rows, g.k, g.n, ai, b, c.wrapping_add(i0 * g.ldc), g.ldc) } {
-                // B is contiguous along neither axis: nothing was written.
-                debug_assert_eq!(i0, 0);
-                return false;
+            for i0 in (0..g.m).step_by(MAX_ROWS) {
+                let rows = (g.m - i0).min(MAX_ROWS);
+                let ai = Strided {
+                    ptr: a.ptr.wrapping_add(i0 * g.ra),
+                    ..a
+                };
+                // SAFETY: rows i0.. of A and of C lie inside them; the rest as above.
+                if !unsafe { product(rows, g.k, g.n, ai, b, c.wrapping_add(i0 * g.ldc), g.ldc) } {
+                    // B is contiguous along neither axis: nothing was written.
+                    debug_assert_eq!(i0, 0);
+                    return false;
+                }
             }
+            return true;
         }
-        true
+        // `A · Wᵀ` with the rows of A and of W long and contiguous, W wider but
+        // still in L2 (W2's first layer, 64 x 784 x 128, W 400 KB): every entry a
+        // dot product of two rows read in place. Packing W (a transposition) would
+        // cost about as much as multiplying at these few rows.
+        if g.ca == 1
+            && g.rb == 1
+            && g.ra >= g.k
+            && g.n > 0
+            && g.k >= DOT_MIN_K
+            && g.k * g.n <= DOT_MAX_B
+        {
+            // SAFETY: guaranteed by the caller: A holds m rows of k elements `ra`
+            // apart, W n rows of k elements `cb` apart, C m rows of n elements.
+            unsafe {
+                let (m, k, n) = (g.m, g.k, g.n);
+                let a = std::slice::from_raw_parts(a.ptr, (m - 1) * g.ra + k);
+                let w = std::slice::from_raw_parts(b.ptr, (n - 1) * g.cb + k);
+                let c = std::slice::from_raw_parts_mut(c, (m - 1) * g.ldc + n);
+                W_ROWS.with_borrow_mut(|rows| {
+                    rows.clear();
+                    rows.extend((0..n).map(|j| j * g.cb));
+                    thin::dot_nt((m, n, k), a, g.ra, w, rows, c, g.ldc, false);
+                });
+            }
+            return true;
+        }
+        false
     }
+}
+
+thread_local! {
+    /// Where each row of W starts, for [`thin::dot_nt`] (kept between calls).
+    static W_ROWS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Packed for f64 {
