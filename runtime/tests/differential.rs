@@ -462,18 +462,21 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             let y = c.op(Op::MatMul, &[a, b]);
             let z = c.op(Op::MatMul, &[a, wt]);
             add("matmul", c.out(y).out(z), CONV);
-            // `A · Wᵀ`, more than 16 rows, long rows in both, W wider than the
-            // row blocks take: dot products of rows read in place (A also as a
-            // view whose rows are longer than the product's depth).
+            // `A · Wᵀ`, more than 16 rows, long rows in both (785: a last,
+            // partial vector), W wider than the row blocks take: dot products of
+            // rows read in place (A also as a view whose rows are longer than the
+            // product's depth). Positive values, so that 785-term sums do not
+            // cancel below the relative tolerance; one wrong term moves a sum by
+            // about 1/785 of it, ten times the tolerance.
             let mut c = Case::new("matmul_dot_rows");
-            let a = c.float(rng, dtype, &[n + 17, 300]);
-            let wide = c.float(rng, dtype, &[n + 17, 311]);
-            let w = c.float(rng, dtype, &[70, 300]);
+            let a = c.arg(rng, dtype, &[n + 17, 785], 0.25, 1.0);
+            let wide = c.arg(rng, dtype, &[n + 17, 796], 0.25, 1.0);
+            let w = c.arg(rng, dtype, &[70, 785], 0.25, 1.0);
             let wt = c.op(Op::Transpose(vec![1, 0]), &[w]);
             let sliced = c.op(
                 Op::Slice {
                     start: vec![0, 5],
-                    end: vec![n + 17, 305],
+                    end: vec![n + 17, 790],
                     step: vec![1, 1],
                 },
                 &[wide],

@@ -38,10 +38,17 @@ const ROW_BLOCKS_MIN_K: usize = 256;
 /// all of it, so it must stay in L2.
 const ROW_BLOCKS_MAX_B: usize = 64 << 10;
 
-/// The shortest rows (the depth `k`) that products `A · Wᵀ` of more rows take as
-/// dot products, and the largest W (elements, 512 KB of f32): every four rows of
-/// A read all of it.
-const DOT_MIN_K: usize = 256;
+/// Products `A · Wᵀ` of more rows run as dot products where their rows are at
+/// least `DOT_LONG_K` long, or `DOT_MIN_K` with at most `DOT_MAX_M` rows, and W
+/// holds at most `DOT_MAX_B` elements (512 KB of f32; every four rows of A read
+/// all of it). Measured against the packed kernel on one core (AVX-512): each dot
+/// product ends in a horizontal sum, which shorter rows do not amortize (k = 300:
+/// 1.1-1.4x slower), while packing W costs most at few rows (64 x 784 x 128: 0.75x
+/// the time; 512 x 400 x 120: 1.04x; from k = 768 on, 0.7-1.0x at 256 to 4096
+/// rows).
+const DOT_LONG_K: usize = 768;
+const DOT_MIN_K: usize = 384;
+const DOT_MAX_M: usize = 128;
 const DOT_MAX_B: usize = 128 << 10;
 
 /// The element types matrixmultiply multiplies.
@@ -144,13 +151,13 @@ impl Packed for f32 {
         }
         // `A · Wᵀ` with the rows of A and of W long and contiguous, W wider but
         // still in L2 (W2's first layer, 64 x 784 x 128, W 400 KB): every entry a
-        // dot product of two rows read in place. Packing W (a transposition) would
-        // cost about as much as multiplying at these few rows.
+        // dot product of two rows read in place. Packing W (a transposition) costs
+        // about as much as multiplying at few rows.
         if g.ca == 1
             && g.rb == 1
             && g.ra >= g.k
             && g.n > 0
-            && g.k >= DOT_MIN_K
+            && (g.k >= DOT_LONG_K || (g.k >= DOT_MIN_K && g.m <= DOT_MAX_M))
             && g.k * g.n <= DOT_MAX_B
         {
             // SAFETY: guaranteed by the caller: A holds m rows of k elements `ra`
