@@ -463,9 +463,9 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case, Tol)> {
             let z = c.op(Op::MatMul, &[a, wt]);
             add("matmul", c.out(y).out(z), CONV);
             // `A · Wᵀ`, more than 16 rows, long rows in both (785: a last,
-            // partial vector), W wider than the row blocks take: dot products of
-            // rows read in place (A also as a view whose rows are longer than the
-            // product's depth). Positive values, so that 785-term sums do not
+            // partial vector), W wider than the row blocks take: on AVX-512
+            // hosts, dot products of rows read in place (A also as a view whose
+            // rows are longer than the product's depth). Positive values, so that 785-term sums do not
             // cancel below the relative tolerance; one wrong term moves a sum by
             // about 1/785 of it, ten times the tolerance.
             let mut c = Case::new("matmul_dot_rows");
