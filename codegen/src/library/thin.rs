@@ -419,7 +419,7 @@ pub fn dot_nt(
             Isa::Avx512 => dot_nt_avx512(p),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => dot_nt_avx2(p),
-            _ => dot_nt_driver::<4, false, false>(p),
+            _ => dot_nt_driver::<4, false, false, false>(p),
         }
     }
 }
@@ -429,21 +429,26 @@ pub fn dot_nt(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn dot_nt_avx512(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<16, true, true>(p) }
+    unsafe { dot_nt_driver::<16, true, true, false>(p) }
 }
 
-/// 8 lanes: one ymm register per dot product.
+/// 8 lanes: one ymm register per dot product, tiles of 3 × 4 ([`dot_nt_tile_ymm`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_nt_avx2(p: Product<Rows>) {
     // SAFETY: forwarded from the caller.
-    unsafe { dot_nt_driver::<8, true, false>(p) }
+    unsafe { dot_nt_driver::<8, true, false, true>(p) }
 }
 
 /// Tiles of up to 4 × 4 dot products, `L` lanes each (one vector register);
-/// `ZMM`: the tiles written with AVX-512 intrinsics ([`dot_nt_tile_zmm`]).
+/// `ZMM`: the tiles written with AVX-512 intrinsics ([`dot_nt_tile_zmm`]);
+/// `YMM`: tiles of up to 3 × 4 written with AVX2 intrinsics
+/// ([`dot_nt_tile_ymm`]), whose 12 accumulators and 4 operands fill AVX2's 16
+/// registers.
 #[inline(always)]
-unsafe fn dot_nt_driver<const L: usize, const FMA: bool, const ZMM: bool>(p: Product<Rows>) {
+unsafe fn dot_nt_driver<const L: usize, const FMA: bool, const ZMM: bool, const YMM: bool>(
+    p: Product<Rows>,
+) {
     let Product {
         m,
         n,
@@ -455,8 +460,9 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool, const ZMM: bool>(p: Pro
         accumulate,
     } = p;
     const T: usize = 4;
-    for i in (0..m).step_by(T) {
-        let rows = (m - i).min(T);
+    let tile_rows = if YMM { 3 } else { T };
+    for i in (0..m).step_by(tile_rows) {
+        let rows = (m - i).min(tile_rows);
         for j in (0..n).step_by(T) {
             let cols = (n - j).min(T);
             // SAFETY: rows i..i+rows of A, j..j+cols of B and that block of C lie
@@ -468,6 +474,7 @@ unsafe fn dot_nt_driver<const L: usize, const FMA: bool, const ZMM: bool>(p: Pro
                     ($(($r:literal, $s:literal))*) => {
                         match (rows, cols) {
                             $(($r, $s) if ZMM => dot_nt_tile_zmm::<$r, $s>(k, ai, bj, cij, accumulate),)*
+                            $(($r, $s) if YMM => dot_nt_tile_ymm::<$r, $s>(k, ai, bj, cij, accumulate),)*
                             $(($r, $s) => dot_nt_tile::<$r, $s, L, FMA>(k, ai, bj, cij, accumulate),)*
                             _ => unreachable!("at most 4 × 4"),
                         }
@@ -705,6 +712,84 @@ unsafe fn dot_nt_tile_zmm<const R: usize, const S: usize>(
     unreachable!("AVX-512 tiles on another architecture")
 }
 
+/// [`dot_nt_tile`] at 8 lanes with the accumulators as `__m256` values, each B
+/// row loaded once per step and used by every row of the tile, so that a 3 × 4
+/// tile needs 16 registers, AVX2's number (written generically, the 4 × 4 tile
+/// moved its accumulators to and from the stack). The same sums in the same
+/// order, so the same bits.
+///
+/// # Safety
+/// As for [`dot_nt_tile`], on a host with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot_nt_tile_ymm<const R: usize, const S: usize>(
+    k: usize,
+    a: Mat,
+    b: Rows,
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{
+        __m256, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps,
+        _mm256_set1_epi32, _mm256_setr_epi32, _mm256_setzero_ps,
+    };
+    // SAFETY: rows i < R of A and j < S of B hold k elements; the caller runs
+    // this only where AVX2 and FMA are present.
+    unsafe {
+        let ar: [*const f32; R] = std::array::from_fn(|i| a.at(i, 0));
+        let br: [*const f32; S] = std::array::from_fn(|j| b.at(j, 0));
+        let mut acc: [[__m256; S]; R] = [[_mm256_setzero_ps(); S]; R];
+        let full = k / 8 * 8;
+        let mut p = 0;
+        while p < full {
+            let av: [__m256; R] = std::array::from_fn(|i| _mm256_loadu_ps(ar[i].add(p)));
+            for j in 0..S {
+                let bv = _mm256_loadu_ps(br[j].add(p));
+                for i in 0..R {
+                    acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+                }
+            }
+            p += 8;
+        }
+        if full < k {
+            // The tail as one more step, the lanes past `k` masked to zero
+            // (masked lanes are not read).
+            let mask = _mm256_cmpgt_epi32(
+                _mm256_set1_epi32((k - full) as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
+            let av: [__m256; R] =
+                std::array::from_fn(|i| _mm256_maskload_ps(ar[i].add(full), mask));
+            for j in 0..S {
+                let bv = _mm256_maskload_ps(br[j].add(full), mask);
+                for i in 0..R {
+                    acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let lanes: [f32; 8] = std::mem::transmute(v);
+                let s = hsum(lanes);
+                let out = &mut *c.add(i * ldc + j);
+                *out = if accumulate { *out + s } else { s };
+            }
+        }
+    }
+}
+
+/// Never called: `YMM` tiles are chosen on x86-64 only.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_nt_tile_ymm<const R: usize, const S: usize>(
+    _k: usize,
+    _a: Mat,
+    _b: Rows,
+    _c: (*mut f32, usize),
+    _accumulate: bool,
+) {
+    unreachable!("AVX2 tiles on another architecture")
+}
+
 /// The sum of `L` lanes as a tree (lane l plus lane l + L/2, and so on): shuffles
 /// and adds that overlap, where a left-to-right sum is a chain of `L - 1` dependent
 /// additions.
@@ -833,30 +918,26 @@ mod tests {
         }
     }
 
-    /// The AVX-512 intrinsic tiles give the generic 16-lane tiles' bits: every
-    /// tile shape, tails along `k` included.
+    /// Runs `both` (an intrinsic variant into the first C, the generic tiles of
+    /// the same width into the second) over every tile shape, tails along `k`
+    /// included, and asserts that they give the same bits.
     #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn zmm_tiles_match_the_generic_tiles_bit_for_bit() {
-        if isa() != Isa::Avx512 {
-            return;
-        }
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn both(p: Product<Rows>, q: Product<Rows>) {
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                dot_nt_driver::<16, true, true>(p);
-                dot_nt_driver::<16, true, false>(q);
-            }
-        }
-        for &(m, n, k) in &[(4, 4, 16), (7, 6, 100), (5, 9, 33), (1, 3, 15), (8, 8, 257)] {
+    fn same_bits_as_generic(both: unsafe fn(Product<Rows>, Product<Rows>)) {
+        for &(m, n, k) in &[
+            (4, 4, 16),
+            (3, 4, 8),
+            (7, 6, 100),
+            (5, 9, 33),
+            (1, 3, 15),
+            (8, 8, 257),
+        ] {
             let (lda, ldb, ldc) = (k + 1, k + 4, n + 3);
             let a = data(m * lda, 7);
             let b = data(n * ldb, 8);
             let rows: Vec<usize> = (0..n).map(|j| j * ldb).collect();
             let init = data(m * ldc, 9);
             for accumulate in [false, true] {
-                let (mut zmm, mut generic) = (init.clone(), init.clone());
+                let (mut intrinsic, mut generic) = (init.clone(), init.clone());
                 let product = |c: &mut Vec<f32>| Product {
                     m,
                     n,
@@ -867,17 +948,54 @@ mod tests {
                     ldc,
                     accumulate,
                 };
-                let (p, q) = (product(&mut zmm), product(&mut generic));
-                // SAFETY: the operands hold the shapes above; AVX-512 is present.
+                let (p, q) = (product(&mut intrinsic), product(&mut generic));
+                // SAFETY: the operands hold the shapes above; the caller checked
+                // the features.
                 unsafe { both(p, q) };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
-                    bits(&zmm),
+                    bits(&intrinsic),
                     bits(&generic),
                     "{m}x{n}x{k}, accumulate {accumulate}"
                 );
             }
         }
+    }
+
+    /// The AVX-512 intrinsic tiles give the generic 16-lane tiles' bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn zmm_tiles_match_the_generic_tiles_bit_for_bit() {
+        if isa() != Isa::Avx512 {
+            return;
+        }
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn both(p: Product<Rows>, q: Product<Rows>) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                dot_nt_driver::<16, true, true, false>(p);
+                dot_nt_driver::<16, true, false, false>(q);
+            }
+        }
+        same_bits_as_generic(both);
+    }
+
+    /// The AVX2 intrinsic 3 × 4 tiles give the generic 8-lane tiles' bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn ymm_tiles_match_the_generic_tiles_bit_for_bit() {
+        if isa() == Isa::Baseline {
+            return;
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn both(p: Product<Rows>, q: Product<Rows>) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                dot_nt_driver::<8, true, false, true>(p);
+                dot_nt_driver::<8, true, false, false>(q);
+            }
+        }
+        same_bits_as_generic(both);
     }
 
     #[test]
