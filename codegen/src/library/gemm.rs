@@ -152,9 +152,9 @@ impl Packed for f32 {
         // `A · Wᵀ` with the rows of A and of W long and contiguous, W wider but
         // still in L2 (W2's first layer, 64 x 784 x 128, W 400 KB): every entry a
         // dot product of two rows read in place. Packing W (a transposition) costs
-        // about as much as multiplying at few rows. Only where the tiles have
-        // AVX-512's 32 registers: with AVX2's 16 the 4 x 4 tile's accumulators
-        // spill, and the rule was measured on AVX-512 alone.
+        // about as much as multiplying at few rows. On AVX-512 hosts only, where
+        // the rule was measured against the packed kernel (AVX2 hosts run
+        // smaller tiles against a packed kernel of their own width, unmeasured).
         if g.ca == 1
             && g.rb == 1
             && thin::isa() == thin::Isa::Avx512
