@@ -8,13 +8,17 @@
 //! - [`small_m`]: `C = A·B` with few rows. B is read in place, one row-major panel
 //!   of `NR` columns at a time, against a register tile of up to `MR` rows.
 //! - [`dot_nt`]: `C = A·Bᵀ` where both operands are contiguous along a long
-//!   reduction axis (the convolution weight gradient), as blocked dot products.
+//!   reduction axis (the convolution weight gradient, and dense layers `x · Wᵀ`
+//!   with long rows, see `gemm`), as blocked dot products.
 //!
 //! Each kernel is written once, generic over the tile sizes, and compiled per
 //! instruction set: AVX-512, AVX2 with FMA, and the target's baseline. The loops
 //! over fixed-size arrays vectorize to full-width registers under the enabled
-//! features; `is_x86_feature_detected!` picks the variant at run time. Results are
-//! deterministic on a machine (a fixed summation order per variant).
+//! features; `is_x86_feature_detected!` picks the variant at run time. Where LLVM
+//! left a tile's accumulators on the stack (`dot_nt`'s 4 × 4 tiles of 16 lanes,
+//! its AVX2 tiles), the tile is also written with intrinsics, summing in the same
+//! order as the generic one (tests compare their bits). Results are deterministic
+//! on a machine (a fixed summation order per variant).
 
 /// `acc + a·b`, fused where the variant has FMA (a separate multiply and add
 /// otherwise: `mul_add` without hardware FMA is a slow library call).
